@@ -1,0 +1,541 @@
+/**
+ * The data of the background task host: task records, the requests that
+ * create and change them, and the lifecycle events the host publishes.
+ *
+ * Every type here is an Effect `Schema`. In memory a record is a plain
+ * readonly object with `Option` fields and `DateTime.Utc` timestamps; its
+ * encoded form (`Schema.encodeEffect(BackgroundTaskRecord)`) is plain JSON with
+ * snake_case keys, `null` for `None` and ISO-8601 timestamps, the wire form of
+ * the Rust host this library is modelled on.
+ *
+ * @since 0.1.0
+ */
+import * as DateTime from "effect/DateTime"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+// -----------------------------------------------------------------------------
+// scalars
+// -----------------------------------------------------------------------------
+
+/**
+ * A task or session identifier: a non-empty string.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const Id = Schema.NonEmptyString
+
+/**
+ * What a task is for.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskKind = Schema.Literals(["monitor", "subagent", "observer", "other"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskKind = typeof TaskKind.Type
+
+/**
+ * Where a task is in its lifecycle. `completed`, `failed` and `cancelled` are
+ * terminal: a record in one of them never changes state again.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskState = Schema.Literals([
+  "pending",
+  "running",
+  "waiting",
+  "completed",
+  "failed",
+  "cancel_requested",
+  "cancelled"
+])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskState = typeof TaskState.Type
+
+/**
+ * The states a task reports while it works (`TaskContext.setLiveState`,
+ * `markLiveState`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const LiveState = Schema.Literals(["running", "waiting"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type LiveState = typeof LiveState.Type
+
+/**
+ * The terminal states.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TerminalState = Schema.Literals(["completed", "failed", "cancelled"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TerminalState = typeof TerminalState.Type
+
+/**
+ * True for `completed`, `failed` and `cancelled`.
+ *
+ * **Example** (Filtering finished records)
+ *
+ * ```ts
+ * import { isTerminal, type BackgroundTaskRecord } from "effect-task-host"
+ *
+ * const finished = (records: ReadonlyArray<BackgroundTaskRecord>) =>
+ *   records.filter((record) => isTerminal(record.state))
+ * ```
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isTerminal = (state: TaskState): state is TerminalState =>
+  state === "completed" || state === "failed" || state === "cancelled"
+
+/**
+ * How a cancellation request reaches the task: `cooperative` signals it
+ * through its `TaskContext` and interrupts it after a grace period,
+ * `abort_local` interrupts its fiber at once, `external` runs the cancel effect
+ * given to `registerExternal`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const CancelPolicy = Schema.Literals(["cooperative", "abort_local", "external"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type CancelPolicy = typeof CancelPolicy.Type
+
+/**
+ * What happens to a live task when its session closes. Stored by this
+ * version of the host; it acts once session handles exist.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const ClosePolicy = Schema.Literals(["keep", "cancel", "transfer"])
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type ClosePolicy = typeof ClosePolicy.Type
+
+// -----------------------------------------------------------------------------
+// record parts
+// -----------------------------------------------------------------------------
+
+/**
+ * The session a task belongs to.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskScope = Schema.Struct({
+  sessionId: Id
+}).pipe(Schema.encodeKeys({ sessionId: "session_id" }))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskScope = typeof TaskScope.Type
+
+/**
+ * Which attempt of a piece of work a task is.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskAttempt = Schema.Struct({
+  attempt: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  maxAttempts: Schema.OptionFromNullOr(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  idempotencyKey: Schema.OptionFromNullOr(Id)
+}).pipe(Schema.encodeKeys({ maxAttempts: "max_attempts", idempotencyKey: "idempotency_key" }))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskAttempt = typeof TaskAttempt.Type
+
+/**
+ * The default attempt: attempt 0, no limit, no idempotency key.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const defaultAttempt: TaskAttempt = {
+  attempt: 0,
+  maxAttempts: Option.none(),
+  idempotencyKey: Option.none()
+}
+
+/**
+ * What a finished task left behind.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskOutcome = Schema.Struct({
+  summary: Schema.OptionFromNullOr(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskOutcome = typeof TaskOutcome.Type
+
+const OptionalId = Schema.OptionFromNullOr(Id)
+const Timestamp = Schema.DateTimeUtcFromString
+
+/**
+ * One task as the host knows it.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const BackgroundTaskRecord = Schema.Struct({
+  id: Id,
+  kind: TaskKind,
+  producer: Schema.String,
+  scope: TaskScope,
+  parentTaskId: OptionalId,
+  childSessionId: OptionalId,
+  state: TaskState,
+  cancelPolicy: CancelPolicy,
+  closePolicy: ClosePolicy,
+  attempt: TaskAttempt,
+  result: Schema.OptionFromNullOr(TaskOutcome),
+  failure: Schema.OptionFromNullOr(TaskOutcome),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  completedAt: Schema.OptionFromNullOr(Timestamp)
+}).pipe(Schema.encodeKeys({
+  parentTaskId: "parent_task_id",
+  childSessionId: "child_session_id",
+  cancelPolicy: "cancel_policy",
+  closePolicy: "close_policy",
+  createdAt: "created_at",
+  updatedAt: "updated_at",
+  completedAt: "completed_at"
+}))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface BackgroundTaskRecord extends Schema.Schema.Type<typeof BackgroundTaskRecord> {}
+
+// -----------------------------------------------------------------------------
+// requests
+// -----------------------------------------------------------------------------
+
+const registrationFields = {
+  id: Id,
+  kind: TaskKind,
+  producer: Schema.String,
+  parentTaskId: Schema.optionalKey(Id),
+  childSessionId: Schema.optionalKey(Id),
+  cancelPolicy: Schema.optionalKey(CancelPolicy),
+  closePolicy: Schema.optionalKey(ClosePolicy)
+}
+
+const registrationKeys = {
+  parentTaskId: "parent_task_id",
+  childSessionId: "child_session_id",
+  cancelPolicy: "cancel_policy",
+  closePolicy: "close_policy"
+} as const
+
+/**
+ * The input of `register`: a new record in `pending`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const RegisterRequest = Schema.Struct({
+  scope: TaskScope,
+  ...registrationFields,
+  attempt: Schema.optionalKey(TaskAttempt)
+}).pipe(Schema.encodeKeys(registrationKeys))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type RegisterRequest = typeof RegisterRequest.Type
+
+/**
+ * The input of `spawnManaged` and `registerExternal`: the session comes from
+ * the call, the record starts `running`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskRegistration = Schema.Struct(registrationFields).pipe(Schema.encodeKeys(registrationKeys))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskRegistration = typeof TaskRegistration.Type
+
+/**
+ * The input of `update`: a new non-terminal state, a progress message, or both.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskUpdate = Schema.Struct({
+  state: Schema.optionalKey(TaskState),
+  progress: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskUpdate = typeof TaskUpdate.Type
+
+/**
+ * The input of `complete`: a terminal state and an optional summary.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskCompletion = Schema.Struct({
+  state: TaskState,
+  summary: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskCompletion = typeof TaskCompletion.Type
+
+/**
+ * Selects records (`list`) and events (`subscribe`). `includeTerminal`
+ * (default `false`) concerns `list` only.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const TaskFilter = Schema.Struct({
+  sessionId: Schema.optionalKey(Id),
+  kind: Schema.optionalKey(TaskKind),
+  includeTerminal: Schema.optionalKey(Schema.Boolean)
+}).pipe(Schema.encodeKeys({ sessionId: "session_id", includeTerminal: "include_terminal" }))
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export type TaskFilter = typeof TaskFilter.Type
+
+// -----------------------------------------------------------------------------
+// events
+// -----------------------------------------------------------------------------
+
+const eventKeys = { _tag: "type", taskId: "task_id", sessionId: "session_id" } as const
+
+const event = <const Tag extends string, const Wire extends string, const Fields extends Schema.Struct.Fields>(
+  tag: Tag,
+  wire: Wire,
+  fields: Fields
+) =>
+  Schema.Struct({
+    _tag: Schema.Literal(wire).transform(tag),
+    taskId: Id,
+    sessionId: Id,
+    kind: TaskKind,
+    ...fields
+  })
+
+/**
+ * A task was registered (`register`, `spawnManaged`, `registerExternal`).
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Registered = event("Registered", "registered", { record: BackgroundTaskRecord })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task moved to a non-terminal state other than `cancel_requested`.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const StateChanged = event("StateChanged", "state_changed", { state: TaskState })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task reported progress.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Progress = event("Progress", "progress", { message: Schema.String })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task reached `completed`.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Completed = event("Completed", "completed", { record: BackgroundTaskRecord })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task reached `failed`.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Failed = event("Failed", "failed", { record: BackgroundTaskRecord })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * Cancellation of a task was requested.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const CancelRequested = event("CancelRequested", "cancel_requested", {
+  reason: Schema.OptionFromNullOr(Schema.String)
+}).pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task reached `cancelled`.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Cancelled = event("Cancelled", "cancelled", { record: BackgroundTaskRecord })
+  .pipe(Schema.encodeKeys(eventKeys))
+
+/**
+ * A task moved to another session. `sessionId` is the new session, and
+ * `fromSessionId` the old one; a subscriber's session filter matches either.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const Transferred = event("Transferred", "transferred", {
+  scope: TaskScope,
+  fromSessionId: Id
+}).pipe(Schema.encodeKeys({ ...eventKeys, fromSessionId: "from_session_id" }))
+
+/**
+ * Every lifecycle event the host publishes. Each carries `taskId`,
+ * `sessionId` and `kind`, so any event can be filtered.
+ *
+ * **Example** (Describing an event)
+ *
+ * ```ts
+ * import { BackgroundTaskEvent } from "effect-task-host"
+ *
+ * const describe = (event: BackgroundTaskEvent) =>
+ *   BackgroundTaskEvent.match(event, {
+ *     Registered: (e) => `${e.taskId} registered`,
+ *     StateChanged: (e) => `${e.taskId} is ${e.state}`,
+ *     Progress: (e) => `${e.taskId}: ${e.message}`,
+ *     Completed: (e) => `${e.taskId} completed`,
+ *     Failed: (e) => `${e.taskId} failed`,
+ *     CancelRequested: (e) => `${e.taskId} asked to stop`,
+ *     Cancelled: (e) => `${e.taskId} cancelled`,
+ *     Transferred: (e) => `${e.taskId} moved from ${e.fromSessionId} to ${e.sessionId}`
+ *   })
+ * ```
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export const BackgroundTaskEvent = Schema.Union([
+  Registered,
+  StateChanged,
+  Progress,
+  Completed,
+  Failed,
+  CancelRequested,
+  Cancelled,
+  Transferred
+]).pipe(Schema.toTaggedUnion("_tag"))
+
+/**
+ * @category events
+ * @since 0.1.0
+ */
+export type BackgroundTaskEvent = typeof BackgroundTaskEvent.Type
+
+/**
+ * The `_tag`s of {@link BackgroundTaskEvent}.
+ *
+ * @category events
+ * @since 0.1.0
+ */
+export type BackgroundTaskEventTag = BackgroundTaskEvent["_tag"]
+
+/**
+ * Whether an event matches a filter's `sessionId` and `kind` (a `Transferred`
+ * event matches its old session as well as its new one).
+ *
+ * @category filters
+ * @since 0.1.0
+ */
+export const matchesEvent = (filter: TaskFilter | undefined, event: BackgroundTaskEvent): boolean => {
+  if (filter === undefined) return true
+  if (filter.kind !== undefined && event.kind !== filter.kind) return false
+  if (filter.sessionId !== undefined && event.sessionId !== filter.sessionId) {
+    return event._tag === "Transferred" && event.fromSessionId === filter.sessionId
+  }
+  return true
+}
+
+/**
+ * Whether a record matches a filter (`includeTerminal` defaults to `false`).
+ *
+ * @category filters
+ * @since 0.1.0
+ */
+export const matchesRecord = (filter: TaskFilter | undefined, record: BackgroundTaskRecord): boolean => {
+  if (filter === undefined) return !isTerminal(record.state)
+  if (filter.includeTerminal !== true && isTerminal(record.state)) return false
+  if (filter.kind !== undefined && record.kind !== filter.kind) return false
+  if (filter.sessionId !== undefined && record.scope.sessionId !== filter.sessionId) return false
+  return true
+}
+
+/**
+ * How long a finished task ran, from `createdAt` to `completedAt`.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const duration = (record: BackgroundTaskRecord) =>
+  Option.map(record.completedAt, (end) => DateTime.distance(record.createdAt, end))

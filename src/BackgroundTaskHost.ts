@@ -1,0 +1,273 @@
+/**
+ * The background task host: the service an agent or plugin runtime uses to
+ * run work beside a conversation and keep it visible and controllable.
+ *
+ * Tasks are Effect fibers owned by the host's layer (`spawnManaged`,
+ * `spawnHidden`) or work owned elsewhere that the host only records
+ * (`register`, `registerExternal`). Each has a record in the registry
+ * (`get`, `list`), a lifecycle with typed, checked moves (`update`,
+ * `complete`, `requestCancel`), and events on a live `Stream` (`subscribe`).
+ * Closing the layer cancels everything that still runs: nothing outlives it.
+ *
+ * Reach for it when background work must be listed, watched, cancelled or
+ * handed to another session. For a fire-and-forget fiber with no record,
+ * `Effect.forkScoped` or a `FiberSet` is enough.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type {
+  BackgroundTaskEvent,
+  BackgroundTaskRecord,
+  LiveState,
+  RegisterRequest,
+  TaskCompletion,
+  TaskFilter,
+  TaskRegistration,
+  TaskScope,
+  TaskState,
+  TaskUpdate
+} from "./BackgroundTask.ts"
+import * as internal from "./internal/host.ts"
+import type {
+  InvalidTransition,
+  InvokeError,
+  PluginError,
+  RegistrationError,
+  SessionError,
+  SnapshotError,
+  TaskAlreadyExists,
+  TaskNotFound
+} from "./PluginError.ts"
+import type { TaskContext } from "./TaskContext.ts"
+
+/**
+ * The operations of a background task host.
+ *
+ * Every call on a host whose layer has closed fails with `SessionError`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BackgroundTaskHostService {
+  /** Records a task owned by the caller, in state `pending`; publishes `Registered`. */
+  readonly register: (
+    request: RegisterRequest
+  ) => Effect.Effect<BackgroundTaskRecord, RegistrationError | TaskAlreadyExists | SessionError>
+  /**
+   * Sets a non-terminal state and/or publishes a progress message. A move to
+   * `cancel_requested` is a cancellation request: the task's policy acts.
+   */
+  readonly update: (
+    taskId: string,
+    update: TaskUpdate
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | InvokeError | SessionError>
+  /**
+   * Moves a task to a terminal state with an optional summary (into `failure`
+   * when the state is `failed`, else `result`). A managed task's fiber is
+   * interrupted.
+   */
+  readonly complete: (
+    taskId: string,
+    completion: TaskCompletion
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | InvokeError | SessionError>
+  /**
+   * Moves a task to `cancel_requested` (event `CancelRequested`), then lets its
+   * cancel policy act. Returns the record as it stands when the call returns.
+   */
+  readonly requestCancel: (
+    taskId: string,
+    reason?: string
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError>
+  /** The live record with this id, else the most recently updated terminal one. */
+  readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
+  /** Records matching the filter (live ones only, unless `includeTerminal`), oldest first. */
+  readonly list: (
+    filter?: TaskFilter
+  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SnapshotError | SessionError>
+  /** Moves one task (live or terminal) to another session; publishes `Transferred`. */
+  readonly transfer: (
+    taskId: string,
+    scope: TaskScope
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | TaskAlreadyExists | SessionError>
+  /**
+   * Subscribes to the events matching the filter's `sessionId` and `kind`. The
+   * subscription is live when the effect returns: no event published after it
+   * is missed. The stream ends when the host shuts down, after the events of
+   * the shutdown itself.
+   */
+  readonly subscribe: (
+    filter?: TaskFilter
+  ) => Effect.Effect<Stream.Stream<BackgroundTaskEvent>, SnapshotError | SessionError, Scope.Scope>
+  /**
+   * Runs `task` as a fiber tracked per session, with no record. Its failure is
+   * reported by `awaitHidden`.
+   */
+  readonly spawnHidden: <R>(
+    sessionId: string,
+    label: string,
+    task: Effect.Effect<void, PluginError, R>
+  ) => Effect.Effect<void, SessionError, R>
+  /**
+   * Waits for every hidden task of the session, including ones spawned while
+   * waiting, then fails with the failure that happened first, if any. A
+   * failure is reported once.
+   */
+  readonly awaitHidden: (sessionId: string) => Effect.Effect<void, PluginError>
+  /**
+   * Runs `task` as a fiber owned by the host, with a record in state
+   * `running`. When the fiber exits the record becomes `completed` (a `string`
+   * result becomes its summary), `failed` (the error's message as summary) or
+   * `cancelled`, with the matching event. The task may `yield* TaskContext`.
+   */
+  readonly spawnManaged: <A, E, R>(
+    sessionId: string,
+    spec: TaskRegistration,
+    task: Effect.Effect<A, E, R>
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | SessionError,
+    Exclude<R, TaskContext | Scope.Scope>
+  >
+  /**
+   * Records a task owned elsewhere, in state `running`. `cancel` runs (at most
+   * once) when the task is cancelled; the record then becomes `cancelled`.
+   */
+  readonly registerExternal: (
+    sessionId: string,
+    spec: TaskRegistration,
+    cancel?: Effect.Effect<void>
+  ) => Effect.Effect<BackgroundTaskRecord, RegistrationError | TaskAlreadyExists | SessionError>
+  /** Removes an externally owned record without an event; a no-op for any other id. */
+  readonly unregisterExternal: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
+  /**
+   * Moves a live task to a terminal state with its event (a managed fiber is
+   * interrupted); a no-op when unknown, already terminal, or `state` is not
+   * terminal.
+   */
+  readonly markTerminal: (
+    sessionId: string,
+    taskId: string,
+    state: TaskState
+  ) => Effect.Effect<void, SessionError>
+  /**
+   * Flips `running` ⇄ `waiting`; a no-op when unknown, terminal,
+   * `cancel_requested`, or `state` is neither.
+   */
+  readonly markLiveState: (
+    sessionId: string,
+    taskId: string,
+    state: LiveState
+  ) => Effect.Effect<void, SessionError>
+  /**
+   * Cancels a task now, whatever its policy: interrupts a managed fiber (its
+   * finalizers have run when this returns) or runs an external task's cancel
+   * effect; the record ends `cancelled` with its event. A no-op when unknown or
+   * already terminal.
+   */
+  readonly cancelManaged: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
+  /** Every record of the session, terminal ones too, oldest first. */
+  readonly listManaged: (sessionId: string) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
+  /** The session's record with this id. */
+  readonly getManaged: (
+    sessionId: string,
+    taskId: string
+  ) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
+  /**
+   * Moves tasks between sessions, all or none, one `Transferred` each; unknown
+   * ids are skipped and fibers keep running.
+   */
+  readonly transferManaged: (
+    fromSessionId: string,
+    toSessionId: string,
+    taskIds: Iterable<string>
+  ) => Effect.Effect<void, TaskAlreadyExists | SessionError>
+  /** Cancels every live task of the session concurrently; returns their final records. */
+  readonly cancelAllManaged: (
+    sessionId: string
+  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
+}
+
+/**
+ * Options of the local host.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface BackgroundTaskHostOptions {
+  /**
+   * How long a `cooperative` task may take to end itself after a cancel
+   * request before the host interrupts it (default 5 seconds).
+   */
+  readonly cancelGracePeriod?: Duration.Input | undefined
+}
+
+/**
+ * The background task host service.
+ *
+ * **Example** (Spawning, watching and cancelling a task)
+ *
+ * ```ts
+ * import { Effect, Fiber, Stream } from "effect"
+ * import { BackgroundTaskHost, TaskContext } from "effect-task-host"
+ *
+ * const program = Effect.gen(function*() {
+ *   const host = yield* BackgroundTaskHost
+ *   const events = yield* host.subscribe({ sessionId: "s-1" })
+ *   const watcher = yield* Effect.forkChild(Stream.runCollect(Stream.take(events, 3)))
+ *   yield* host.spawnManaged("s-1", { id: "monitor-1", kind: "monitor", producer: "demo" },
+ *     Effect.gen(function*() {
+ *       const ctx = yield* TaskContext
+ *       yield* ctx.progress("watching")
+ *       yield* Effect.never
+ *     }))
+ *   yield* host.cancelManaged("s-1", "monitor-1")
+ *   return yield* Fiber.join(watcher) // Registered, Progress, Cancelled
+ * }).pipe(Effect.scoped, Effect.provide(BackgroundTaskHost.layer))
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, BackgroundTaskHostService>()(
+  "effect-task-host/BackgroundTaskHost"
+) {
+  /**
+   * The local, in-memory host with default options. Closing the layer cancels
+   * every live task (with events) and ends every subscriber's stream.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layer: Layer.Layer<BackgroundTaskHost> = Layer.effect(BackgroundTaskHost, internal.make({}))
+
+  /**
+   * The local host with options.
+   *
+   * @category layers
+   * @since 0.1.0
+   */
+  static readonly layerWith = (options: BackgroundTaskHostOptions): Layer.Layer<BackgroundTaskHost> =>
+    Layer.effect(BackgroundTaskHost, internal.make(options))
+}
+
+/**
+ * The local, in-memory implementation of {@link BackgroundTaskHost}: tasks are
+ * fibers supervised by the layer's scope, records live in memory.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const LocalBackgroundTaskHost: {
+  readonly layer: Layer.Layer<BackgroundTaskHost>
+  readonly layerWith: (options: BackgroundTaskHostOptions) => Layer.Layer<BackgroundTaskHost>
+} = {
+  layer: BackgroundTaskHost.layer,
+  layerWith: BackgroundTaskHost.layerWith
+}

@@ -1,0 +1,663 @@
+/**
+ * The local host: the registry, the event hub and the fibers, composed.
+ *
+ * Every public method validates its input, then runs one atomic registry
+ * step (see `registry.ts`) and, when the step says so, a follow-up that acts
+ * on fibers or cancel effects (interrupt and await, run a cancel effect,
+ * start a grace timer). Fibers report their own exit through another atomic
+ * step, so "exactly one terminal state" is decided by whichever step runs
+ * first; every later one sees a terminal record and does nothing.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import {
+  type BackgroundTaskRecord,
+  defaultAttempt,
+  isTerminal,
+  RegisterRequest,
+  type TaskAttempt,
+  TaskFilter,
+  TaskRegistration,
+  TaskScope,
+  type TaskState
+} from "../BackgroundTask.ts"
+import type { BackgroundTaskHostOptions, BackgroundTaskHostService } from "../BackgroundTaskHost.ts"
+import {
+  InvalidTransition,
+  InvokeError,
+  type PluginError,
+  RegistrationError,
+  SessionError,
+  SnapshotError,
+  TaskNotFound
+} from "../PluginError.ts"
+import { TaskContext } from "../TaskContext.ts"
+import * as EventHub from "./eventHub.ts"
+import * as Lifecycle from "./lifecycle.ts"
+import { type Entry, Registry } from "./registry.ts"
+
+/** What the host can act on for one record. */
+interface Control {
+  readonly owner: "caller" | "host" | "external"
+  /** host: the task's fiber, once it has started. */
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  /** host: completed with the reason when cancellation is requested. */
+  readonly signal: Deferred.Deferred<Option.Option<string>> | undefined
+  /** external: the cancel effect, until it is taken (it runs at most once). */
+  cancel: Effect.Effect<void> | undefined
+  /** external: completed once the cancel effect has run and the record is cancelled. */
+  cancelled: Deferred.Deferred<void> | undefined
+  /** cooperative cancellation: the grace-period timer. */
+  timer: Fiber.Fiber<void> | undefined
+}
+
+type TaskEntry = Entry<Control>
+
+type HostState = { readonly _tag: "Open" } | { readonly _tag: "Closing" } | { readonly _tag: "Closed" }
+
+interface HiddenSession {
+  running: number
+  failure: PluginError | undefined
+  idle: Deferred.Deferred<void> | undefined
+}
+
+const closedError = new SessionError({ message: "the background task host has shut down" })
+
+export const make = (
+  options: BackgroundTaskHostOptions
+): Effect.Effect<BackgroundTaskHostService, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const grace = Duration.fromInputUnsafe(options.cancelGracePeriod ?? "5 seconds")
+    const hub = yield* EventHub.make
+    const registry = new Registry<Control>(hub.publish)
+    const state = yield* Ref.make<HostState>({ _tag: "Open" })
+    const hidden = new Map<string, HiddenSession>()
+    const hiddenFibers = new Set<Fiber.Fiber<unknown, unknown>>()
+    const timers = new Set<Fiber.Fiber<void>>()
+
+    // -- atomic steps ---------------------------------------------------------
+
+    /** A public step: fails with `SessionError` unless the host is open. */
+    const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
+      Clock.clockWith((clock) =>
+        Effect.suspend((): Effect.Effect<A, E | SessionError, R> =>
+          Ref.getUnsafe(state)._tag === "Open"
+            ? f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))
+            : Effect.fail(closedError)
+        )
+      )
+
+    /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing. */
+    const internal = (f: (now: DateTime.Utc) => Effect.Effect<void>) =>
+      Clock.clockWith((clock) =>
+        Effect.suspend(() =>
+          Ref.getUnsafe(state)._tag === "Closed" ? Effect.void : f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))
+        )
+      )
+
+    const markCancelled = (entry: TaskEntry, now: DateTime.Utc) => {
+      if (!isTerminal(entry.record.state)) registry.move(entry, "cancelled", now)
+      stopTimer(entry.handle)
+    }
+
+    const stopTimer = (control: Control) => {
+      const timer = control.timer
+      if (timer === undefined) return
+      control.timer = undefined
+      timer.interruptUnsafe()
+    }
+
+    // -- fibers -----------------------------------------------------------------
+
+    /** Interrupts a fiber and waits for it; a fiber that cancels itself just stops. */
+    const interruptFiber = (fiber: Fiber.Fiber<unknown, unknown>) =>
+      Effect.withFiber((current) => current === fiber ? Effect.interrupt : Fiber.interrupt(fiber))
+
+    /** After a terminal move by someone else: stop the task's fiber, if it runs. */
+    const stopTask = (entry: TaskEntry): Effect.Effect<void> => {
+      stopTimer(entry.handle)
+      const fiber = entry.handle.fiber
+      return fiber === undefined ? Effect.void : interruptFiber(fiber)
+    }
+
+    /**
+     * Cancels through the task's handle: interrupts its fiber or runs its
+     * cancel effect. With `force`, a record with nothing to act on is marked
+     * `cancelled` too; without, it is left as it is.
+     */
+    const hardCancel = (entry: TaskEntry, force: boolean): Effect.Effect<void> =>
+      internal((now) => {
+        if (isTerminal(entry.record.state)) return Effect.void
+        const control = entry.handle
+        switch (control.owner) {
+          case "host": {
+            if (control.fiber !== undefined) return interruptFiber(control.fiber)
+            // not started yet: it never will (it checks its record first)
+            markCancelled(entry, now)
+            return Effect.void
+          }
+          case "external": {
+            const cancel = control.cancel
+            if (cancel !== undefined) {
+              control.cancel = undefined
+              const cancelled = Deferred.makeUnsafe<void>()
+              control.cancelled = cancelled
+              return Effect.exit(cancel).pipe(
+                Effect.ensuring(internal((now) =>
+                  Effect.sync(() => {
+                    markCancelled(entry, now)
+                    Deferred.doneUnsafe(cancelled, Effect.void)
+                  })
+                ))
+              )
+            }
+            if (control.cancelled !== undefined) return Deferred.await(control.cancelled)
+            break
+          }
+          case "caller":
+            break
+        }
+        if (force) markCancelled(entry, now)
+        return Effect.void
+      })
+
+    /** Starts the cooperative grace period: when it ends, the host cancels the task itself. */
+    const startGracePeriod = (entry: TaskEntry): Effect.Effect<void> => {
+      const control = entry.handle
+      const actionable = control.owner === "host" || (control.owner === "external" && control.cancel !== undefined)
+      if (!actionable || control.timer !== undefined) return Effect.void
+      const timer = Effect.sleep(grace).pipe(
+        Effect.andThen(Effect.suspend(() => {
+          control.timer = undefined
+          return hardCancel(entry, false)
+        })),
+        Effect.onExit(() => Effect.withFiber((self) => Effect.sync(() => timers.delete(self as Fiber.Fiber<void>))))
+      )
+      return Effect.forkDetach(timer).pipe(
+        Effect.flatMap((fiber) =>
+          Effect.sync(() => {
+            if (Ref.getUnsafe(state)._tag !== "Open" || isTerminal(entry.record.state)) {
+              fiber.interruptUnsafe()
+              return
+            }
+            control.timer = fiber
+            timers.add(fiber)
+          })
+        )
+      )
+    }
+
+    /** The sync part of a cancel request: the move and the signal; returns what the policy does next. */
+    const beginCancel = (
+      entry: TaskEntry,
+      reason: Option.Option<string>,
+      now: DateTime.Utc
+    ): Result.Result<Effect.Effect<BackgroundTaskRecord>, InvalidTransition> => {
+      const moved = registry.move(entry, "cancel_requested", now, { reason })
+      if (Result.isFailure(moved)) return Result.fail(moved.failure)
+      if (entry.handle.signal !== undefined) Deferred.doneUnsafe(entry.handle.signal, Effect.succeed(reason))
+      const act = entry.record.cancelPolicy === "cooperative"
+        ? startGracePeriod(entry)
+        : hardCancel(entry, false)
+      return Result.succeed(Effect.suspend(() => act).pipe(Effect.andThen(Effect.sync(() => entry.record))))
+    }
+
+    const finishManaged = (entry: TaskEntry, exit: Exit.Exit<unknown, unknown>) =>
+      internal((now) =>
+        Effect.sync(() => {
+          entry.handle.fiber = undefined
+          stopTimer(entry.handle)
+          if (isTerminal(entry.record.state)) return
+          if (Exit.isSuccess(exit)) {
+            const summary = typeof exit.value === "string" ? Option.some(exit.value) : Option.none()
+            registry.move(entry, Lifecycle.exitState("success", entry.record.state), now, { summary })
+          } else if (Cause.hasInterruptsOnly(exit.cause)) {
+            registry.move(entry, "cancelled", now)
+          } else {
+            registry.move(entry, "failed", now, { summary: Option.some(causeMessage(exit.cause)) })
+          }
+        })
+      )
+
+    const runManaged = <A, E, R>(entry: TaskEntry, task: Effect.Effect<A, E, R>) =>
+      Effect.withFiber((self): Effect.Effect<A, E, R> => {
+        // a task cancelled, or a host closed, before the fiber started never runs
+        if (Ref.getUnsafe(state)._tag !== "Open" || isTerminal(entry.record.state)) return Effect.interrupt
+        entry.handle.fiber = self
+        return task
+      }).pipe(Effect.onExit((exit) => finishManaged(entry, exit)))
+
+    const taskContext = (entry: TaskEntry, signal: Deferred.Deferred<Option.Option<string>>) =>
+      TaskContext.of({
+        taskId: entry.record.id,
+        sessionId: Effect.sync(() => entry.record.scope.sessionId),
+        progress: (message) =>
+          internal(() =>
+            Effect.sync(() => {
+              if (!isTerminal(entry.record.state)) registry.progress(entry, String(message))
+            })
+          ),
+        setLiveState: (liveState) => internal((now) => Effect.sync(() => moveLive(entry, liveState, now))),
+        cancelRequested: Deferred.await(signal),
+        isCancelRequested: Deferred.isDone(signal)
+      })
+
+    const moveLive = (entry: TaskEntry, to: unknown, now: DateTime.Utc) => {
+      const from = entry.record.state
+      if ((to === "running" || to === "waiting") && (from === "running" || from === "waiting" || from === "pending")) {
+        registry.move(entry, to, now)
+      }
+    }
+
+    const hiddenDone = (sessionId: string, label: string, exit: Exit.Exit<unknown, PluginError>) =>
+      Effect.withFiber((self) =>
+        Effect.sync(() => {
+          hiddenFibers.delete(self)
+          const session = hidden.get(sessionId)
+          if (session === undefined) return
+          if (Exit.isFailure(exit) && session.failure === undefined && !Cause.hasInterruptsOnly(exit.cause)) {
+            const error = Cause.findErrorOption(exit.cause)
+            session.failure = Option.isSome(error)
+              ? error.value
+              : new InvokeError({ message: `hidden task ${JSON.stringify(label)} died: ${causeMessage(exit.cause)}` })
+          }
+          session.running--
+          if (session.running === 0) {
+            const idle = session.idle
+            session.idle = undefined
+            if (session.failure === undefined) hidden.delete(sessionId)
+            if (idle !== undefined) Deferred.doneUnsafe(idle, Effect.void)
+          }
+        })
+      )
+
+    // -- validation -------------------------------------------------------------
+
+    const checkSession = (sessionId: unknown): SessionError | undefined =>
+      typeof sessionId === "string" && sessionId.length > 0
+        ? undefined
+        : new SessionError({ message: `invalid session id ${String(JSON.stringify(sessionId))}: expected a non-empty string` })
+
+    const withSession = <A, E, R>(sessionId: string, f: Effect.Effect<A, E, R>) => {
+      const invalid = checkSession(sessionId)
+      return invalid === undefined ? f : Effect.fail(invalid)
+    }
+
+    const decodeRegister = Schema.decodeUnknownEffect(Schema.toType(RegisterRequest))
+    const decodeRegistration = Schema.decodeUnknownEffect(Schema.toType(TaskRegistration))
+    const decodeFilter = Schema.decodeUnknownEffect(Schema.toType(TaskFilter))
+    const decodeScope = Schema.decodeUnknownEffect(Schema.toType(TaskScope))
+
+    const registration = (what: string, input: unknown, decode: typeof decodeRegistration) =>
+      decode(input, { errors: "all" }).pipe(
+        Effect.mapError((error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` }))
+      )
+
+    const filterOf = (filter: TaskFilter | undefined) =>
+      filter === undefined ? Effect.succeed(undefined) : decodeFilter(filter, { errors: "all" }).pipe(
+        Effect.mapError((error) => new SnapshotError({ message: `invalid task filter: ${error.message}` }))
+      )
+
+    const checkOutcomeInput = (
+      method: string,
+      input: unknown,
+      field: "progress" | "summary"
+    ): InvokeError | undefined => {
+      if (typeof input !== "object" || input === null) {
+        return new InvokeError({ message: `${method}: expected an object, got ${typeof input}` })
+      }
+      const value = (input as Record<string, unknown>)[field]
+      return value === undefined || typeof value === "string"
+        ? undefined
+        : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
+    }
+
+    const newRecord = (
+      sessionId: string,
+      spec: TaskRegistration & { readonly attempt?: TaskAttempt },
+      state: TaskState,
+      now: DateTime.Utc
+    ): BackgroundTaskRecord => ({
+      id: spec.id,
+      kind: spec.kind,
+      producer: spec.producer,
+      scope: { sessionId },
+      parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
+      childSessionId: Option.fromUndefinedOr(spec.childSessionId),
+      state,
+      cancelPolicy: spec.cancelPolicy ?? "cooperative",
+      closePolicy: spec.closePolicy ?? "keep",
+      attempt: spec.attempt ?? defaultAttempt,
+      result: Option.none(),
+      failure: Option.none(),
+      createdAt: now,
+      updatedAt: now,
+      completedAt: Option.none()
+    })
+
+    const control = (owner: Control["owner"], cancel?: Effect.Effect<void>): Control => ({
+      owner,
+      fiber: undefined,
+      signal: owner === "host" ? Deferred.makeUnsafe<Option.Option<string>>() : undefined,
+      cancel,
+      cancelled: undefined,
+      timer: undefined
+    })
+
+    const resolve = (taskId: string) => {
+      const entry = typeof taskId === "string" ? registry.resolve(taskId) : undefined
+      return entry === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : Effect.succeed(entry)
+    }
+
+    // -- shutdown ---------------------------------------------------------------
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Ref.set<HostState>(state, { _tag: "Closing" })
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = [...timers, ...hiddenFibers]
+        for (const entry of registry.liveEntries()) {
+          if (entry.handle.fiber !== undefined) fibers.push(entry.handle.fiber)
+        }
+        yield* Fiber.interruptAll(fibers)
+        yield* Effect.forEach(
+          registry.liveEntries(),
+          (entry) => hardCancel(entry, true).pipe(Effect.timeoutOption(grace)),
+          { concurrency: "unbounded", discard: true }
+        )
+        yield* internal((now) =>
+          Effect.sync(() => {
+            for (const entry of registry.liveEntries()) markCancelled(entry, now)
+            hub.close()
+          })
+        )
+        yield* Ref.set<HostState>(state, { _tag: "Closed" })
+      })
+    )
+
+    const spawnManaged = <A, E, R>(
+      sessionId: string,
+      spec: TaskRegistration,
+      task: Effect.Effect<A, E, R>
+    ) =>
+      withSession(
+        sessionId,
+        registration("task registration", spec, decodeRegistration).pipe(
+          Effect.flatMap((valid) =>
+            atomic((now) => {
+              const handle = control("host")
+              const added = registry.add(newRecord(sessionId, valid, "running", now), handle)
+              if (Result.isFailure(added)) return Effect.fail(added.failure)
+              const entry = added.success
+              // the task gets its own context and a scope that closes when it ends;
+              // `Exclude<Exclude<R, A>, B>` is `Exclude<R, A | B>`, which TypeScript cannot see
+              const run = Effect.scoped(
+                Effect.provideService(task, TaskContext, taskContext(entry, handle.signal!))
+              ) as Effect.Effect<A, E, Exclude<R, TaskContext | Scope.Scope>>
+              return Effect.as(Effect.forkDetach(runManaged(entry, run)), entry.record)
+            })
+          )
+        )
+      )
+
+    // -- the service --------------------------------------------------------------
+
+    const service: BackgroundTaskHostService = {
+      register: (request) =>
+        registration("registration", request, decodeRegister as typeof decodeRegistration).pipe(
+          Effect.flatMap((valid) =>
+            atomic((now) => {
+              const req = valid as RegisterRequest
+              const record = newRecord(req.scope.sessionId, req, "pending", now)
+              return Effect.fromResult(registry.add(record, control("caller"))).pipe(
+                Effect.map((entry) => entry.record)
+              )
+            })
+          )
+        ),
+
+      update: (taskId, update) => {
+        const invalid = checkOutcomeInput("update", update, "progress")
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return atomic((now) =>
+          Effect.flatMap(resolve(taskId), (entry) => {
+            const from = entry.record.state
+            const to: unknown = update.state
+            if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
+              return Effect.fail(new InvalidTransition({ taskId, from, to: String(to ?? from) }))
+            }
+            const progress = update.progress
+            if (to === "cancel_requested" && from !== to) {
+              const begun = beginCancel(entry, Option.none(), now)
+              if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+              if (progress !== undefined) registry.progress(entry, progress)
+              return begun.success
+            }
+            if (to !== undefined) {
+              const moved = registry.move(entry, to, now)
+              if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+            }
+            if (progress !== undefined) registry.progress(entry, progress)
+            return Effect.succeed(entry.record)
+          })
+        )
+      },
+
+      complete: (taskId, completion) => {
+        const invalid = checkOutcomeInput("complete", completion, "summary")
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return atomic((now) =>
+          Effect.flatMap(resolve(taskId), (entry) => {
+            const to: unknown = completion.state
+            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
+              return Effect.fail(new InvalidTransition({ taskId, from: entry.record.state, to: String(to) }))
+            }
+            const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
+            if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+            return Effect.as(stopTask(entry), moved.success)
+          })
+        )
+      },
+
+      requestCancel: (taskId, reason) =>
+        atomic((now) =>
+          Effect.flatMap(resolve(taskId), (entry) => {
+            if (entry.record.state === "cancel_requested") return Effect.succeed(entry.record)
+            const begun = beginCancel(entry, Option.fromUndefinedOr(reason), now)
+            return Result.isFailure(begun) ? Effect.fail(begun.failure) : begun.success
+          })
+        ),
+
+      get: (taskId) =>
+        atomic(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
+
+      list: (filter) => Effect.flatMap(filterOf(filter), (valid) => atomic(() => Effect.succeed(registry.list(valid)))),
+
+      transfer: (taskId, scope) =>
+        decodeScope(scope).pipe(
+          Effect.mapError((error) => new SessionError({ message: `invalid target scope: ${error.message}` })),
+          Effect.flatMap((target) =>
+            atomic((now) =>
+              Effect.flatMap(resolve(taskId), (entry) =>
+                Effect.fromResult(registry.transfer([entry], target.sessionId, now)).pipe(
+                  Effect.map(() => entry.record)
+                ))
+            )
+          )
+        ),
+
+      subscribe: (filter) =>
+        Effect.flatMap(filterOf(filter), (valid) =>
+          atomic(() => hub.subscribe(valid)).pipe(
+            Effect.flatMap((stream) => stream === undefined ? Effect.fail(closedError) : Effect.succeed(stream))
+          )),
+
+      spawnHidden: (sessionId, label, task) =>
+        withSession(
+          sessionId,
+          atomic(() =>
+            Effect.sync(() => {
+              let session = hidden.get(sessionId)
+              if (session === undefined) hidden.set(sessionId, session = { running: 0, failure: undefined, idle: undefined })
+              session.running++
+              if (session.idle === undefined) session.idle = Deferred.makeUnsafe<void>()
+            })
+          ).pipe(
+            Effect.andThen(Effect.forkDetach(
+              Effect.withFiber((self): typeof task => {
+                if (Ref.getUnsafe(state)._tag !== "Open") return Effect.interrupt
+                hiddenFibers.add(self)
+                return task
+              }).pipe(
+                Effect.annotateLogs({ session: sessionId, hiddenTask: String(label) }),
+                Effect.onExit((exit) => hiddenDone(sessionId, String(label), exit))
+              )
+            )),
+            Effect.asVoid
+          )
+        ),
+
+      awaitHidden: (sessionId) => {
+        const wait: Effect.Effect<void, PluginError> = Effect.suspend(() => {
+          const session = hidden.get(sessionId)
+          if (session === undefined) return Effect.void
+          if (session.running > 0 && session.idle !== undefined) {
+            return Effect.andThen(Deferred.await(session.idle), wait)
+          }
+          hidden.delete(sessionId)
+          return session.failure === undefined ? Effect.void : Effect.fail(session.failure)
+        })
+        return withSession(sessionId, atomic(() => wait))
+      },
+
+      spawnManaged,
+
+      registerExternal: (sessionId, spec, cancel) =>
+        withSession(
+          sessionId,
+          registration("task registration", spec, decodeRegistration).pipe(
+            Effect.flatMap((valid) =>
+              atomic((now) =>
+                Effect.fromResult(registry.add(newRecord(sessionId, valid, "running", now), control("external", cancel)))
+                  .pipe(Effect.map((entry) => entry.record))
+              )
+            )
+          )
+        ),
+
+      unregisterExternal: (sessionId, taskId) =>
+        withSession(
+          sessionId,
+          atomic(() =>
+            Effect.sync(() => {
+              const entry = registry.find(sessionId, taskId)
+              if (entry?.handle.owner === "external") {
+                stopTimer(entry.handle)
+                registry.remove(entry)
+              }
+            })
+          )
+        ),
+
+      markTerminal: (sessionId, taskId, to) =>
+        withSession(
+          sessionId,
+          atomic((now) => {
+            const entry = registry.find(sessionId, taskId)
+            if (entry === undefined || isTerminal(entry.record.state)) return Effect.void
+            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
+            registry.move(entry, to, now)
+            return stopTask(entry)
+          })
+        ),
+
+      markLiveState: (sessionId, taskId, to) =>
+        withSession(
+          sessionId,
+          atomic((now) =>
+            Effect.sync(() => {
+              const entry = registry.find(sessionId, taskId)
+              if (entry !== undefined) moveLive(entry, to, now)
+            })
+          )
+        ),
+
+      cancelManaged: (sessionId, taskId) =>
+        withSession(
+          sessionId,
+          atomic(() => {
+            const entry = registry.find(sessionId, taskId)
+            return entry === undefined ? Effect.void : hardCancel(entry, true)
+          })
+        ),
+
+      listManaged: (sessionId) =>
+        withSession(sessionId, atomic(() => Effect.sync(() => registry.session(sessionId).map((entry) => entry.record)))),
+
+      getManaged: (sessionId, taskId) =>
+        withSession(
+          sessionId,
+          atomic(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))
+        ),
+
+      transferManaged: (fromSessionId, toSessionId, taskIds) =>
+        withSession(
+          fromSessionId,
+          withSession(
+            toSessionId,
+            atomic((now) => {
+              const entries = new Set<TaskEntry>()
+              for (const taskId of taskIds) {
+                const entry = registry.find(fromSessionId, taskId)
+                if (entry !== undefined) entries.add(entry)
+              }
+              return Effect.asVoid(Effect.fromResult(registry.transfer(Array.from(entries), toSessionId, now)))
+            })
+          )
+        ),
+
+      cancelAllManaged: (sessionId) =>
+        withSession(
+          sessionId,
+          atomic(() =>
+            Effect.sync(() => registry.session(sessionId).filter((entry) => !isTerminal(entry.record.state)))
+          ).pipe(
+            Effect.tap((entries) =>
+              Effect.forEach(entries, (entry) => hardCancel(entry, true), { concurrency: "unbounded", discard: true })
+            ),
+            Effect.map((entries) => entries.map((entry) => entry.record))
+          )
+        )
+    }
+    return service
+  })
+
+/** A failure's message: the error's (or defect's) `message`, else its string form. */
+const causeMessage = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.findErrorOption(cause)
+  if (Option.isSome(error)) return messageOf(error.value)
+  const defect = Cause.findDefect(cause)
+  if (Result.isSuccess(defect)) return messageOf(defect.success)
+  return "interrupted"
+}
+
+const messageOf = (u: unknown): string => {
+  if (typeof u === "string") return u
+  if (typeof u === "object" && u !== null && "message" in u && typeof u.message === "string" && u.message !== "") {
+    return u.message
+  }
+  if (typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string") return u._tag
+  return String(u)
+}
