@@ -209,10 +209,13 @@ export const make = (
       const moved = registry.move(entry, "cancel_requested", now, { reason })
       if (Result.isFailure(moved)) return Result.fail(moved.failure)
       if (entry.handle.signal !== undefined) Deferred.doneUnsafe(entry.handle.signal, Effect.succeed(reason))
-      const act = entry.record.cancelPolicy === "cooperative"
-        ? startGracePeriod(entry)
-        : hardCancel(entry, false)
-      return Result.succeed(Effect.suspend(() => act).pipe(Effect.andThen(Effect.sync(() => entry.record))))
+      // cooperative: the record as the request left it (the task may end itself at once);
+      // otherwise the record once the policy has acted
+      return Result.succeed(
+        entry.record.cancelPolicy === "cooperative"
+          ? Effect.as(startGracePeriod(entry), moved.success)
+          : Effect.andThen(hardCancel(entry, false), Effect.sync(() => entry.record))
+      )
     }
 
     const finishManaged = (entry: TaskEntry, exit: Exit.Exit<unknown, unknown>) =>

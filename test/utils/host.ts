@@ -1,0 +1,61 @@
+/**
+ * Test helpers: a host whose layer the test closes itself, with every event
+ * it publishes collected from the moment it opens.
+ */
+import { Context, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import {
+  type BackgroundTaskEvent,
+  BackgroundTaskHost,
+  type BackgroundTaskHostOptions,
+  type TaskRegistration
+} from "../../src/index.ts"
+
+export interface TestHost {
+  readonly host: BackgroundTaskHost["Service"]
+  /** Closes the host's layer (shutdown). */
+  readonly close: Effect.Effect<void>
+  /** Closes the host, then returns every event it published, in order. */
+  readonly events: Effect.Effect<ReadonlyArray<BackgroundTaskEvent>>
+}
+
+export const makeTestHost = (options: BackgroundTaskHostOptions = {}): Effect.Effect<TestHost> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(BackgroundTaskHost.layerWith(options), scope)
+    const host = Context.get(context, BackgroundTaskHost)
+    // the subscription gets its own scope, closed after the host's: a subscription
+    // closed first would drop the events the collector has not read yet
+    const subscriptionScope = yield* Scope.make()
+    const stream = yield* host.subscribe().pipe(Scope.provide(subscriptionScope), Effect.orDie)
+    const collector = yield* Effect.forkDetach(Stream.runCollect(stream))
+    const close = Scope.close(scope, Exit.void)
+    const events = close.pipe(
+      Effect.andThen(Fiber.join(collector)),
+      Effect.ensuring(Scope.close(subscriptionScope, Exit.void))
+    )
+    return { host, close, events }
+  })
+
+/** `_tag` and task id of each event: the shape most assertions compare. */
+export const tags = (events: ReadonlyArray<BackgroundTaskEvent>) =>
+  events.map((event) => `${event._tag}:${event.taskId}`)
+
+export const spec = (id: string, extra: Partial<TaskRegistration> = {}): TaskRegistration => ({
+  id,
+  kind: "monitor",
+  producer: "test",
+  ...extra
+})
+
+const terminalTags: ReadonlySet<string> = new Set(["Completed", "Failed", "Cancelled"])
+
+/**
+ * Waits for one terminal event of each task on a stream subscribed before the
+ * tasks started; returns those events in the order they came.
+ */
+export const terminalEvents = (stream: Stream.Stream<BackgroundTaskEvent>, taskIds: ReadonlyArray<string>) =>
+  stream.pipe(
+    Stream.filter((event) => terminalTags.has(event._tag) && taskIds.includes(event.taskId)),
+    Stream.take(taskIds.length),
+    Stream.runCollect
+  )
