@@ -1,0 +1,92 @@
+/**
+ * Rule 3: every mutation is atomic, concurrent calls never lose an update, and
+ * events reach every subscriber in the order the mutations took effect.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Option, Stream } from "effect"
+import { makeTestHost, spec } from "./utils/host.ts"
+
+describe("BackgroundTaskHost concurrency", () => {
+  it.effect("1,000 concurrent updates on one task lose nothing and arrive in mutation order", () =>
+    Effect.gen(function*() {
+      const { host, close } = yield* makeTestHost()
+      const first = yield* host.subscribe({ sessionId: "s1" })
+      const second = yield* host.subscribe()
+      const firstEvents = yield* Effect.forkChild(Stream.runCollect(first))
+      const secondEvents = yield* Effect.forkChild(Stream.runCollect(second))
+      yield* host.registerExternal("s1", spec("t1"))
+      const writers = 20
+      const perWriter = 50
+      yield* Effect.forEach(
+        Array.from({ length: writers }, (_, w) => w),
+        (w) =>
+          Effect.forEach(
+            Array.from({ length: perWriter }, (_, i) => i),
+            (i) =>
+              host.update("t1", {
+                state: (w + i) % 2 === 0 ? "waiting" : "running",
+                progress: `${w}:${i}`
+              }).pipe(Effect.andThen(Effect.yieldNow)),
+            { discard: true }
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+      const final = Option.getOrThrow(yield* host.get("t1"))
+      yield* close
+      const a = yield* Fiber.join(firstEvents)
+      const b = yield* Fiber.join(secondEvents)
+      // every subscriber saw the same events in the same order
+      assert.deepStrictEqual(a, b)
+      const progress = a.flatMap((e) => e._tag === "Progress" ? [e.message] : [])
+      assert.strictEqual(progress.length, writers * perWriter)
+      assert.strictEqual(new Set(progress).size, writers * perWriter)
+      // each writer's updates arrive in the order that writer made them
+      for (let w = 0; w < writers; w++) {
+        const mine = progress.filter((m) => m.startsWith(`${w}:`)).map((m) => Number(m.split(":")[1]))
+        assert.deepStrictEqual(mine, Array.from({ length: perWriter }, (_, i) => i))
+      }
+      // state events are real changes only, and the last one is the record's state
+      const states = a.flatMap((e) => e._tag === "StateChanged" ? [e.state] : [])
+      for (let i = 1; i < states.length; i++) assert.notStrictEqual(states[i], states[i - 1])
+      assert.strictEqual(states[states.length - 1], final.state)
+      // an update's state change is published right before its progress message
+      for (let i = 0; i < a.length; i++) {
+        const event = a[i]!
+        if (event._tag === "StateChanged") assert.strictEqual(a[i + 1]?._tag, "Progress")
+      }
+    }))
+
+  it.effect("concurrent registrations of one id: exactly one wins", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost()
+      const results = yield* Effect.forEach(
+        Array.from({ length: 100 }, (_, i) => `s${i}`),
+        (sessionId) => Effect.result(host.registerExternal(sessionId, spec("same"))),
+        { concurrency: "unbounded" }
+      )
+      const wins = results.filter((r) => r._tag === "Success")
+      assert.strictEqual(wins.length, 1)
+      for (const r of results) {
+        if (r._tag === "Failure") assert.strictEqual(r.failure._tag, "TaskAlreadyExists")
+      }
+      assert.strictEqual((yield* host.list()).length, 1)
+    }))
+
+  it.effect("concurrent completes of one task: one wins, the rest are InvalidTransition, one terminal event", () =>
+    Effect.gen(function*() {
+      const { host, events } = yield* makeTestHost()
+      yield* host.registerExternal("s1", spec("t1"))
+      const states = ["completed", "failed", "cancelled"] as const
+      const results = yield* Effect.forEach(
+        Array.from({ length: 30 }, (_, i) => states[i % 3]!),
+        (state) => Effect.result(host.complete("t1", { state })),
+        { concurrency: "unbounded" }
+      )
+      const wins = results.flatMap((r) => r._tag === "Success" ? [r.success] : [])
+      assert.strictEqual(wins.length, 1)
+      const final = Option.getOrThrow(yield* host.get("t1"))
+      assert.strictEqual(final.state, wins[0]?.state)
+      const terminal = (yield* events).filter((e) => ["Completed", "Failed", "Cancelled"].includes(e._tag))
+      assert.strictEqual(terminal.length, 1)
+    }))
+})
