@@ -439,7 +439,7 @@ export const make = (
             const from = entry.record.state
             const to: unknown = update.state
             if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
-              return Effect.fail(new InvalidTransition({ taskId, from, to: String(to ?? from) }))
+              return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
             }
             const progress = update.progress
             if (to === "cancel_requested" && from !== to) {
@@ -465,7 +465,7 @@ export const make = (
           Effect.flatMap(resolve(taskId), (entry) => {
             const to: unknown = completion.state
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
-              return Effect.fail(new InvalidTransition({ taskId, from: entry.record.state, to: String(to) }))
+              return Effect.fail(new InvalidTransition({ taskId, from: entry.record.state, to: Lifecycle.describeState(to) }))
             }
             const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
             if (Result.isFailure(moved)) return Effect.fail(moved.failure)

@@ -41,7 +41,11 @@ export const canMove = (from: TaskState, to: TaskState): boolean => {
 
 /** `InvalidTransition` unless `from` → `to` is legal; `to` may be any string. */
 export const checkMove = (taskId: string, from: TaskState, to: unknown): InvalidTransition | undefined =>
-  isTaskState(to) && canMove(from, to) ? undefined : new InvalidTransition({ taskId, from, to: String(to) })
+  isTaskState(to) && canMove(from, to) ? undefined : new InvalidTransition({ taskId, from, to: describeState(to) })
+
+/** A requested state as text: a string as it is, anything else in a form no state name can take. */
+export const describeState = (to: unknown): string =>
+  typeof to === "string" ? to : (JSON.stringify(to) ?? String(to))
 
 /** The record after a move to `to` at `now`; `summary` goes to `failure` when `to` is `failed`. */
 export const moveRecord = (
