@@ -220,7 +220,9 @@ export interface BackgroundTaskHostOptions {
  * const program = Effect.gen(function*() {
  *   const host = yield* BackgroundTaskHost
  *   const events = yield* host.subscribe({ sessionId: "s-1" })
- *   const watcher = yield* Effect.forkChild(Stream.runCollect(Stream.take(events, 3)))
+ *   const watcher = yield* Effect.forkChild(
+ *     Stream.runCollect(Stream.takeUntil(events, (e) => e._tag === "Cancelled"))
+ *   )
  *   yield* host.spawnManaged("s-1", { id: "monitor-1", kind: "monitor", producer: "demo" },
  *     Effect.gen(function*() {
  *       const ctx = yield* TaskContext
@@ -228,7 +230,8 @@ export interface BackgroundTaskHostOptions {
  *       yield* Effect.never
  *     }))
  *   yield* host.cancelManaged("s-1", "monitor-1")
- *   return yield* Fiber.join(watcher) // Registered, Progress, Cancelled
+ *   // Registered, Cancelled (and Progress, if the task got to run before the cancel)
+ *   return yield* Fiber.join(watcher)
  * }).pipe(Effect.scoped, Effect.provide(BackgroundTaskHost.layer))
  * ```
  *

@@ -154,7 +154,7 @@ const wire = <
  * **Example** (Sending an error over the wire)
  *
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import { Schema } from "effect"
  * import { PluginError, TaskNotFound } from "effect-task-host"
  *
  * const json = Schema.encodeEffect(Schema.fromJsonString(PluginError))(

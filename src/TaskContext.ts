@@ -20,7 +20,7 @@ import type { LiveState } from "./BackgroundTask.ts"
  * **Example** (A monitor that stops when asked)
  *
  * ```ts
- * import { Effect, Option } from "effect"
+ * import { Effect } from "effect"
  * import { TaskContext } from "effect-task-host"
  *
  * const monitor = Effect.gen(function*() {
