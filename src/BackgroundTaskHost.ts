@@ -17,7 +17,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -203,7 +203,8 @@ export interface BackgroundTaskHostService {
 export interface BackgroundTaskHostOptions {
   /**
    * How long a `cooperative` task may take to end itself after a cancel
-   * request before the host interrupts it (default 5 seconds).
+   * request before the host interrupts it (default 5 seconds; `Infinity`:
+   * never). Also bounds each external cancel effect at shutdown.
    */
   readonly cancelGracePeriod?: Duration.Input | undefined
 }
@@ -248,16 +249,21 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
    * @category layers
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<BackgroundTaskHost> = Layer.effect(BackgroundTaskHost, internal.make({}))
+  static readonly layer: Layer.Layer<BackgroundTaskHost> = Layer.effect(
+    BackgroundTaskHost,
+    Effect.orDie(internal.make({})) // the defaults are valid
+  )
 
   /**
-   * The local host with options.
+   * The local host with options. Invalid options (a negative or unreadable
+   * `cancelGracePeriod`) fail the layer with a `SessionError`.
    *
    * @category layers
    * @since 0.1.0
    */
-  static readonly layerWith = (options: BackgroundTaskHostOptions): Layer.Layer<BackgroundTaskHost> =>
-    Layer.effect(BackgroundTaskHost, internal.make(options))
+  static readonly layerWith = (
+    options: BackgroundTaskHostOptions
+  ): Layer.Layer<BackgroundTaskHost, SessionError> => Layer.effect(BackgroundTaskHost, internal.make(options))
 }
 
 /**
@@ -269,7 +275,7 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
  */
 export const LocalBackgroundTaskHost: {
   readonly layer: Layer.Layer<BackgroundTaskHost>
-  readonly layerWith: (options: BackgroundTaskHostOptions) => Layer.Layer<BackgroundTaskHost>
+  readonly layerWith: (options: BackgroundTaskHostOptions) => Layer.Layer<BackgroundTaskHost, SessionError>
 } = {
   layer: BackgroundTaskHost.layer,
   layerWith: BackgroundTaskHost.layerWith

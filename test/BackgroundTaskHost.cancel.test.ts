@@ -234,6 +234,34 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.strictEqual(end?._tag, "Cancelled")
       }))
 
+    it.effect("cooperative on an external task: the owner gets the grace period, then the cancel effect runs", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const watch = yield* host.subscribe()
+        const ran = yield* Ref.make(0)
+        yield* host.registerExternal("s1", spec("x1"), Ref.update(ran, (n) => n + 1))
+        const record = yield* host.requestCancel("x1")
+        assert.strictEqual(record.state, "cancel_requested")
+        yield* TestClock.adjust("4 seconds")
+        assert.strictEqual(yield* Ref.get(ran), 0)
+        yield* TestClock.adjust("1 second")
+        const [end] = yield* terminalEvents(watch, ["x1"])
+        assert.strictEqual(end?._tag, "Cancelled")
+        assert.strictEqual(yield* Ref.get(ran), 1)
+      }))
+
+    it.effect("cooperative on an external task: an owner that finishes in time stops the grace timer", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const ran = yield* Ref.make(0)
+        yield* host.registerExternal("s1", spec("x1"), Ref.update(ran, (n) => n + 1))
+        yield* host.requestCancel("x1")
+        yield* host.markTerminal("s1", "x1", "cancelled")
+        yield* TestClock.adjust("1 minute")
+        assert.strictEqual(yield* Ref.get(ran), 0)
+        assert.strictEqual(Option.getOrThrow(yield* host.get("x1")).state, "cancelled")
+      }))
+
     it.effect("a repeated request is a no-op without a second event; a record with nothing to act on stays cancel_requested", () =>
       Effect.gen(function*() {
         const { host, events } = yield* makeTestHost()
@@ -312,6 +340,38 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.strictEqual(Option.getOrThrow(yield* host.get("other")).state, "pending")
         const all = yield* events
         assert.strictEqual(all.filter((e) => e._tag === "Cancelled" && e.sessionId === "s1").length, 7)
+      }))
+
+    it.effect("a task may cancel every task of its own session, itself included", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const watch = yield* host.subscribe()
+        const sibling = yield* blocking
+        yield* host.spawnManaged("s1", spec("sibling"), sibling.task)
+        yield* Deferred.await(sibling.started)
+        yield* host.spawnManaged(
+          "s1",
+          spec("leader"),
+          Effect.gen(function*() {
+            const ctx = yield* TaskContext
+            yield* host.cancelAllManaged(yield* ctx.sessionId)
+          })
+        )
+        const ends = yield* terminalEvents(watch, ["sibling", "leader"])
+        assert.deepStrictEqual(ends.map((e) => e._tag), ["Cancelled", "Cancelled"])
+        assert.isTrue(yield* Deferred.isDone(sibling.finalized))
+      }))
+
+    it.effect("shutdown waits for a hanging external cancel effect no longer than the grace period", () =>
+      Effect.gen(function*() {
+        const { host, events } = yield* makeTestHost({ cancelGracePeriod: "2 seconds" })
+        yield* host.registerExternal("s1", spec("x1"), Effect.never)
+        const closing = yield* Effect.forkChild(events)
+        yield* Effect.yieldNow
+        assert.isUndefined(closing.pollUnsafe())
+        yield* TestClock.adjust("2 seconds")
+        const all = yield* Fiber.join(closing)
+        assert.deepStrictEqual(tags(all), ["Registered:x1", "Cancelled:x1"])
       }))
 
     it.effect("closing the layer interrupts every fiber, runs cancel effects, marks records cancelled, ends streams", () =>

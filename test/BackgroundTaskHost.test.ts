@@ -587,6 +587,18 @@ describe("BackgroundTaskHost", () => {
         }
       }))
 
+    it.effect("invalid options fail the layer with SessionError", () =>
+      Effect.gen(function*() {
+        for (const cancelGracePeriod of ["-1 second", "soon", Number.NaN] as const) {
+          const error = yield* BackgroundTaskHost.use((host) => host.list()).pipe(
+            Effect.provide(BackgroundTaskHost.layerWith({ cancelGracePeriod: cancelGracePeriod as "1 second" })),
+            Effect.flip
+          )
+          assert.strictEqual(error._tag, "SessionError")
+          assert.include(error.message, "cancelGracePeriod")
+        }
+      }))
+
     it.effect("a call on a host whose layer has closed fails with SessionError", () =>
       Effect.gen(function*() {
         const { host, close } = yield* makeTestHost()

@@ -76,11 +76,26 @@ interface HiddenSession {
 
 const closedError = new SessionError({ message: "the background task host has shut down" })
 
+/** The grace period of the options, or why it is not valid. */
+const gracePeriodOf = (options: BackgroundTaskHostOptions): Effect.Effect<Duration.Duration, SessionError> => {
+  const input = options.cancelGracePeriod ?? "5 seconds"
+  const duration = typeof input === "number" && Number.isNaN(input) ? Option.none() : Duration.fromInput(input)
+  return Option.isSome(duration) && !Duration.isNegative(duration.value)
+    ? Effect.succeed(duration.value)
+    : Effect.fail(
+      new SessionError({
+        message: `the background task host cannot start: cancelGracePeriod must be a non-negative duration, got ${
+          String(JSON.stringify(input))
+        }`
+      })
+    )
+}
+
 export const make = (
   options: BackgroundTaskHostOptions
-): Effect.Effect<BackgroundTaskHostService, never, Scope.Scope> =>
+): Effect.Effect<BackgroundTaskHostService, SessionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const grace = Duration.fromInputUnsafe(options.cancelGracePeriod ?? "5 seconds")
+    const grace = yield* gracePeriodOf(options)
     const hub = yield* EventHub.make
     const registry = new Registry<Control>(hub.publish)
     const state = yield* Ref.make<HostState>({ _tag: "Open" })

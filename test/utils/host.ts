@@ -21,7 +21,7 @@ export interface TestHost {
 export const makeTestHost = (options: BackgroundTaskHostOptions = {}): Effect.Effect<TestHost> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(BackgroundTaskHost.layerWith(options), scope)
+    const context = yield* Layer.buildWithScope(BackgroundTaskHost.layerWith(options), scope).pipe(Effect.orDie)
     const host = Context.get(context, BackgroundTaskHost)
     // the subscription gets its own scope, closed after the host's: a subscription
     // closed first would drop the events the collector has not read yet
