@@ -38,7 +38,6 @@ import type { BackgroundTaskHostOptions, BackgroundTaskHostService } from "../Ba
 import {
   InvalidTransition,
   InvokeError,
-  type PluginError,
   RegistrationError,
   SessionError,
   SnapshotError,
@@ -46,7 +45,9 @@ import {
 } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
 import * as EventHub from "./eventHub.ts"
+import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
+import { causeMessage } from "./messages.ts"
 import { type Entry, Registry } from "./registry.ts"
 
 /** What the host can act on for one record. */
@@ -67,12 +68,6 @@ interface Control {
 type TaskEntry = Entry<Control>
 
 type HostState = { readonly _tag: "Open" } | { readonly _tag: "Closing" } | { readonly _tag: "Closed" }
-
-interface HiddenSession {
-  running: number
-  failure: PluginError | undefined
-  idle: Deferred.Deferred<void> | undefined
-}
 
 const closedError = new SessionError({ message: "the background task host has shut down" })
 
@@ -99,8 +94,7 @@ export const make = (
     const hub = yield* EventHub.make
     const registry = new Registry<Control>(hub.publish)
     const state = yield* Ref.make<HostState>({ _tag: "Open" })
-    const hidden = new Map<string, HiddenSession>()
-    const hiddenFibers = new Set<Fiber.Fiber<unknown, unknown>>()
+    const hidden = new HiddenTasks(() => Ref.getUnsafe(state)._tag === "Open")
     const timers = new Set<Fiber.Fiber<void>>()
 
     // -- atomic steps ---------------------------------------------------------
@@ -280,28 +274,6 @@ export const make = (
       }
     }
 
-    const hiddenDone = (sessionId: string, label: string, exit: Exit.Exit<unknown, PluginError>) =>
-      Effect.withFiber((self) =>
-        Effect.sync(() => {
-          hiddenFibers.delete(self)
-          const session = hidden.get(sessionId)
-          if (session === undefined) return
-          if (Exit.isFailure(exit) && session.failure === undefined && !Cause.hasInterruptsOnly(exit.cause)) {
-            const error = Cause.findErrorOption(exit.cause)
-            session.failure = Option.isSome(error)
-              ? error.value
-              : new InvokeError({ message: `hidden task ${JSON.stringify(label)} died: ${causeMessage(exit.cause)}` })
-          }
-          session.running--
-          if (session.running === 0) {
-            const idle = session.idle
-            session.idle = undefined
-            if (session.failure === undefined) hidden.delete(sessionId)
-            if (idle !== undefined) Deferred.doneUnsafe(idle, Effect.void)
-          }
-        })
-      )
-
     // -- validation -------------------------------------------------------------
 
     const checkSession = (sessionId: unknown): SessionError | undefined =>
@@ -385,7 +357,7 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* Ref.set<HostState>(state, { _tag: "Closing" })
-        const fibers: Array<Fiber.Fiber<unknown, unknown>> = [...timers, ...hiddenFibers]
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = [...timers, ...hidden.fibers()]
         for (const entry of registry.liveEntries()) {
           if (entry.handle.fiber !== undefined) fibers.push(entry.handle.fiber)
         }
@@ -523,42 +495,9 @@ export const make = (
           )),
 
       spawnHidden: (sessionId, label, task) =>
-        withSession(
-          sessionId,
-          atomic(() =>
-            Effect.sync(() => {
-              let session = hidden.get(sessionId)
-              if (session === undefined) hidden.set(sessionId, session = { running: 0, failure: undefined, idle: undefined })
-              session.running++
-              if (session.idle === undefined) session.idle = Deferred.makeUnsafe<void>()
-            })
-          ).pipe(
-            Effect.andThen(Effect.forkDetach(
-              Effect.withFiber((self): typeof task => {
-                if (Ref.getUnsafe(state)._tag !== "Open") return Effect.interrupt
-                hiddenFibers.add(self)
-                return task
-              }).pipe(
-                Effect.annotateLogs({ session: sessionId, hiddenTask: String(label) }),
-                Effect.onExit((exit) => hiddenDone(sessionId, String(label), exit))
-              )
-            )),
-            Effect.asVoid
-          )
-        ),
+        withSession(sessionId, atomic(() => hidden.spawn(sessionId, String(label), task))),
 
-      awaitHidden: (sessionId) => {
-        const wait: Effect.Effect<void, PluginError> = Effect.suspend(() => {
-          const session = hidden.get(sessionId)
-          if (session === undefined) return Effect.void
-          if (session.running > 0 && session.idle !== undefined) {
-            return Effect.andThen(Deferred.await(session.idle), wait)
-          }
-          hidden.delete(sessionId)
-          return session.failure === undefined ? Effect.void : Effect.fail(session.failure)
-        })
-        return withSession(sessionId, atomic(() => wait))
-      },
+      awaitHidden: (sessionId) => withSession(sessionId, atomic(() => hidden.await(sessionId))),
 
       spawnManaged,
 
@@ -661,21 +600,3 @@ export const make = (
     }
     return service
   })
-
-/** A failure's message: the error's (or defect's) `message`, else its string form. */
-const causeMessage = (cause: Cause.Cause<unknown>): string => {
-  const error = Cause.findErrorOption(cause)
-  if (Option.isSome(error)) return messageOf(error.value)
-  const defect = Cause.findDefect(cause)
-  if (Result.isSuccess(defect)) return messageOf(defect.success)
-  return "interrupted"
-}
-
-const messageOf = (u: unknown): string => {
-  if (typeof u === "string") return u
-  if (typeof u === "object" && u !== null && "message" in u && typeof u.message === "string" && u.message !== "") {
-    return u.message
-  }
-  if (typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string") return u._tag
-  return String(u)
-}

@@ -46,8 +46,11 @@ export class Registry<H> {
   private readonly live = new Map<string, Entry<H>>()
   /** Session → id → record. */
   private readonly sessions = new Map<string, Map<string, Entry<H>>>()
-  /** Id → every record with that id (one live at most, terminal ones in other sessions). */
-  private readonly ids = new Map<string, Set<Entry<H>>>()
+  /**
+   * Id → every record with that id (one live at most, terminal ones in other
+   * sessions): one entry, or an array in the rare case of several.
+   */
+  private readonly ids = new Map<string, Entry<H> | Array<Entry<H>>>()
 
   private readonly publish: (event: BackgroundTaskEvent) => void
 
@@ -79,8 +82,10 @@ export class Registry<H> {
   resolve(taskId: string): Entry<H> | undefined {
     const live = this.live.get(taskId)
     if (live !== undefined) return live
+    const same = this.ids.get(taskId)
+    if (same === undefined || !Array.isArray(same)) return same
     let found: Entry<H> | undefined
-    for (const entry of this.ids.get(taskId) ?? []) {
+    for (const entry of same) {
       if (found === undefined || entry.rev > found.rev) found = entry
     }
     return found
@@ -208,9 +213,10 @@ export class Registry<H> {
   private index(entry: Entry<H>): void {
     const { id, state } = entry.record
     if (!isTerminal(state)) this.live.set(id, entry)
-    let same = this.ids.get(id)
-    if (same === undefined) this.ids.set(id, same = new Set())
-    same.add(entry)
+    const same = this.ids.get(id)
+    if (same === undefined) this.ids.set(id, entry)
+    else if (Array.isArray(same)) same.push(entry)
+    else this.ids.set(id, [same, entry])
     this.indexSession(entry)
   }
 
@@ -234,9 +240,10 @@ export class Registry<H> {
     this.entries.delete(entry.order)
     if (this.live.get(id) === entry) this.live.delete(id)
     const same = this.ids.get(id)
-    if (same !== undefined) {
-      same.delete(entry)
-      if (same.size === 0) this.ids.delete(id)
+    if (same === entry) this.ids.delete(id)
+    else if (Array.isArray(same)) {
+      const rest = same.filter((other) => other !== entry)
+      this.ids.set(id, rest.length === 1 ? rest[0]! : rest)
     }
     this.unindexSession(entry)
   }
