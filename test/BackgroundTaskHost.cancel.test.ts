@@ -219,6 +219,20 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.isTrue(yield* Deferred.isDone(finalized))
       }))
 
+    it.effect("a zero grace period interrupts a cooperative task at once", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost({ cancelGracePeriod: 0 })
+        const watch = yield* host.subscribe()
+        const { started, finalized, task } = yield* blocking
+        yield* host.spawnManaged("s1", spec("m1"), task)
+        yield* Deferred.await(started)
+        const record = yield* host.requestCancel("m1")
+        assert.strictEqual(record.state, "cancel_requested")
+        const [end] = yield* terminalEvents(watch, ["m1"])
+        assert.strictEqual(end?._tag, "Cancelled")
+        assert.isTrue(yield* Deferred.isDone(finalized))
+      }))
+
     it.effect("the default grace period is 5 seconds", () =>
       Effect.gen(function*() {
         const { host } = yield* makeTestHost()

@@ -202,6 +202,8 @@ export const make = (
               fiber.interruptUnsafe()
               return
             }
+            // a zero grace period may have run out already
+            if (fiber.pollUnsafe() !== undefined) return
             control.timer = fiber
             timers.add(fiber)
           })
