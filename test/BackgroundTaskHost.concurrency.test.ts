@@ -3,7 +3,7 @@
  * events reach every subscriber in the order the mutations took effect.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Option, Stream } from "effect"
+import { Effect, Fiber, Option, Ref, Stream } from "effect"
 import { makeTestHost, spec } from "./utils/host.ts"
 
 describe("BackgroundTaskHost concurrency", () => {
@@ -89,4 +89,51 @@ describe("BackgroundTaskHost concurrency", () => {
       const terminal = (yield* events).filter((e) => ["Completed", "Failed", "Cancelled"].includes(e._tag))
       assert.strictEqual(terminal.length, 1)
     }))
+})
+
+describe("BackgroundTaskHost shutdown under load", () => {
+  // close after a varying number of scheduler turns: from "before anything ran" to "mid-way"
+  it.effect.each([0, 1, 3, 10, 15])(
+    "closing after %i turns while tasks spawn, run, cancel and finish leaves nothing running",
+    (turns) =>
+      Effect.gen(function*() {
+        const { host, events } = yield* makeTestHost()
+        const live = yield* Ref.make(0)
+        // a body that counts itself while it runs; some finish, some fail, some never end
+        const body = (i: number) =>
+          Effect.acquireRelease(Ref.update(live, (n) => n + 1), () => Ref.update(live, (n) => n - 1)).pipe(
+            Effect.andThen(Effect.repeat(Effect.yieldNow, { times: i % 7 })),
+            Effect.andThen(
+              i % 5 === 0 ? Effect.fail(new Error(`task ${i} failed`)) : i % 3 === 0 ? Effect.never : Effect.void
+            ),
+            Effect.scoped
+          )
+        const writers = yield* Effect.forkChild(Effect.forEach(
+          Array.from({ length: 300 }, (_, i) => i),
+          (i) =>
+            Effect.gen(function*() {
+              yield* Effect.yieldNow // spread the spawns over many scheduler turns
+              yield* host.spawnManaged(`s${i % 4}`, spec(`t${i}`), body(i))
+              if (i % 4 === 1) yield* host.cancelManaged(`s${i % 4}`, `t${i}`)
+              if (i % 4 === 2) yield* host.requestCancel(`t${i}`)
+              if (i % 6 === 3) yield* host.spawnHidden(`s${i % 4}`, `h${i}`, body(i + 1).pipe(Effect.orDie))
+            }).pipe(Effect.ignore), // calls made after the close fail with SessionError
+          { concurrency: 16, discard: true }
+        ))
+        yield* Effect.repeat(Effect.yieldNow, { times: turns })
+        const all = yield* events
+        yield* Fiber.interrupt(writers)
+        assert.strictEqual(yield* Ref.get(live), 0, "no task body is still running")
+        // every registered task has exactly one terminal event, its last, after its Registered
+        const registered = all.filter((e) => e._tag === "Registered").map((e) => e.taskId)
+        assert.isBelow(registered.length, 300, "the host closed while tasks were still being spawned")
+        for (const id of registered) {
+          const mine = all.filter((e) => e.taskId === id)
+          const ends = mine.filter((e) => e._tag === "Completed" || e._tag === "Failed" || e._tag === "Cancelled")
+          assert.strictEqual(ends.length, 1, `one terminal event for ${id}`)
+          assert.strictEqual(mine[0]?._tag, "Registered")
+          assert.strictEqual(mine[mine.length - 1], ends[0])
+        }
+      })
+  )
 })
