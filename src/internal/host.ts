@@ -293,7 +293,11 @@ export const make = (
     const decodeFilter = Schema.decodeUnknownEffect(Schema.toType(TaskFilter))
     const decodeScope = Schema.decodeUnknownEffect(Schema.toType(TaskScope))
 
-    const registration = (what: string, input: unknown, decode: typeof decodeRegistration) =>
+    const registration = <A>(
+      what: string,
+      input: unknown,
+      decode: (input: unknown, options: { readonly errors: "all" }) => Effect.Effect<A, Schema.SchemaError>
+    ) =>
       decode(input, { errors: "all" }).pipe(
         Effect.mapError((error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` }))
       )
@@ -349,9 +353,16 @@ export const make = (
       timer: undefined
     })
 
-    const resolve = (taskId: string) => {
+    /**
+     * Runs `f` on the record an unscoped call names, in the same synchronous
+     * step as the lookup (so the record cannot change in between).
+     */
+    const withTask = <A, E>(
+      taskId: string,
+      f: (entry: TaskEntry) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E | TaskNotFound> => {
       const entry = typeof taskId === "string" ? registry.resolve(taskId) : undefined
-      return entry === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : Effect.succeed(entry)
+      return entry === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : f(entry)
     }
 
     // -- shutdown ---------------------------------------------------------------
@@ -408,10 +419,9 @@ export const make = (
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
-        registration("registration", request, decodeRegister as typeof decodeRegistration).pipe(
-          Effect.flatMap((valid) =>
+        registration("registration", request, decodeRegister).pipe(
+          Effect.flatMap((req) =>
             atomic((now) => {
-              const req = valid as RegisterRequest
               const record = newRecord(req.scope.sessionId, req, "pending", now)
               return Effect.fromResult(registry.add(record, control("caller"))).pipe(
                 Effect.map((entry) => entry.record)
@@ -424,7 +434,7 @@ export const make = (
         const invalid = checkOutcomeInput("update", update, "progress")
         if (invalid !== undefined) return Effect.fail(invalid)
         return atomic((now) =>
-          Effect.flatMap(resolve(taskId), (entry) => {
+          withTask(taskId, (entry) => {
             const from = entry.record.state
             const to: unknown = update.state
             if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
@@ -451,7 +461,7 @@ export const make = (
         const invalid = checkOutcomeInput("complete", completion, "summary")
         if (invalid !== undefined) return Effect.fail(invalid)
         return atomic((now) =>
-          Effect.flatMap(resolve(taskId), (entry) => {
+          withTask(taskId, (entry) => {
             const to: unknown = completion.state
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
               return Effect.fail(new InvalidTransition({ taskId, from: entry.record.state, to: Lifecycle.describeState(to) }))
@@ -465,7 +475,7 @@ export const make = (
 
       requestCancel: (taskId, reason) =>
         atomic((now) =>
-          Effect.flatMap(resolve(taskId), (entry) => {
+          withTask(taskId, (entry) => {
             if (entry.record.state === "cancel_requested") return Effect.succeed(entry.record)
             const begun = beginCancel(entry, Option.fromUndefinedOr(reason), now)
             return Result.isFailure(begun) ? Effect.fail(begun.failure) : begun.success
@@ -482,7 +492,7 @@ export const make = (
           Effect.mapError((error) => new SessionError({ message: `invalid target scope: ${error.message}` })),
           Effect.flatMap((target) =>
             atomic((now) =>
-              Effect.flatMap(resolve(taskId), (entry) =>
+              withTask(taskId, (entry) =>
                 Effect.fromResult(registry.transfer([entry], target.sessionId, now)).pipe(
                   Effect.map(() => entry.record)
                 ))
