@@ -235,14 +235,13 @@ export const make = (
           entry.handle.fiber = undefined
           stopTimer(entry.handle)
           if (isTerminal(entry.record.state)) return
-          if (Exit.isSuccess(exit)) {
-            const summary = typeof exit.value === "string" ? Option.some(exit.value) : Option.none()
-            registry.move(entry, Lifecycle.exitState("success", entry.record.state), now, { summary })
-          } else if (Cause.hasInterruptsOnly(exit.cause)) {
-            registry.move(entry, "cancelled", now)
-          } else {
-            registry.move(entry, "failed", now, { summary: Option.some(causeMessage(exit.cause)) })
-          }
+          const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+          const summary = Exit.isSuccess(exit)
+            ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
+            : outcome === "failure"
+            ? Option.some(causeMessage(exit.cause))
+            : Option.none()
+          registry.move(entry, Lifecycle.exitState(outcome, entry.record.state), now, { summary })
         })
       )
 
