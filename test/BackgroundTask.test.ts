@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Effect, Equal, Option, Schema } from "effect"
+import { DateTime, Duration, Effect, Equal, Option, Schema } from "effect"
 import {
   BackgroundTaskEvent,
   BackgroundTaskRecord,
+  duration,
   isTerminal,
   matchesEvent,
   matchesRecord,
@@ -396,6 +397,14 @@ describe("BackgroundTaskEvent wire form", () => {
       kind: "daemon",
       message: "m"
     }))))
+})
+
+describe("duration", () => {
+  it("is the time from createdAt to completedAt of a finished record, None for a live one", () => {
+    const finished = makeRecord({ createdAt, completedAt: Option.some(completedAt), state: "completed" })
+    assert.deepStrictEqual(Option.map(duration(finished), Duration.toMillis), Option.some(60_000))
+    assert.isTrue(Option.isNone(duration(makeRecord({ completedAt: Option.none(), state: "running" }))))
+  })
 })
 
 describe("isTerminal", () => {

@@ -61,6 +61,17 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.deepStrictEqual(tags(yield* events), ["Registered:x1", "Cancelled:x1"])
       }))
 
+    it.effect("a cancel effect that dies still leaves the task cancelled, and runs only once", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const runs = yield* Ref.make(0)
+        yield* host.registerExternal("s1", spec("x1"), Ref.update(runs, (n) => n + 1).pipe(Effect.andThen(Effect.die("cancel broke"))))
+        yield* host.cancelManaged("s1", "x1")
+        yield* host.cancelManaged("s1", "x1")
+        assert.strictEqual(Option.getOrThrow(yield* host.get("x1")).state, "cancelled")
+        assert.strictEqual(yield* Ref.get(runs), 1)
+      }))
+
     it.effect("a second canceller waits until the first one's cancel effect has run", () =>
       Effect.gen(function*() {
         const { host } = yield* makeTestHost()

@@ -99,15 +99,15 @@ export const make = (
 
     // -- atomic steps ---------------------------------------------------------
 
-    /** A public step: fails with `SessionError` unless the host is open. */
-    const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
-      Clock.clockWith((clock) =>
-        Effect.suspend((): Effect.Effect<A, E | SessionError, R> =>
-          Ref.getUnsafe(state)._tag === "Open"
-            ? f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))
-            : Effect.fail(closedError)
-        )
+    /** A public step that reads no clock (lookups, subscriptions): fails with `SessionError` unless the host is open. */
+    const whenOpen = <A, E, R>(f: () => Effect.Effect<A, E, R>) =>
+      Effect.suspend((): Effect.Effect<A, E | SessionError, R> =>
+        Ref.getUnsafe(state)._tag === "Open" ? f() : Effect.fail(closedError)
       )
+
+    /** A public step that writes: as `whenOpen`, with the current time for the records it changes. */
+    const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
+      Clock.clockWith((clock) => whenOpen(() => f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))))
 
     /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing. */
     const internal = (f: (now: DateTime.Utc) => Effect.Effect<void>) =>
@@ -482,9 +482,9 @@ export const make = (
         ),
 
       get: (taskId) =>
-        atomic(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
+        whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
 
-      list: (filter) => Effect.flatMap(filterOf(filter), (valid) => atomic(() => Effect.succeed(registry.list(valid)))),
+      list: (filter) => Effect.flatMap(filterOf(filter), (valid) => whenOpen(() => Effect.succeed(registry.list(valid)))),
 
       transfer: (taskId, scope) =>
         decodeScope(scope).pipe(
@@ -501,14 +501,14 @@ export const make = (
 
       subscribe: (filter) =>
         Effect.flatMap(filterOf(filter), (valid) =>
-          atomic(() => hub.subscribe(valid)).pipe(
+          whenOpen(() => hub.subscribe(valid)).pipe(
             Effect.flatMap((stream) => stream === undefined ? Effect.fail(closedError) : Effect.succeed(stream))
           )),
 
       spawnHidden: (sessionId, label, task) =>
-        withSession(sessionId, atomic(() => hidden.spawn(sessionId, String(label), task))),
+        withSession(sessionId, whenOpen(() => hidden.spawn(sessionId, String(label), task))),
 
-      awaitHidden: (sessionId) => withSession(sessionId, atomic(() => hidden.await(sessionId))),
+      awaitHidden: (sessionId) => withSession(sessionId, whenOpen(() => hidden.await(sessionId))),
 
       spawnManaged,
 
@@ -528,7 +528,7 @@ export const make = (
       unregisterExternal: (sessionId, taskId) =>
         withSession(
           sessionId,
-          atomic(() =>
+          whenOpen(() =>
             Effect.sync(() => {
               const entry = registry.find(sessionId, taskId)
               if (entry?.handle.owner === "external") {
@@ -565,19 +565,19 @@ export const make = (
       cancelManaged: (sessionId, taskId) =>
         withSession(
           sessionId,
-          atomic(() => {
+          whenOpen(() => {
             const entry = registry.find(sessionId, taskId)
             return entry === undefined ? Effect.void : hardCancel(entry, true)
           })
         ),
 
       listManaged: (sessionId) =>
-        withSession(sessionId, atomic(() => Effect.sync(() => registry.session(sessionId).map((entry) => entry.record)))),
+        withSession(sessionId, whenOpen(() => Effect.sync(() => registry.session(sessionId).map((entry) => entry.record)))),
 
       getManaged: (sessionId, taskId) =>
         withSession(
           sessionId,
-          atomic(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))
+          whenOpen(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))
         ),
 
       transferManaged: (fromSessionId, toSessionId, taskIds) =>
@@ -599,7 +599,7 @@ export const make = (
       cancelAllManaged: (sessionId) =>
         withSession(
           sessionId,
-          atomic(() =>
+          whenOpen(() =>
             Effect.sync(() => registry.session(sessionId).filter((entry) => !isTerminal(entry.record.state)))
           ).pipe(
             Effect.tap((entries) =>
