@@ -9,6 +9,7 @@ import { Console, Deferred, Effect, Fiber, Option, Stream } from "effect"
 import {
   BackgroundTaskEvent,
   BackgroundTaskHost,
+  type SubscriptionEvent,
   type BackgroundTaskRecord,
   InvokeError,
   TaskContext
@@ -20,9 +21,10 @@ const session = "session-1"
 const summaryOf = (r: BackgroundTaskRecord): string =>
   Option.orElse(r.result, () => r.failure).pipe(Option.flatMap((o) => o.summary), Option.getOrElse(() => "-"))
 
-// One plain line per event. Every event carries taskId, sessionId and kind.
-const describe = (event: BackgroundTaskEvent): string =>
-  `[event] ` + BackgroundTaskEvent.match(event, {
+// One plain line per event. Every event carries seq, sessionId and kind; a
+// subscriber that fell behind its buffer gets Lagged in place of what it missed.
+const describe = (event: SubscriptionEvent): string =>
+  event._tag === "Lagged" ? `[lagged] ${event.skipped} events skipped` : `[event] ` + BackgroundTaskEvent.match(event, {
     Registered: (e) => `registered ${e.taskId} (${e.kind}, ${e.sessionId})`,
     StateChanged: (e) => `state_changed ${e.taskId} -> ${e.state}`,
     Progress: (e) => `progress ${e.taskId}: ${e.message}`,
@@ -30,7 +32,8 @@ const describe = (event: BackgroundTaskEvent): string =>
     Failed: (e) => `failed ${e.taskId}: ${summaryOf(e.record)}`,
     CancelRequested: (e) => `cancel_requested ${e.taskId} (${Option.getOrElse(e.reason, () => "no reason")})`,
     Cancelled: (e) => `cancelled ${e.taskId}`,
-    Transferred: (e) => `transferred ${e.taskId} from ${e.fromSessionId} to ${e.sessionId}`
+    Transferred: (e) => `transferred ${e.taskId} from ${e.fromSessionId} to ${e.sessionId}`,
+    Evicted: (e) => `evicted ${e.taskIds.join(", ")} (${e.reason})`
   })
 
 // A monitor: checks something on a cadence until asked to stop. It reads its

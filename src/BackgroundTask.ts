@@ -11,6 +11,7 @@
  * @since 0.1.0
  */
 import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
@@ -212,7 +213,8 @@ const OptionalId = Schema.OptionFromNullOr(Id)
 const Timestamp = Schema.DateTimeUtcFromString
 
 /**
- * One task as the host knows it.
+ * One task as the host knows it. `revision` is the `seq` of the event that
+ * last changed the record (its `Registered`, a state change, a transfer).
  *
  * @category models
  * @since 0.1.0
@@ -232,7 +234,9 @@ export const BackgroundTaskRecord = Schema.Struct({
   failure: Schema.OptionFromNullOr(TaskOutcome),
   createdAt: Timestamp,
   updatedAt: Timestamp,
-  completedAt: Schema.OptionFromNullOr(Timestamp)
+  completedAt: Schema.OptionFromNullOr(Timestamp),
+  // records written by the original host have no revision: they decode as 0
+  revision: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(0)))
 }).pipe(Schema.encodeKeys({
   parentTaskId: "parent_task_id",
   childSessionId: "child_session_id",
@@ -360,6 +364,15 @@ export type TaskFilter = typeof TaskFilter.Type
 // events
 // -----------------------------------------------------------------------------
 
+/**
+ * An event's place in its host's history: the first event a host publishes is
+ * 1, each next one is one more.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export const Seq = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
 const eventKeys = { _tag: "type", taskId: "task_id", sessionId: "session_id" } as const
 
 const event = <const Tag extends string, const Wire extends string, const Fields extends Schema.Struct.Fields>(
@@ -369,6 +382,7 @@ const event = <const Tag extends string, const Wire extends string, const Fields
 ) =>
   Schema.Struct({
     _tag: Schema.Literal(wire).transform(tag),
+    seq: Seq,
     taskId: Id,
     sessionId: Id,
     kind: TaskKind,
@@ -385,12 +399,13 @@ export const Registered = event("Registered", "registered", { record: Background
   .pipe(Schema.encodeKeys(eventKeys))
 
 /**
- * A task moved to a non-terminal state other than `cancel_requested`.
+ * A task moved to a non-terminal state other than `cancel_requested`;
+ * `record` is the record after the move.
  *
  * @category events
  * @since 0.1.0
  */
-export const StateChanged = event("StateChanged", "state_changed", { state: TaskState })
+export const StateChanged = event("StateChanged", "state_changed", { state: TaskState, record: BackgroundTaskRecord })
   .pipe(Schema.encodeKeys(eventKeys))
 
 /**
@@ -421,13 +436,15 @@ export const Failed = event("Failed", "failed", { record: BackgroundTaskRecord }
   .pipe(Schema.encodeKeys(eventKeys))
 
 /**
- * Cancellation of a task was requested.
+ * Cancellation of a task was requested; `record` is the record in
+ * `cancel_requested`.
  *
  * @category events
  * @since 0.1.0
  */
 export const CancelRequested = event("CancelRequested", "cancel_requested", {
-  reason: Schema.OptionFromNullOr(Schema.String)
+  reason: Schema.OptionFromNullOr(Schema.String),
+  record: BackgroundTaskRecord
 }).pipe(Schema.encodeKeys(eventKeys))
 
 /**
@@ -442,18 +459,55 @@ export const Cancelled = event("Cancelled", "cancelled", { record: BackgroundTas
 /**
  * A task moved to another session. `sessionId` is the new session, and
  * `fromSessionId` the old one; a subscriber's session filter matches either.
+ * `record` is the record in its new session.
  *
  * @category events
  * @since 0.1.0
  */
 export const Transferred = event("Transferred", "transferred", {
   scope: TaskScope,
-  fromSessionId: Id
+  fromSessionId: Id,
+  record: BackgroundTaskRecord
 }).pipe(Schema.encodeKeys({ ...eventKeys, fromSessionId: "from_session_id" }))
 
 /**
- * Every lifecycle event the host publishes. Each carries `taskId`,
- * `sessionId` and `kind`, so any event can be filtered.
+ * Why records stopped being held: `max_terminal` and `max_age` are the
+ * host's retention limits, `unregistered` is `unregisterExternal`.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export const EvictionReason = Schema.Literals(["max_terminal", "max_age", "unregistered"])
+
+/**
+ * @category models
+ * @since 0.2.0
+ */
+export type EvictionReason = typeof EvictionReason.Type
+
+/**
+ * Terminal records (or an unregistered external one) are no longer held: `get`,
+ * `list` and `listManaged` stop showing them. One event per session and kind,
+ * naming every record that went in the same step. Live records are never
+ * evicted.
+ *
+ * @category events
+ * @since 0.2.0
+ */
+export const Evicted = Schema.Struct({
+  _tag: Schema.Literal("evicted").transform("Evicted"),
+  seq: Seq,
+  sessionId: Id,
+  kind: TaskKind,
+  taskIds: Schema.NonEmptyArray(Id),
+  reason: EvictionReason
+}).pipe(Schema.encodeKeys({ _tag: "type", sessionId: "session_id", taskIds: "task_ids" }))
+
+/**
+ * Every event the host publishes, numbered by `seq`. Each carries
+ * `sessionId` and `kind`, so any event can be filtered; each but `Evicted`
+ * concerns one task, `taskId`, and every one that changes a record carries
+ * the changed `record`.
  *
  * **Example** (Describing an event)
  *
@@ -469,7 +523,8 @@ export const Transferred = event("Transferred", "transferred", {
  *     Failed: (e) => `${e.taskId} failed`,
  *     CancelRequested: (e) => `${e.taskId} asked to stop`,
  *     Cancelled: (e) => `${e.taskId} cancelled`,
- *     Transferred: (e) => `${e.taskId} moved from ${e.fromSessionId} to ${e.sessionId}`
+ *     Transferred: (e) => `${e.taskId} moved from ${e.fromSessionId} to ${e.sessionId}`,
+ *     Evicted: (e) => `${e.taskIds.join(", ")} no longer held (${e.reason})`
  *   })
  * ```
  *
@@ -484,7 +539,8 @@ export const BackgroundTaskEvent = Schema.Union([
   Failed,
   CancelRequested,
   Cancelled,
-  Transferred
+  Transferred,
+  Evicted
 ]).pipe(Schema.toTaggedUnion("_tag"))
 
 /**
@@ -502,14 +558,66 @@ export type BackgroundTaskEvent = typeof BackgroundTaskEvent.Type
 export type BackgroundTaskEventTag = BackgroundTaskEvent["_tag"]
 
 /**
+ * The events about one task: every {@link BackgroundTaskEvent} but `Evicted`.
+ *
+ * @category events
+ * @since 0.2.0
+ */
+export type TaskEvent = Exclude<BackgroundTaskEvent, { readonly _tag: "Evicted" }>
+
+/**
+ * Whether an event concerns one task (has a `taskId`).
+ *
+ * @category guards
+ * @since 0.2.0
+ */
+export const isTaskEvent = (event: BackgroundTaskEvent): event is TaskEvent => event._tag !== "Evicted"
+
+/**
+ * A subscriber fell behind: its buffer was full, and the `skipped` oldest
+ * events it had not read yet were dropped (exactly that many, all matching its
+ * filter). Delivered in place of them; the events after it are the newer
+ * ones. A view kept from `watch` is stale after this: take a new `list`.
+ *
+ * @category events
+ * @since 0.2.0
+ */
+export const Lagged = Schema.Struct({
+  _tag: Schema.Literal("lagged").transform("Lagged"),
+  skipped: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+}).pipe(Schema.encodeKeys({ _tag: "type" }))
+
+/**
+ * @category events
+ * @since 0.2.0
+ */
+export type Lagged = typeof Lagged.Type
+
+/**
+ * What a subscription's stream yields: the host's events, and `Lagged` where
+ * the subscriber fell behind.
+ *
+ * @category events
+ * @since 0.2.0
+ */
+export const SubscriptionEvent = Schema.Union([BackgroundTaskEvent, Lagged])
+
+/**
+ * @category events
+ * @since 0.2.0
+ */
+export type SubscriptionEvent = BackgroundTaskEvent | Lagged
+
+/**
  * Whether an event matches a filter's `sessionId` and `kind` (a `Transferred`
- * event matches its old session as well as its new one).
+ * event matches its old session as well as its new one; `Lagged` matches
+ * every filter).
  *
  * @category filters
  * @since 0.1.0
  */
-export const matchesEvent = (filter: TaskFilter | undefined, event: BackgroundTaskEvent): boolean => {
-  if (filter === undefined) return true
+export const matchesEvent = (filter: TaskFilter | undefined, event: SubscriptionEvent): boolean => {
+  if (filter === undefined || event._tag === "Lagged") return true
   if (filter.kind !== undefined && event.kind !== filter.kind) return false
   if (filter.sessionId !== undefined && event.sessionId !== filter.sessionId) {
     return event._tag === "Transferred" && event.fromSessionId === filter.sessionId
@@ -530,6 +638,33 @@ export const matchesRecord = (filter: TaskFilter | undefined, record: Background
   if (filter.sessionId !== undefined && record.scope.sessionId !== filter.sessionId) return false
   return true
 }
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * A host's counters (`stats`). `completed`, `failed` and `cancelled` count
+ * every task that ever ended so, evicted or not; `live` and `retained` are the
+ * records held now; `seq` is the last event's number (0 before the first).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export const TaskStats = Schema.Struct({
+  seq: Count,
+  live: Count,
+  retained: Count,
+  completed: Count,
+  failed: Count,
+  cancelled: Count,
+  evicted: Count,
+  subscribers: Count
+})
+
+/**
+ * @category models
+ * @since 0.2.0
+ */
+export type TaskStats = typeof TaskStats.Type
 
 /**
  * How long a finished task ran, from `createdAt` to `completedAt`.

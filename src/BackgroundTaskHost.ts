@@ -23,15 +23,16 @@ import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type {
-  BackgroundTaskEvent,
   BackgroundTaskRecord,
   LiveState,
   RegisterRequest,
+  SubscriptionEvent,
   TaskCompletion,
   TaskFilter,
   TaskRegistration,
   TaskScope,
   TaskState,
+  TaskStats,
   TaskUpdate
 } from "./BackgroundTask.ts"
 import * as internal from "./internal/host.ts"
@@ -98,13 +99,27 @@ export interface BackgroundTaskHostService {
   ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | TaskAlreadyExists | SessionError>
   /**
    * Subscribes to the events matching the filter's `sessionId` and `kind`. The
-   * subscription is live when the effect returns: no event published after it
-   * is missed. The stream ends when the host shuts down, after the events of
-   * the shutdown itself.
+   * subscription is live when the effect returns: every event published after
+   * it is delivered, in `seq` order, or counted by a `Lagged` where the
+   * subscriber fell more than its buffer (`subscriberBuffer`) behind.
+   * Publishing never waits for a subscriber. The stream ends when the host
+   * shuts down, after the events of the shutdown itself, or when the scope
+   * closes. Run the stream once.
    */
   readonly subscribe: (
     filter?: TaskFilter
-  ) => Effect.Effect<Stream.Stream<BackgroundTaskEvent>, SnapshotError | SessionError, Scope.Scope>
+  ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
+  /**
+   * The records matching the filter (as `list` returns them) as of event `seq`,
+   * and a subscription to exactly the matching events after `seq`: no gap and
+   * no duplicate, whatever runs concurrently. Fold the events into the
+   * snapshot with `TaskView`; after a `Lagged`, take a new `watch` or `list`.
+   */
+  readonly watch: (
+    filter?: TaskFilter
+  ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
+  /** The host's counters: records held, tasks ended by outcome (exact after eviction), the last `seq`. */
+  readonly stats: Effect.Effect<TaskStats, SessionError>
   /**
    * Runs `task` as a fiber tracked per session, with no record. Its failure is
    * reported by `awaitHidden`.
@@ -195,6 +210,23 @@ export interface BackgroundTaskHostService {
 }
 
 /**
+ * What `watch` returns: a snapshot and the events after it.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface TaskWatch {
+  /** The filter, as validated. */
+  readonly filter: TaskFilter | undefined
+  /** The matching records as of `seq`, oldest first. */
+  readonly snapshot: ReadonlyArray<BackgroundTaskRecord>
+  /** The `seq` of the last event the snapshot includes (0 before the first event). */
+  readonly seq: number
+  /** Every matching event after `seq`, in order. */
+  readonly events: Stream.Stream<SubscriptionEvent>
+}
+
+/**
  * Options of the local host.
  *
  * @category models
@@ -207,6 +239,21 @@ export interface BackgroundTaskHostOptions {
    * never). Also bounds each external cancel effect at shutdown.
    */
   readonly cancelGracePeriod?: Duration.Input | undefined
+  /**
+   * How many terminal records the host holds, and for how long after they
+   * ended (defaults 10,000 and 1 hour, by the `Clock`). Beyond either, the
+   * oldest terminal records are evicted with an `Evicted` event. Live records
+   * are never evicted. `Infinity` lifts a limit.
+   */
+  readonly retention?: {
+    readonly maxTerminal?: number | undefined
+    readonly maxAge?: Duration.Input | undefined
+  } | undefined
+  /**
+   * Events each subscriber may have unread before the oldest are dropped
+   * for it (and counted by a `Lagged`); default 4,096.
+   */
+  readonly subscriberBuffer?: number | undefined
 }
 
 /**
@@ -256,7 +303,8 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
 
   /**
    * The local host with options. Invalid options (a negative or unreadable
-   * `cancelGracePeriod`) fail the layer with a `SessionError`.
+   * duration, a count that is not a non-negative integer, a buffer under 1)
+   * fail the layer with a `SessionError`.
    *
    * @category layers
    * @since 0.1.0

@@ -14,24 +14,32 @@ export {
   Completed,
   defaultAttempt,
   duration,
+  Evicted,
+  EvictionReason,
   Failed,
   Id,
+  isTaskEvent,
   isTerminal,
+  Lagged,
   LiveState,
   matchesEvent,
   matchesRecord,
   Progress,
   Registered,
   RegisterRequest,
+  Seq,
   StateChanged,
+  SubscriptionEvent,
   TaskAttempt,
   TaskCompletion,
+  type TaskEvent,
   TaskFilter,
   TaskKind,
   TaskOutcome,
   TaskRegistration,
   TaskScope,
   TaskState,
+  TaskStats,
   TaskUpdate,
   TerminalState,
   Transferred
@@ -40,7 +48,8 @@ export {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
   type BackgroundTaskHostService,
-  LocalBackgroundTaskHost
+  LocalBackgroundTaskHost,
+  type TaskWatch
 } from "./BackgroundTaskHost.ts"
 export {
   InvalidTransition,
@@ -54,3 +63,4 @@ export {
   TaskNotFound
 } from "./PluginError.ts"
 export { TaskContext } from "./TaskContext.ts"
+export { TaskView } from "./TaskView.ts"

@@ -40,7 +40,8 @@ const fullRecord: BackgroundTaskRecord = {
   failure: Option.none(),
   createdAt,
   updatedAt,
-  completedAt: Option.none()
+  completedAt: Option.none(),
+  revision: 7
 }
 
 const makeRecord = (overrides: Partial<BackgroundTaskRecord> = {}): BackgroundTaskRecord => ({
@@ -58,11 +59,16 @@ const completedRecord = makeRecord({
 
 const sortedKeys = (u: unknown): ReadonlyArray<string> => Object.keys(u as object).sort()
 
-const base = { taskId: "task-1", sessionId: "session-1", kind: "subagent" } as const
+const base = { seq: 8, taskId: "task-1", sessionId: "session-1", kind: "subagent" } as const
 
 const events: ReadonlyArray<{ readonly type: string; readonly event: BackgroundTaskEvent }> = [
   { type: "registered", event: { _tag: "Registered", ...base, record: makeRecord({ state: "pending" }) } },
-  { type: "state_changed", event: { _tag: "StateChanged", ...base, state: "waiting" } },
+  { type: "state_changed", event: {
+      _tag: "StateChanged",
+      ...base,
+      state: "waiting",
+      record: makeRecord({ state: "waiting" })
+    } },
   { type: "progress", event: { _tag: "Progress", ...base, message: "step 3 of 7" } },
   { type: "completed", event: { _tag: "Completed", ...base, record: completedRecord } },
   {
@@ -77,7 +83,10 @@ const events: ReadonlyArray<{ readonly type: string; readonly event: BackgroundT
       })
     }
   },
-  { type: "cancel_requested", event: { _tag: "CancelRequested", ...base, reason: Option.some("user asked") } },
+  {
+    type: "cancel_requested",
+    event: { _tag: "CancelRequested", ...base, reason: Option.some("user asked"), record: fullRecord }
+  },
   {
     type: "cancelled",
     event: {
@@ -97,7 +106,19 @@ const events: ReadonlyArray<{ readonly type: string; readonly event: BackgroundT
       ...base,
       sessionId: "session-2",
       scope: { sessionId: "session-2" },
-      fromSessionId: "session-1"
+      fromSessionId: "session-1",
+      record: makeRecord({ scope: { sessionId: "session-2" } })
+    }
+  },
+  {
+    type: "evicted",
+    event: {
+      _tag: "Evicted",
+      seq: 9,
+      sessionId: "session-1",
+      kind: "subagent",
+      taskIds: ["task-1", "task-2"],
+      reason: "max_terminal"
     }
   }
 ]
@@ -125,6 +146,7 @@ describe("BackgroundTaskRecord wire form", () => {
         "parent_task_id",
         "producer",
         "result",
+        "revision",
         "scope",
         "state",
         "updated_at"
@@ -152,7 +174,8 @@ describe("BackgroundTaskRecord wire form", () => {
         failure: null,
         created_at: "2024-05-01T12:00:00.000Z",
         updated_at: "2024-05-01T12:00:05.250Z",
-        completed_at: null
+        completed_at: null,
+        revision: 7
       })
     }))
 
@@ -208,6 +231,7 @@ describe("BackgroundTaskRecord wire form", () => {
       }))
       assert.strictEqual(decoded.scope.sessionId, "s1")
       assert.strictEqual(decoded.state, "waiting")
+      assert.strictEqual(decoded.revision, 0, "a record of the original host, without revision, decodes as revision 0")
       assert.isTrue(Equal.equals(decoded.childSessionId, Option.some("child")))
       assert.isTrue(Equal.equals(decoded.attempt.idempotencyKey, Option.some("key-1")))
       assert.isTrue(Option.isNone(decoded.completedAt))
@@ -293,7 +317,9 @@ describe("BackgroundTaskEvent wire form", () => {
       const wire = JSON.parse(json)
       assert.strictEqual(wire.type, type)
       assert.isUndefined(wire._tag)
-      assert.strictEqual(wire.task_id, event.taskId)
+      assert.strictEqual(wire.seq, event.seq)
+      if (event._tag === "Evicted") assert.deepStrictEqual(wire.task_ids, event.taskIds)
+      else assert.strictEqual(wire.task_id, event.taskId)
       assert.strictEqual(wire.session_id, event.sessionId)
       assert.strictEqual(wire.kind, event.kind)
       assert.isUndefined(wire.taskId)
@@ -311,6 +337,7 @@ describe("BackgroundTaskEvent wire form", () => {
           "CancelRequested",
           "Cancelled",
           "Completed",
+          "Evicted",
           "Failed",
           "Progress",
           "Registered",
@@ -327,26 +354,35 @@ describe("BackgroundTaskEvent wire form", () => {
       const wire = JSON.parse(yield* encodeEvent(transferred!.event))
       assert.deepStrictEqual(wire, {
         type: "transferred",
+        seq: 8,
         task_id: "task-1",
         session_id: "session-2",
         kind: "subagent",
         scope: { session_id: "session-2" },
-        from_session_id: "session-1"
+        from_session_id: "session-1",
+        record: JSON.parse(yield* encodeRecord(makeRecord({ scope: { sessionId: "session-2" } })))
       })
     }))
 
   it.effect("event payloads use the record's snake_case wire form and null for None", () =>
     Effect.gen(function*() {
       const wire = JSON.parse(
-        yield* encodeEvent({ _tag: "CancelRequested", ...base, reason: Option.none() })
+        yield* encodeEvent({ _tag: "Progress", ...base, message: "half way" })
       )
       assert.deepStrictEqual(wire, {
-        type: "cancel_requested",
+        type: "progress",
+        seq: 8,
         task_id: "task-1",
         session_id: "session-1",
         kind: "subagent",
-        reason: null
+        message: "half way"
       })
+      const cancelRequested = JSON.parse(
+        yield* encodeEvent({ _tag: "CancelRequested", ...base, reason: Option.none(), record: fullRecord })
+      )
+      assert.strictEqual(cancelRequested.reason, null)
+      assert.strictEqual(cancelRequested.record.state, "cancel_requested")
+      assert.strictEqual(cancelRequested.record.revision, 7)
       const completed = JSON.parse(
         yield* encodeEvent({ _tag: "Completed", ...base, record: completedRecord })
       )
@@ -420,6 +456,7 @@ describe("isTerminal", () => {
 describe("matchesEvent", () => {
   const progress = (sessionId: string, kind: TaskKind): BackgroundTaskEvent => ({
     _tag: "Progress",
+    seq: 1,
     taskId: "task-1",
     sessionId,
     kind,
@@ -427,11 +464,13 @@ describe("matchesEvent", () => {
   })
   const transferred: BackgroundTaskEvent = {
     _tag: "Transferred",
+    seq: 2,
     taskId: "task-1",
     sessionId: "new",
     kind: "monitor",
     scope: { sessionId: "new" },
-    fromSessionId: "old"
+    fromSessionId: "old",
+    record: makeRecord({ kind: "monitor", scope: { sessionId: "new" } })
   }
 
   it("matches every event when there is no filter or an empty one", () => {

@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { TaskContext } from "../src/index.ts"
-import { makeTestHost, spec, tags, terminalEvents } from "./utils/host.ts"
+import { makeTestHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
 
 /** A managed task body that signals when it starts and when its finalizer ran. */
 const blocking = Effect.gen(function*() {
@@ -124,7 +124,7 @@ describe("BackgroundTaskHost cancellation", () => {
         const records = yield* host.listManaged("s1")
         assert.strictEqual(records.length, 200)
         for (const record of records) assert.include(["completed", "cancelled"], record.state)
-        const all = yield* events
+        const all = taskEvents(yield* events)
         for (const id of ids) {
           const ends = all.filter((e) => e.taskId === id && ["Completed", "Failed", "Cancelled"].includes(e._tag))
           assert.strictEqual(ends.length, 1, `one terminal event for ${id}`)
@@ -420,7 +420,7 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.isTrue(yield* Deferred.isDone(hidden.finalized))
         assert.isTrue(yield* Ref.get(cancelRan))
         // the stream ended by itself, after the shutdown's own events
-        const all = yield* Fiber.join(collector)
+        const all = taskEvents(yield* Fiber.join(collector))
         const cancelled = all.filter((e) => e._tag === "Cancelled").map((e) => e.taskId).sort()
         assert.deepStrictEqual(cancelled, ["m1", "r1", "x1"])
         assert.strictEqual(all.filter((e) => e.taskId === "done" && e._tag === "Cancelled").length, 0)

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Option, Ref, Stream } from "effect"
-import { makeTestHost, spec } from "./utils/host.ts"
+import { makeTestHost, spec, taskEvents } from "./utils/host.ts"
 
 describe("BackgroundTaskHost concurrency", () => {
   it.effect("1,000 concurrent updates on one task lose nothing and arrive in mutation order", () =>
@@ -121,7 +121,7 @@ describe("BackgroundTaskHost shutdown under load", () => {
           { concurrency: 16, discard: true }
         ))
         yield* Effect.repeat(Effect.yieldNow, { times: turns })
-        const all = yield* events
+        const all = taskEvents(yield* events)
         yield* Fiber.interrupt(writers)
         assert.strictEqual(yield* Ref.get(live), 0, "no task body is still running")
         // every registered task has exactly one terminal event, its last, after its Registered

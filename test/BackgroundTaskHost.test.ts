@@ -40,11 +40,13 @@ describe("BackgroundTaskHost", () => {
         assert.deepStrictEqual(tags(all), ["Registered:t1", "Cancelled:t1"])
         assert.deepStrictEqual(all[0], {
           _tag: "Registered",
+          seq: 1,
           taskId: "t1",
           sessionId: "s1",
           kind: "monitor",
           record
         })
+        assert.strictEqual(record.revision, 1)
       }))
 
     it.effect("timestamps come from the Clock", () =>
@@ -292,9 +294,12 @@ describe("BackgroundTaskHost", () => {
           taskId: "t1",
           sessionId: "s2",
           kind: "monitor",
+          seq: 2,
           scope: { sessionId: "s2" },
-          fromSessionId: "s1"
+          fromSessionId: "s1",
+          record: moved
         })
+        assert.strictEqual(moved.revision, 2)
       }))
 
     it.effect("transferring onto a live id fails; onto a terminal one replaces it", () =>

@@ -1,60 +1,154 @@
 /**
- * The host's event hub: one unbounded `PubSub`, published to synchronously
- * from inside the registry's atomic steps, read by per-subscriber Streams.
+ * The host's event hub: a bounded buffer per subscriber, written to
+ * synchronously from inside the registry's atomic steps, read by a Stream.
  *
- * Closing the hub publishes an end marker instead of shutting the PubSub
- * down: `PubSub.shutdown` discards what a subscriber has not read yet, and the
- * last events of a shutdown (the `Cancelled` of every live task) must reach
- * every subscriber before its stream ends.
+ * Publishing never waits: it appends the event to the buffer of each
+ * subscriber whose filter matches. A full buffer drops its oldest event and
+ * counts it; the reader then gets one `Lagged { skipped }` in place of the
+ * dropped events, followed by the newer ones. The dropped events are always
+ * the ones right after what the reader last took, so `skipped` is exact and
+ * the gap is exactly where `Lagged` stands.
+ *
+ * A reader takes everything buffered in one pull (one chunk), so a fast
+ * reader costs the publisher an array push per event, and an idle one the
+ * same until its buffer is full. Closing the hub lets every reader drain what
+ * was published before, then ends its stream.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as PubSub from "effect/PubSub"
-import type * as Scope from "effect/Scope"
+import type * as Pull from "effect/Pull"
 import * as Stream from "effect/Stream"
-import { type BackgroundTaskEvent, matchesEvent, type TaskFilter } from "../BackgroundTask.ts"
+import {
+  type BackgroundTaskEvent,
+  matchesEvent,
+  type SubscriptionEvent,
+  type TaskFilter
+} from "../BackgroundTask.ts"
 
-const End: unique symbol = Symbol.for("effect-task-host/EventHub/End")
-type Item = BackgroundTaskEvent | typeof End
+type Chunk = readonly [SubscriptionEvent, ...Array<SubscriptionEvent>]
 
-const isEvent = (item: Item): item is BackgroundTaskEvent => item !== End
+/** One subscriber's buffer. */
+export class Subscription {
+  /** `undefined`: every event. */
+  readonly filter: TaskFilter | undefined
+  readonly capacity: number
+  /** Buffered events are `items[head..]`; slots before `head` were dropped. */
+  private items: Array<BackgroundTaskEvent | undefined> = []
+  private head = 0
+  private skipped = 0
+  private ended = false
+  private wake: ((effect: Effect.Effect<void>) => void) | undefined = undefined
 
-export interface EventHub {
-  /** Publishes one event; never blocks. Call it only from a synchronous step. */
-  readonly publish: (event: BackgroundTaskEvent) => void
-  /** Ends every subscriber's stream after the events already published. */
-  readonly close: () => void
-  /**
-   * Subscribes now (the subscription is live when the effect returns) and
-   * returns the filtered stream; `undefined` when the hub has closed.
-   */
-  readonly subscribe: (
-    filter: TaskFilter | undefined
-  ) => Effect.Effect<Stream.Stream<BackgroundTaskEvent> | undefined, never, Scope.Scope>
+  constructor(filter: TaskFilter | undefined, capacity: number) {
+    this.filter = filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
+      ? undefined
+      : filter
+    this.capacity = capacity
+  }
+
+  push(event: BackgroundTaskEvent): void {
+    if (this.items.length - this.head >= this.capacity) {
+      this.items[this.head++] = undefined
+      this.skipped++
+      // keep the array within twice the capacity: amortised O(1) per drop
+      if (this.head >= this.capacity) {
+        this.items = this.items.slice(this.head)
+        this.head = 0
+      }
+    }
+    this.items.push(event)
+    this.notify()
+  }
+
+  /** No event after this one; the reader drains what is buffered, then ends. */
+  end(): void {
+    this.ended = true
+    this.notify()
+  }
+
+  /** Events buffered now; for tests and stats. */
+  get size(): number {
+    return this.items.length - this.head
+  }
+
+  /** Everything buffered, `Lagged` first when events were dropped; `undefined` when empty. */
+  private takeAll(): Chunk | undefined {
+    if (this.items.length === this.head && this.skipped === 0) return undefined
+    const events = (this.head === 0 ? this.items : this.items.slice(this.head)) as Array<SubscriptionEvent>
+    this.items = []
+    this.head = 0
+    if (this.skipped === 0) return events as unknown as Chunk
+    const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
+    this.skipped = 0
+    return [lagged, ...events]
+  }
+
+  private notify(): void {
+    const wake = this.wake
+    if (wake === undefined) return
+    this.wake = undefined
+    wake(Effect.void)
+  }
+
+  /** Waits for the next push or the end. */
+  private readonly waitForMore: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    this.wake = resume
+    return Effect.sync(() => {
+      if (this.wake === resume) this.wake = undefined
+    })
+  })
+
+  readonly pull: Pull.Pull<Chunk, never, void> = Effect.suspend(() => {
+    const chunk = this.takeAll()
+    if (chunk !== undefined) return Effect.succeed(chunk)
+    if (this.ended) return Cause.done()
+    return Effect.flatMap(this.waitForMore, () => this.pull)
+  })
+
+  /** The subscriber's stream; run it once. */
+  readonly stream: Stream.Stream<SubscriptionEvent> = Stream.fromPull(Effect.succeed(this.pull))
 }
 
-export const make: Effect.Effect<EventHub> = Effect.gen(function*() {
-  const pubsub = yield* PubSub.unbounded<Item>()
-  let closed = false
-  return {
-    publish: (event) => {
-      PubSub.publishUnsafe(pubsub, event)
-    },
-    close: () => {
-      if (closed) return
-      closed = true
-      PubSub.publishUnsafe(pubsub, End)
-    },
-    subscribe: (filter) =>
-      Effect.map(PubSub.subscribe(pubsub), (subscription) => {
-        // `closed` is read after the subscription exists: either it sees the
-        // end marker, or the hub had closed before and there is nothing to read.
-        if (closed) return undefined
-        const events = Stream.fromSubscription(subscription).pipe(Stream.takeWhile(isEvent))
-        return filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
-          ? events
-          : Stream.filter(events, (event) => matchesEvent(filter, event))
-      })
+export class EventHub {
+  private readonly subscribers = new Set<Subscription>()
+  private closed = false
+  readonly capacity: number
+
+  constructor(capacity: number) {
+    this.capacity = capacity
   }
-})
+
+  /** Publishes one event; never waits. Call it only from a synchronous step. */
+  publish(event: BackgroundTaskEvent): void {
+    for (const subscriber of this.subscribers) {
+      if (subscriber.filter === undefined || matchesEvent(subscriber.filter, event)) subscriber.push(event)
+    }
+  }
+
+  /** A new subscriber, live from now; `undefined` once the hub has closed. */
+  attach(filter: TaskFilter | undefined): Subscription | undefined {
+    if (this.closed) return undefined
+    const subscriber = new Subscription(filter, this.capacity)
+    this.subscribers.add(subscriber)
+    return subscriber
+  }
+
+  /** Stops delivering to a subscriber; its stream ends after what it holds. */
+  detach(subscriber: Subscription): void {
+    if (this.subscribers.delete(subscriber)) subscriber.end()
+  }
+
+  /** Ends every subscriber's stream after the events already published. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const subscriber of this.subscribers) subscriber.end()
+    this.subscribers.clear()
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size
+  }
+}

@@ -44,7 +44,7 @@ import {
   TaskNotFound
 } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
-import * as EventHub from "./eventHub.ts"
+import { EventHub } from "./eventHub.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
@@ -71,28 +71,62 @@ type HostState = { readonly _tag: "Open" } | { readonly _tag: "Closing" } | { re
 
 const closedError = new SessionError({ message: "the background task host has shut down" })
 
-/** The grace period of the options, or why it is not valid. */
-const gracePeriodOf = (options: BackgroundTaskHostOptions): Effect.Effect<Duration.Duration, SessionError> => {
-  const input = options.cancelGracePeriod ?? "5 seconds"
-  const duration = typeof input === "number" && Number.isNaN(input) ? Option.none() : Duration.fromInput(input)
+const invalidOption = (name: string, expected: string, input: unknown) =>
+  new SessionError({
+    message: `the background task host cannot start: ${name} must be ${expected}, got ${
+      typeof input === "number" ? String(input) : String(JSON.stringify(input))
+    }`
+  })
+
+/** A duration option, or why it is not valid. */
+const durationOption = (
+  name: string,
+  input: Duration.Input | undefined,
+  fallback: Duration.Input
+): Effect.Effect<Duration.Duration, SessionError> => {
+  const value = input ?? fallback
+  const duration = typeof value === "number" && Number.isNaN(value) ? Option.none() : Duration.fromInput(value)
   return Option.isSome(duration) && !Duration.isNegative(duration.value)
     ? Effect.succeed(duration.value)
+    : Effect.fail(invalidOption(name, "a non-negative duration", value))
+}
+
+/** A count option: a non-negative integer, or `Infinity` where `infinite` allows it. */
+const countOption = (
+  name: string,
+  input: unknown,
+  fallback: number,
+  range: { readonly min: number; readonly infinite: boolean }
+): Effect.Effect<number, SessionError> => {
+  const value = input ?? fallback
+  return typeof value === "number" &&
+      ((Number.isSafeInteger(value) && value >= range.min) || (range.infinite && value === Infinity))
+    ? Effect.succeed(value)
     : Effect.fail(
-      new SessionError({
-        message: `the background task host cannot start: cancelGracePeriod must be a non-negative duration, got ${
-          String(JSON.stringify(input))
-        }`
-      })
+      invalidOption(name, `an integer >= ${range.min}${range.infinite ? " or Infinity" : ""}`, value)
     )
 }
+
+/** The options, checked, with their defaults. */
+const optionsOf = (options: BackgroundTaskHostOptions) =>
+  Effect.all({
+    grace: durationOption("cancelGracePeriod", options.cancelGracePeriod, "5 seconds"),
+    maxTerminal: countOption("retention.maxTerminal", options.retention?.maxTerminal, 10_000, {
+      min: 0,
+      infinite: true
+    }),
+    maxAge: durationOption("retention.maxAge", options.retention?.maxAge, "1 hour"),
+    subscriberBuffer: countOption("subscriberBuffer", options.subscriberBuffer, 4_096, { min: 1, infinite: false })
+  })
 
 export const make = (
   options: BackgroundTaskHostOptions
 ): Effect.Effect<BackgroundTaskHostService, SessionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const grace = yield* gracePeriodOf(options)
-    const hub = yield* EventHub.make
-    const registry = new Registry<Control>(hub.publish)
+    const { grace, maxAge, maxTerminal, subscriberBuffer } = yield* optionsOf(options)
+    const hub = new EventHub(subscriberBuffer)
+    const maxAgeMillis = Duration.toMillis(maxAge)
+    const registry = new Registry<Control>({ publish: (event) => hub.publish(event), maxTerminal, maxAgeMillis })
     const state = yield* Ref.make<HostState>({ _tag: "Open" })
     const hidden = new HiddenTasks(() => Ref.getUnsafe(state)._tag === "Open")
     const timers = new Set<Fiber.Fiber<void>>()
@@ -320,11 +354,21 @@ export const make = (
         : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
     }
 
+    /** Registers a new record, in one step. */
+    const add = (
+      sessionId: string,
+      spec: TaskRegistration & { readonly attempt?: TaskAttempt },
+      state: TaskState,
+      now: DateTime.Utc,
+      handle: Control
+    ) => registry.add((revision) => newRecord(sessionId, spec, state, now, revision), spec.id, sessionId, handle)
+
     const newRecord = (
       sessionId: string,
       spec: TaskRegistration & { readonly attempt?: TaskAttempt },
       state: TaskState,
-      now: DateTime.Utc
+      now: DateTime.Utc,
+      revision: number
     ): BackgroundTaskRecord => ({
       id: spec.id,
       kind: spec.kind,
@@ -340,7 +384,8 @@ export const make = (
       failure: Option.none(),
       createdAt: now,
       updatedAt: now,
-      completedAt: Option.none()
+      completedAt: Option.none(),
+      revision
     })
 
     const control = (owner: Control["owner"], cancel?: Effect.Effect<void>): Control => ({
@@ -363,6 +408,36 @@ export const make = (
       const entry = typeof taskId === "string" ? registry.resolve(taskId) : undefined
       return entry === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : f(entry)
     }
+
+    /**
+     * Subscribes, and takes what `snapshot` reads, in one step: the snapshot is
+     * the state as of `seq`, the subscription gets every event after it.
+     */
+    const attach = <S>(filter: TaskFilter | undefined, snapshot: (filter: TaskFilter | undefined) => S) =>
+      Effect.flatMap(filterOf(filter), (valid) =>
+        Effect.acquireRelease(
+          whenOpen(() => {
+            const subscription = hub.attach(valid)
+            if (subscription === undefined) return Effect.fail(closedError)
+            return Effect.succeed({
+              filter: valid,
+              snapshot: snapshot(valid),
+              subscription: { seq: registry.lastSeq, stream: subscription.stream, handle: subscription }
+            })
+          }),
+          ({ subscription }) => Effect.sync(() => hub.detach(subscription.handle))
+        ))
+
+    // -- retention ----------------------------------------------------------------
+
+    /** Evicts terminal records as they reach `maxAge`, sleeping until the next one is due. */
+    const sweep: Effect.Effect<never> = Effect.gen(function*() {
+      while (true) {
+        const now = yield* Clock.currentTimeMillis
+        const due = Ref.getUnsafe(state)._tag === "Closed" ? undefined : registry.evictExpired(now)
+        yield* Effect.sleep(Duration.millis((due ?? now + maxAgeMillis) - now))
+      }
+    })
 
     // -- shutdown ---------------------------------------------------------------
 
@@ -388,6 +463,8 @@ export const make = (
         yield* Ref.set<HostState>(state, { _tag: "Closed" })
       })
     )
+    // forked after the finalizer above, so it is interrupted before that runs
+    if (Number.isFinite(maxAgeMillis)) yield* Effect.forkScoped(sweep)
 
     const spawnManaged = <A, E, R>(
       sessionId: string,
@@ -400,7 +477,7 @@ export const make = (
           Effect.flatMap((valid) =>
             atomic((now) => {
               const handle = control("host")
-              const added = registry.add(newRecord(sessionId, valid, "running", now), handle)
+              const added = add(sessionId, valid, "running", now, handle)
               if (Result.isFailure(added)) return Effect.fail(added.failure)
               const entry = added.success
               // the task gets its own context and a scope that closes when it ends;
@@ -421,8 +498,7 @@ export const make = (
         registration("registration", request, decodeRegister).pipe(
           Effect.flatMap((req) =>
             atomic((now) => {
-              const record = newRecord(req.scope.sessionId, req, "pending", now)
-              return Effect.fromResult(registry.add(record, control("caller"))).pipe(
+              return Effect.fromResult(add(req.scope.sessionId, req, "pending", now, control("caller"))).pipe(
                 Effect.map((entry) => entry.record)
               )
             })
@@ -499,11 +575,17 @@ export const make = (
           )
         ),
 
-      subscribe: (filter) =>
-        Effect.flatMap(filterOf(filter), (valid) =>
-          whenOpen(() => hub.subscribe(valid)).pipe(
-            Effect.flatMap((stream) => stream === undefined ? Effect.fail(closedError) : Effect.succeed(stream))
-          )),
+      subscribe: (filter) => Effect.map(attach(filter, () => undefined), ({ subscription }) => subscription.stream),
+
+      watch: (filter) =>
+        Effect.map(attach(filter, (valid) => registry.list(valid)), ({ filter, snapshot, subscription }) => ({
+          filter,
+          snapshot,
+          seq: subscription.seq,
+          events: subscription.stream
+        })),
+
+      stats: whenOpen(() => Effect.sync(() => registry.stats(hub.subscriberCount))),
 
       spawnHidden: (sessionId, label, task) =>
         withSession(sessionId, whenOpen(() => hidden.spawn(sessionId, String(label), task))),
@@ -518,7 +600,7 @@ export const make = (
           registration("task registration", spec, decodeRegistration).pipe(
             Effect.flatMap((valid) =>
               atomic((now) =>
-                Effect.fromResult(registry.add(newRecord(sessionId, valid, "running", now), control("external", cancel)))
+                Effect.fromResult(add(sessionId, valid, "running", now, control("external", cancel)))
                   .pipe(Effect.map((entry) => entry.record))
               )
             )
@@ -600,7 +682,7 @@ export const make = (
         withSession(
           sessionId,
           whenOpen(() =>
-            Effect.sync(() => registry.session(sessionId).filter((entry) => !isTerminal(entry.record.state)))
+            Effect.sync(() => registry.liveInSession(sessionId))
           ).pipe(
             Effect.tap((entries) =>
               Effect.forEach(entries, (entry) => hardCancel(entry, true), { concurrency: "unbounded", discard: true })

@@ -9,7 +9,7 @@
 import type * as DateTime from "effect/DateTime"
 import * as Option from "effect/Option"
 import {
-  type BackgroundTaskEvent,
+  type TaskEvent,
   type BackgroundTaskRecord,
   isTerminal,
   TaskState,
@@ -47,19 +47,24 @@ export const checkMove = (taskId: string, from: TaskState, to: unknown): Invalid
 export const describeState = (to: unknown): string =>
   typeof to === "string" ? to : (JSON.stringify(to) ?? String(to))
 
-/** The record after a move to `to` at `now`; `summary` goes to `failure` when `to` is `failed`. */
+/**
+ * The record after a move to `to` at `now`, by the event numbered `revision`;
+ * `summary` goes to `failure` when `to` is `failed`.
+ */
 export const moveRecord = (
   record: BackgroundTaskRecord,
   to: TaskState,
   now: DateTime.Utc,
+  revision: number,
   summary: Option.Option<string> = Option.none()
 ): BackgroundTaskRecord => {
-  if (!isTerminal(to)) return { ...record, state: to, updatedAt: now }
+  if (!isTerminal(to)) return { ...record, state: to, updatedAt: now, revision }
   const outcome = Option.some({ summary })
   return {
     ...record,
     state: to,
     updatedAt: now,
+    revision,
     completedAt: Option.some(now),
     result: to === "failed" ? record.result : outcome,
     failure: to === "failed" ? outcome : record.failure
@@ -67,18 +72,19 @@ export const moveRecord = (
 }
 
 /**
- * The one event a real move publishes: a terminal event for a terminal state,
- * `CancelRequested` for `cancel_requested`, else `StateChanged`.
+ * The one event a real move publishes, numbered by the moved record's
+ * `revision`: a terminal event for a terminal state, `CancelRequested` for
+ * `cancel_requested`, else `StateChanged`.
  */
-export const moveEvent = (record: BackgroundTaskRecord, reason: Option.Option<string>): BackgroundTaskEvent => {
-  const base = { taskId: record.id, sessionId: record.scope.sessionId, kind: record.kind }
+export const moveEvent = (record: BackgroundTaskRecord, reason: Option.Option<string>): TaskEvent => {
+  const base = { seq: record.revision, taskId: record.id, sessionId: record.scope.sessionId, kind: record.kind, record }
   switch (record.state) {
     case "completed":
-      return { _tag: "Completed", ...base, record }
+      return { _tag: "Completed", ...base }
     case "failed":
-      return { _tag: "Failed", ...base, record }
+      return { _tag: "Failed", ...base }
     case "cancelled":
-      return { _tag: "Cancelled", ...base, record }
+      return { _tag: "Cancelled", ...base }
     case "cancel_requested":
       return { _tag: "CancelRequested", ...base, reason }
     default:

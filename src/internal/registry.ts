@@ -1,5 +1,6 @@
 /**
- * The registry of task records and its indexes.
+ * The registry of task records, its indexes, its event numbering and its
+ * retention of terminal records.
  *
  * Every method is one synchronous step: it validates, writes and publishes
  * its events before it returns, and nothing else runs in between (JavaScript
@@ -8,8 +9,13 @@
  * without a lock. The host calls these methods only from inside
  * `Effect.suspend`/`Effect.sync` blocks.
  *
+ * Every published event gets the next `seq`; a record's `revision` is the
+ * `seq` of the event that last changed it. So a snapshot taken in the same
+ * step as a subscription (`watch`) is exactly the state as of `lastSeq`.
+ *
  * Invariants: at most one record per (session, id); at most one live record
- * per id; `entries` iterates in registration order.
+ * per id; every index holds exactly the records it describes; `terminal`
+ * holds the terminal records in the order they ended.
  *
  * @internal
  */
@@ -19,63 +25,118 @@ import * as Result from "effect/Result"
 import {
   type BackgroundTaskEvent,
   type BackgroundTaskRecord,
+  type EvictionReason,
   isTerminal,
   matchesRecord,
   type TaskFilter,
-  type TaskState
+  type TaskKind,
+  type TaskState,
+  type TaskStats
 } from "../BackgroundTask.ts"
 import { type InvalidTransition, TaskAlreadyExists } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 
 /** One record and what the host needs to act on it (`handle`). */
 export interface Entry<H> {
-  /** Registration order: oldest first, ties in registration order. */
+  /** Registration order: oldest first. */
   readonly order: number
   record: BackgroundTaskRecord
-  /** The mutation number of the last change to `record`. */
-  rev: number
   readonly handle: H
 }
 
+export interface RegistryOptions {
+  readonly publish: (event: BackgroundTaskEvent) => void
+  /** Terminal records held at most; the oldest are evicted beyond it. */
+  readonly maxTerminal: number
+  /** Milliseconds a terminal record is held after it ended (`Infinity`: no limit). */
+  readonly maxAgeMillis: number
+}
+
+/** A `Map` of sets, whose empty sets are removed. */
+class Index<K, H> {
+  private readonly map = new Map<K, Set<Entry<H>>>()
+  add(key: K, entry: Entry<H>): void {
+    let set = this.map.get(key)
+    if (set === undefined) this.map.set(key, set = new Set())
+    set.add(entry)
+  }
+  delete(key: K, entry: Entry<H>): void {
+    const set = this.map.get(key)
+    if (set === undefined || !set.delete(entry)) return
+    if (set.size === 0) this.map.delete(key)
+  }
+  get(key: K): ReadonlySet<Entry<H>> {
+    return this.map.get(key) ?? empty
+  }
+}
+
+const empty: ReadonlySet<never> = new Set()
+
 export class Registry<H> {
   private nextOrder = 0
-  private nextRev = 0
+  private seq = 0
+  private readonly publishEvent: (event: BackgroundTaskEvent) => void
+  private readonly maxTerminal: number
+  private readonly maxAgeMillis: number
+
   /** Every record, in registration order. */
   private readonly entries = new Map<number, Entry<H>>()
   /** The live record of each id. */
   private readonly live = new Map<string, Entry<H>>()
-  /** Session → id → record. */
+  /** Session → id → record (live and terminal). */
   private readonly sessions = new Map<string, Map<string, Entry<H>>>()
+  private readonly liveBySession = new Index<string, H>()
+  private readonly byKind = new Index<TaskKind, H>()
+  private readonly liveByKind = new Index<TaskKind, H>()
   /**
    * Id → every record with that id (one live at most, terminal ones in other
    * sessions): one entry, or an array in the rare case of several.
    */
   private readonly ids = new Map<string, Entry<H> | Array<Entry<H>>>()
+  /** Terminal records, oldest end first: the eviction order. */
+  private readonly terminal = new Set<Entry<H>>()
 
-  private readonly publish: (event: BackgroundTaskEvent) => void
+  private readonly counts = { completed: 0, failed: 0, cancelled: 0, evicted: 0 }
 
-  constructor(publish: (event: BackgroundTaskEvent) => void) {
-    this.publish = publish
+  constructor(options: RegistryOptions) {
+    this.publishEvent = options.publish
+    this.maxTerminal = options.maxTerminal
+    this.maxAgeMillis = options.maxAgeMillis
   }
 
-  /** Adds a record; a terminal record with the same id in the same session is replaced. */
-  add(record: BackgroundTaskRecord, handle: H): Result.Result<Entry<H>, TaskAlreadyExists> {
-    const live = this.live.get(record.id)
+  /** The `seq` of the last event published (0 before the first). */
+  get lastSeq(): number {
+    return this.seq
+  }
+
+  /**
+   * Adds a record (`make` gets its `revision`, the `seq` of its `Registered`);
+   * a terminal record with the same id in the same session is replaced.
+   */
+  add(make: (revision: number) => BackgroundTaskRecord, id: string, sessionId: string, handle: H): Result.Result<
+    Entry<H>,
+    TaskAlreadyExists
+  > {
+    const live = this.live.get(id)
     if (live !== undefined) {
-      return Result.fail(new TaskAlreadyExists({ taskId: record.id, sessionId: live.record.scope.sessionId }))
+      return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
-    const replaced = this.sessions.get(record.scope.sessionId)?.get(record.id)
+    const replaced = this.sessions.get(sessionId)?.get(id)
     if (replaced !== undefined) this.delete(replaced)
-    const entry: Entry<H> = { order: this.nextOrder++, record, rev: this.nextRev++, handle }
+    const seq = ++this.seq
+    const record = make(seq)
+    const entry: Entry<H> = { order: this.nextOrder++, record, handle }
     this.entries.set(entry.order, entry)
     this.index(entry)
-    this.publish({ _tag: "Registered", taskId: record.id, sessionId: record.scope.sessionId, kind: record.kind, record })
+    this.publishEvent({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record })
     return Result.succeed(entry)
   }
 
-  /** Removes a record without an event. */
+  /** Removes a record (`unregisterExternal`), with an `Evicted` event. */
   remove(entry: Entry<H>): void {
-    if (this.entries.get(entry.order) === entry) this.delete(entry)
+    if (this.entries.get(entry.order) !== entry) return
+    this.delete(entry)
+    this.publishEvicted([entry], "unregistered")
   }
 
   /** The live record with this id, else the most recently updated terminal one. */
@@ -86,7 +147,7 @@ export class Registry<H> {
     if (same === undefined || !Array.isArray(same)) return same
     let found: Entry<H> | undefined
     for (const entry of same) {
-      if (found === undefined || entry.rev > found.rev) found = entry
+      if (found === undefined || entry.record.revision > found.record.revision) found = entry
     }
     return found
   }
@@ -97,7 +158,8 @@ export class Registry<H> {
 
   /**
    * Moves a record to `to`, publishing the move's one event; staying in the
-   * same live state changes nothing and publishes nothing.
+   * same live state changes nothing and publishes nothing. A move to a
+   * terminal state may evict the oldest terminal records.
    */
   move(
     entry: Entry<H>,
@@ -109,18 +171,23 @@ export class Registry<H> {
     const invalid = Lifecycle.checkMove(entry.record.id, from, to)
     if (invalid !== undefined) return Result.fail(invalid)
     if (from === to) return Result.succeed(entry.record)
-    const record = Lifecycle.moveRecord(entry.record, to, now, options?.summary)
-    this.write(entry, record)
-    if (isTerminal(to)) this.live.delete(record.id)
-    this.publish(Lifecycle.moveEvent(record, options?.reason ?? Option.none()))
+    const record = Lifecycle.moveRecord(entry.record, to, now, ++this.seq, options?.summary)
+    entry.record = record
+    if (isTerminal(to)) this.unindexLive(entry)
+    this.publishEvent(Lifecycle.moveEvent(record, options?.reason ?? Option.none()))
+    if (isTerminal(to)) {
+      this.counts[to]++
+      this.retire(entry)
+    }
     return Result.succeed(record)
   }
 
-  /** Publishes a `Progress` event for a live record. */
+  /** Publishes a `Progress` event for a record; the record does not change. */
   progress(entry: Entry<H>, message: string): void {
     const { record } = entry
-    this.publish({
+    this.publishEvent({
       _tag: "Progress",
+      seq: ++this.seq,
       taskId: record.id,
       sessionId: record.scope.sessionId,
       kind: record.kind,
@@ -155,41 +222,75 @@ export class Registry<H> {
       if (there !== undefined) this.delete(there)
       this.unindexSession(entry)
       const scope = { sessionId: to }
-      const record: BackgroundTaskRecord = { ...entry.record, scope, updatedAt: now }
-      this.write(entry, record)
+      const seq = ++this.seq
+      const record: BackgroundTaskRecord = { ...entry.record, scope, updatedAt: now, revision: seq }
+      entry.record = record
       this.indexSession(entry)
       moved.push(record)
-      this.publish({
+      this.publishEvent({
         _tag: "Transferred",
+        seq,
         taskId: record.id,
         sessionId: to,
         kind: record.kind,
         scope,
-        fromSessionId: from
+        fromSessionId: from,
+        record
       })
     }
     return Result.succeed(moved)
   }
 
-  /** Records matching the filter, oldest first. */
+  /**
+   * Evicts the terminal records that ended `maxAge` or longer before `now`.
+   * Returns when the next one is due (epoch millis), if any.
+   */
+  evictExpired(nowMillis: number): number | undefined {
+    const expired: Array<Entry<H>> = []
+    let due: number | undefined
+    for (const entry of this.terminal) {
+      const endedAt = endOf(entry.record)
+      if (nowMillis - endedAt < this.maxAgeMillis) {
+        due = endedAt + this.maxAgeMillis
+        break
+      }
+      expired.push(entry)
+    }
+    this.evict(expired, "max_age")
+    return due
+  }
+
+  /** Records matching the filter, oldest first; the work is in proportion to the index read. */
   list(filter: TaskFilter | undefined): Array<BackgroundTaskRecord> {
-    const out: Array<BackgroundTaskRecord> = []
-    if (filter?.sessionId !== undefined) {
-      for (const entry of this.session(filter.sessionId)) {
-        if (matchesRecord(filter, entry.record)) out.push(entry.record)
+    const all = filter?.includeTerminal === true
+    const sessionId = filter?.sessionId
+    const kind = filter?.kind
+    // `entries`, `live` and the kind indexes are filled at registration, so
+    // they iterate in registration order; the session indexes also change on
+    // transfers and need sorting
+    let candidates: Iterable<Entry<H>>
+    let ordered = true
+    if (sessionId !== undefined) {
+      const session = all ? this.sessions.get(sessionId) : this.liveBySession.get(sessionId)
+      candidates = session?.values() ?? empty
+      ordered = false
+      if (kind !== undefined) {
+        const ofKind = (all ? this.byKind : this.liveByKind).get(kind)
+        if (ofKind.size < (session?.size ?? 0)) {
+          candidates = ofKind
+          ordered = true
+        }
       }
-      return out
+    } else if (kind !== undefined) {
+      candidates = (all ? this.byKind : this.liveByKind).get(kind)
+    } else {
+      candidates = all ? this.entries.values() : this.live.values()
     }
-    if (filter?.includeTerminal !== true) {
-      for (const entry of this.liveEntries()) {
-        if (matchesRecord(filter, entry.record)) out.push(entry.record)
-      }
-      return out
+    const out: Array<Entry<H>> = []
+    for (const entry of candidates) {
+      if (matchesRecord(filter, entry.record)) out.push(entry)
     }
-    for (const entry of this.entries.values()) {
-      if (matchesRecord(filter, entry.record)) out.push(entry.record)
-    }
-    return out
+    return records(ordered ? out : sortByOrder(out))
   }
 
   /** Every record of a session, terminal ones included, oldest first. */
@@ -198,21 +299,99 @@ export class Registry<H> {
     return session === undefined ? [] : sortByOrder(Array.from(session.values()))
   }
 
+  /** The live records of a session, oldest first. */
+  liveInSession(sessionId: string): Array<Entry<H>> {
+    return sortByOrder(Array.from(this.liveBySession.get(sessionId)))
+  }
+
   /** Every live record, oldest first. */
   liveEntries(): Array<Entry<H>> {
-    return sortByOrder(Array.from(this.live.values()))
+    return Array.from(this.live.values())
+  }
+
+  /** When the oldest terminal record ended (epoch millis), if any. */
+  oldestEnd(): number | undefined {
+    for (const entry of this.terminal) return endOf(entry.record)
+    return undefined
+  }
+
+  stats(subscribers: number): TaskStats {
+    return {
+      seq: this.seq,
+      live: this.live.size,
+      retained: this.terminal.size,
+      completed: this.counts.completed,
+      failed: this.counts.failed,
+      cancelled: this.counts.cancelled,
+      evicted: this.counts.evicted,
+      subscribers
+    }
   }
 
   // internal
 
-  private write(entry: Entry<H>, record: BackgroundTaskRecord): void {
-    entry.record = record
-    entry.rev = this.nextRev++
+  private publishEvicted(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
+    if (entries.length === 1) {
+      const { record } = entries[0]!
+      this.publishEvent({
+        _tag: "Evicted",
+        seq: ++this.seq,
+        sessionId: record.scope.sessionId,
+        kind: record.kind,
+        taskIds: [record.id],
+        reason
+      })
+      return
+    }
+    // one event per (session, kind), in the order of each group's first record
+    const groups = new Map<string, { sessionId: string; kind: TaskKind; taskIds: Array<string> }>()
+    for (const { record } of entries) {
+      const key = `${record.kind}\u0000${record.scope.sessionId}`
+      const group = groups.get(key)
+      if (group === undefined) {
+        groups.set(key, { sessionId: record.scope.sessionId, kind: record.kind, taskIds: [record.id] })
+      } else {
+        group.taskIds.push(record.id)
+      }
+    }
+    for (const { kind, sessionId, taskIds } of groups.values()) {
+      this.publishEvent({
+        _tag: "Evicted",
+        seq: ++this.seq,
+        sessionId,
+        kind,
+        taskIds: taskIds as [string, ...Array<string>],
+        reason
+      })
+    }
+  }
+
+  /** A record has become terminal: hold it, within the limits. */
+  private retire(entry: Entry<H>): void {
+    this.terminal.add(entry)
+    if (this.terminal.size <= this.maxTerminal) return
+    const excess: Array<Entry<H>> = []
+    for (const oldest of this.terminal) {
+      if (this.terminal.size - excess.length <= this.maxTerminal) break
+      excess.push(oldest)
+    }
+    this.evict(excess, "max_terminal")
+  }
+
+  private evict(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
+    if (entries.length === 0) return
+    for (const entry of entries) this.delete(entry)
+    this.counts.evicted += entries.length
+    this.publishEvicted(entries, reason)
   }
 
   private index(entry: Entry<H>): void {
-    const { id, state } = entry.record
-    if (!isTerminal(state)) this.live.set(id, entry)
+    const { id, kind, state } = entry.record
+    this.byKind.add(kind, entry)
+    if (!isTerminal(state)) {
+      this.live.set(id, entry)
+      this.liveByKind.add(kind, entry)
+    }
     const same = this.ids.get(id)
     if (same === undefined) this.ids.set(id, entry)
     else if (Array.isArray(same)) same.push(entry)
@@ -220,25 +399,37 @@ export class Registry<H> {
     this.indexSession(entry)
   }
 
+  /** Removes a record that has become terminal from the live indexes. */
+  private unindexLive(entry: Entry<H>): void {
+    const { id, kind, scope } = entry.record
+    if (this.live.get(id) === entry) this.live.delete(id)
+    this.liveByKind.delete(kind, entry)
+    this.liveBySession.delete(scope.sessionId, entry)
+  }
+
   private indexSession(entry: Entry<H>): void {
-    const sessionId = entry.record.scope.sessionId
-    let session = this.sessions.get(sessionId)
-    if (session === undefined) this.sessions.set(sessionId, session = new Map())
-    session.set(entry.record.id, entry)
+    const { id, scope, state } = entry.record
+    let session = this.sessions.get(scope.sessionId)
+    if (session === undefined) this.sessions.set(scope.sessionId, session = new Map())
+    session.set(id, entry)
+    if (!isTerminal(state)) this.liveBySession.add(scope.sessionId, entry)
   }
 
   private unindexSession(entry: Entry<H>): void {
-    const sessionId = entry.record.scope.sessionId
-    const session = this.sessions.get(sessionId)
-    if (session?.get(entry.record.id) !== entry) return
-    session.delete(entry.record.id)
-    if (session.size === 0) this.sessions.delete(sessionId)
+    const { id, scope } = entry.record
+    this.liveBySession.delete(scope.sessionId, entry)
+    const session = this.sessions.get(scope.sessionId)
+    if (session?.get(id) !== entry) return
+    session.delete(id)
+    if (session.size === 0) this.sessions.delete(scope.sessionId)
   }
 
   private delete(entry: Entry<H>): void {
-    const { id } = entry.record
+    const { id, kind } = entry.record
     this.entries.delete(entry.order)
-    if (this.live.get(id) === entry) this.live.delete(id)
+    this.terminal.delete(entry)
+    this.byKind.delete(kind, entry)
+    this.unindexLive(entry)
     const same = this.ids.get(id)
     if (same === entry) this.ids.delete(id)
     else if (Array.isArray(same)) {
@@ -249,4 +440,10 @@ export class Registry<H> {
   }
 }
 
+const endOf = (record: BackgroundTaskRecord): number =>
+  Option.match(record.completedAt, { onNone: () => record.updatedAt, onSome: (end) => end }).epochMilliseconds
+
 const sortByOrder = <H>(entries: Array<Entry<H>>): Array<Entry<H>> => entries.sort((a, b) => a.order - b.order)
+
+const records = <H>(entries: ReadonlyArray<Entry<H>>): Array<BackgroundTaskRecord> =>
+  entries.map((entry) => entry.record)

@@ -52,6 +52,7 @@ const record = (state: TaskState, overrides: Partial<BackgroundTaskRecord> = {})
   createdAt: t0,
   updatedAt: t0,
   completedAt: Option.none(),
+  revision: 1,
   ...overrides
 })
 
@@ -156,7 +157,7 @@ describe("isTaskState", () => {
 
 describe("moveRecord", () => {
   it("completed sets state, updatedAt, completedAt and the summary as result", () => {
-    const moved = moveRecord(record("running"), "completed", now, Option.some("all good"))
+    const moved = moveRecord(record("running"), "completed", now, 5, Option.some("all good"))
     assert.strictEqual(moved.state, "completed")
     assert.isTrue(Equal.equals(moved.updatedAt, now))
     assert.isTrue(Equal.equals(moved.completedAt, Option.some(now)))
@@ -165,14 +166,14 @@ describe("moveRecord", () => {
   })
 
   it("completed without a summary still records a result, with no summary", () => {
-    const moved = moveRecord(record("running"), "completed", now)
+    const moved = moveRecord(record("running"), "completed", now, 5)
     assert.isTrue(Equal.equals(moved.result, Option.some({ summary: Option.none() })))
     assert.isTrue(Option.isNone(moved.failure))
     assert.isTrue(Equal.equals(moved.completedAt, Option.some(now)))
   })
 
   it("cancelled sets completedAt and the summary as result", () => {
-    const moved = moveRecord(record("cancel_requested"), "cancelled", now, Option.some("stopped"))
+    const moved = moveRecord(record("cancel_requested"), "cancelled", now, 5, Option.some("stopped"))
     assert.strictEqual(moved.state, "cancelled")
     assert.isTrue(Equal.equals(moved.completedAt, Option.some(now)))
     assert.isTrue(Equal.equals(moved.result, Option.some({ summary: Option.some("stopped") })))
@@ -180,7 +181,7 @@ describe("moveRecord", () => {
   })
 
   it("failed puts the summary into failure, not result", () => {
-    const moved = moveRecord(record("running"), "failed", now, Option.some("boom"))
+    const moved = moveRecord(record("running"), "failed", now, 5, Option.some("boom"))
     assert.strictEqual(moved.state, "failed")
     assert.isTrue(Equal.equals(moved.completedAt, Option.some(now)))
     assert.isTrue(Equal.equals(moved.failure, Option.some({ summary: Option.some("boom") })))
@@ -191,20 +192,20 @@ describe("moveRecord", () => {
     "a live move to %s changes state and updatedAt only, leaving completedAt None",
     (to) => {
       const before = record("pending")
-      const moved = moveRecord(before, to, now, Option.some("ignored"))
+      const moved = moveRecord(before, to, now, 5, Option.some("ignored"))
       assert.strictEqual(moved.state, to)
       assert.isTrue(Equal.equals(moved.updatedAt, now))
       assert.isTrue(Option.isNone(moved.completedAt))
       assert.isTrue(Option.isNone(moved.result))
       assert.isTrue(Option.isNone(moved.failure))
-      assert.isTrue(Equal.equals(moved, { ...before, state: to, updatedAt: now }))
+      assert.isTrue(Equal.equals(moved, { ...before, state: to, updatedAt: now, revision: 5 }))
     }
   )
 
   it("keeps identity fields and createdAt on every move", () => {
     for (const to of allStates) {
       const before = record("running", { parentTaskId: Option.some("parent"), cancelPolicy: "external" })
-      const moved = moveRecord(before, to, now)
+      const moved = moveRecord(before, to, now, 5)
       assert.strictEqual(moved.id, before.id)
       assert.strictEqual(moved.kind, before.kind)
       assert.strictEqual(moved.producer, before.producer)
@@ -217,7 +218,7 @@ describe("moveRecord", () => {
 
   it("does not mutate the record it is given", () => {
     const before = record("running")
-    moveRecord(before, "failed", now, Option.some("boom"))
+    moveRecord(before, "failed", now, 5, Option.some("boom"))
     assert.strictEqual(before.state, "running")
     assert.isTrue(Option.isNone(before.completedAt))
     assert.isTrue(Option.isNone(before.failure))
@@ -226,50 +227,51 @@ describe("moveRecord", () => {
 })
 
 describe("moveEvent", () => {
-  const identity = { taskId: "task-1", sessionId: "session-1", kind: "observer" }
+  const identity = { seq: 5, taskId: "task-1", sessionId: "session-1", kind: "observer" }
 
   it("a completed record gives Completed carrying the record", () => {
-    const moved = moveRecord(record("running"), "completed", now)
+    const moved = moveRecord(record("running"), "completed", now, 5)
     const event = moveEvent(moved, Option.none())
     assert.strictEqual(event._tag, "Completed")
     assert.isTrue(Equal.equals(event, { _tag: "Completed", ...identity, record: moved }))
   })
 
   it("a failed record gives Failed carrying the record", () => {
-    const moved = moveRecord(record("running"), "failed", now, Option.some("boom"))
+    const moved = moveRecord(record("running"), "failed", now, 5, Option.some("boom"))
     const event = moveEvent(moved, Option.none())
     assert.strictEqual(event._tag, "Failed")
     assert.isTrue(Equal.equals(event, { _tag: "Failed", ...identity, record: moved }))
   })
 
   it("a cancelled record gives Cancelled carrying the record", () => {
-    const moved = moveRecord(record("cancel_requested"), "cancelled", now)
+    const moved = moveRecord(record("cancel_requested"), "cancelled", now, 5)
     const event = moveEvent(moved, Option.some("ignored for terminal events"))
     assert.strictEqual(event._tag, "Cancelled")
     assert.isTrue(Equal.equals(event, { _tag: "Cancelled", ...identity, record: moved }))
   })
 
   it("a cancel_requested record gives CancelRequested with the reason", () => {
-    const moved = moveRecord(record("running"), "cancel_requested", now)
+    const moved = moveRecord(record("running"), "cancel_requested", now, 5)
     assert.isTrue(Equal.equals(
       moveEvent(moved, Option.some("user asked")),
-      { _tag: "CancelRequested", ...identity, reason: Option.some("user asked") }
+      { _tag: "CancelRequested", ...identity, reason: Option.some("user asked"), record: moved }
     ))
     assert.isTrue(Equal.equals(
       moveEvent(moved, Option.none()),
-      { _tag: "CancelRequested", ...identity, reason: Option.none() }
+      { _tag: "CancelRequested", ...identity, reason: Option.none(), record: moved }
     ))
   })
 
   it.each(["pending", "running", "waiting"] as const)("a %s record gives StateChanged with that state", (state) => {
-    const event = moveEvent(moveRecord(record("pending"), state, now), Option.some("ignored"))
-    assert.isTrue(Equal.equals(event, { _tag: "StateChanged", ...identity, state }))
+    const moved = moveRecord(record("pending"), state, now, 5)
+    const event = moveEvent(moved, Option.some("ignored"))
+    assert.isTrue(Equal.equals(event, { _tag: "StateChanged", ...identity, state, record: moved }))
   })
 
   it("every event carries the record's current session and kind", () => {
     const elsewhere = record("running", { scope: { sessionId: "session-2" }, kind: "monitor" })
     for (const to of allStates) {
-      const event = moveEvent(moveRecord(elsewhere, to, now), Option.none())
+      const event = moveEvent(moveRecord(elsewhere, to, now, 5), Option.none())
       assert.strictEqual(event.taskId, "task-1")
       assert.strictEqual(event.sessionId, "session-2")
       assert.strictEqual(event.kind, "monitor")
@@ -280,7 +282,7 @@ describe("moveEvent", () => {
     Effect.gen(function*() {
       const EventJson = Schema.fromJsonString(BackgroundTaskEvent)
       for (const to of allStates) {
-        const event = moveEvent(moveRecord(record("pending"), to, now, Option.some("s")), Option.some("r"))
+        const event = moveEvent(moveRecord(record("pending"), to, now, 5, Option.some("s")), Option.some("r"))
         const decoded = yield* Schema.decodeUnknownEffect(EventJson)(yield* Schema.encodeEffect(EventJson)(event))
         assert.isTrue(Equal.equals(decoded, event), to)
       }

@@ -4,9 +4,10 @@
  */
 import { Context, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import {
-  type BackgroundTaskEvent,
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
+  type SubscriptionEvent,
+  type TaskEvent,
   type TaskRegistration
 } from "../../src/index.ts"
 
@@ -14,14 +15,19 @@ export interface TestHost {
   readonly host: BackgroundTaskHost["Service"]
   /** Closes the host's layer (shutdown). */
   readonly close: Effect.Effect<void>
-  /** Closes the host, then returns every event it published, in order. */
-  readonly events: Effect.Effect<ReadonlyArray<BackgroundTaskEvent>>
+  /**
+   * Closes the host, then returns every event it published, in order (its
+   * collector's buffer is large enough that no test makes it lag, unless the
+   * options set `subscriberBuffer`).
+   */
+  readonly events: Effect.Effect<ReadonlyArray<SubscriptionEvent>>
 }
 
 export const makeTestHost = (options: BackgroundTaskHostOptions = {}): Effect.Effect<TestHost> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(BackgroundTaskHost.layerWith(options), scope).pipe(Effect.orDie)
+    const layer = BackgroundTaskHost.layerWith({ subscriberBuffer: 1_000_000, ...options })
+    const context = yield* Layer.buildWithScope(layer, scope).pipe(Effect.orDie)
     const host = Context.get(context, BackgroundTaskHost)
     // the subscription gets its own scope, closed after the host's: a subscription
     // closed first would drop the events the collector has not read yet
@@ -36,9 +42,17 @@ export const makeTestHost = (options: BackgroundTaskHostOptions = {}): Effect.Ef
     return { host, close, events }
   })
 
-/** `_tag` and task id of each event: the shape most assertions compare. */
-export const tags = (events: ReadonlyArray<BackgroundTaskEvent>) =>
-  events.map((event) => `${event._tag}:${event.taskId}`)
+/** `_tag` and task id(s) of each event: the shape most assertions compare. */
+export const tags = (events: ReadonlyArray<SubscriptionEvent>) =>
+  events.map((event) =>
+    `${event._tag}:${
+      event._tag === "Lagged" ? event.skipped : event._tag === "Evicted" ? event.taskIds.join(",") : event.taskId
+    }`
+  )
+
+/** The events about one task each (all but `Evicted` and `Lagged`). */
+export const taskEvents = (events: ReadonlyArray<SubscriptionEvent>): Array<TaskEvent> =>
+  events.filter((event): event is TaskEvent => event._tag !== "Evicted" && event._tag !== "Lagged")
 
 export const spec = (id: string, extra: Partial<TaskRegistration> = {}): TaskRegistration => ({
   id,
@@ -53,9 +67,11 @@ const terminalTags: ReadonlySet<string> = new Set(["Completed", "Failed", "Cance
  * Waits for one terminal event of each task on a stream subscribed before the
  * tasks started; returns those events in the order they came.
  */
-export const terminalEvents = (stream: Stream.Stream<BackgroundTaskEvent>, taskIds: ReadonlyArray<string>) =>
+export const terminalEvents = (stream: Stream.Stream<SubscriptionEvent>, taskIds: ReadonlyArray<string>) =>
   stream.pipe(
-    Stream.filter((event) => terminalTags.has(event._tag) && taskIds.includes(event.taskId)),
+    Stream.filter((event): event is TaskEvent =>
+      terminalTags.has(event._tag) && "taskId" in event && taskIds.includes(event.taskId)
+    ),
     Stream.take(taskIds.length),
     Stream.runCollect
   )
