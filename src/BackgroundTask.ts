@@ -472,12 +472,14 @@ export const Transferred = event("Transferred", "transferred", {
 
 /**
  * Why records stopped being held: `max_terminal` and `max_age` are the
- * host's retention limits, `unregistered` is `unregisterExternal`.
+ * host's retention limits, `unregistered` is `unregisterExternal`, and
+ * `replaced` a terminal record that a new registration (or a transfer) of
+ * its id in its session took the place of.
  *
  * @category models
  * @since 0.2.0
  */
-export const EvictionReason = Schema.Literals(["max_terminal", "max_age", "unregistered"])
+export const EvictionReason = Schema.Literals(["max_terminal", "max_age", "unregistered", "replaced"])
 
 /**
  * @category models
@@ -486,7 +488,7 @@ export const EvictionReason = Schema.Literals(["max_terminal", "max_age", "unreg
 export type EvictionReason = typeof EvictionReason.Type
 
 /**
- * Terminal records (or an unregistered external one) are no longer held: `get`,
+ * Records are no longer held (see {@link EvictionReason}): `get`,
  * `list` and `listManaged` stop showing them. One event per session and kind,
  * naming every record that went in the same step. Live records are never
  * evicted.

@@ -409,7 +409,20 @@ describe("BackgroundTaskHost events (issue 3)", () => {
         assert.deepStrictEqual(ids(yield* host.list()), ["s2/a", "s2/b", "s2/c", "s1/d"])
       }))
 
-    it.effect("a re-registered id replaces its terminal record in the indexes and in stats", () =>
+    it.effect("a re-registered id replaces its terminal record in the indexes and in stats, with Evicted", () =>
+      Effect.gen(function*() {
+        const { events, host } = yield* makeTestHost()
+        yield* host.register(request("a"))
+        yield* host.complete("a", { state: "completed" })
+        yield* host.register(request("a", "s1", "observer"))
+        const all = yield* events
+        // a kind-filtered view learns that the old monitor record is gone
+        assert.deepStrictEqual(tags(all).slice(2, 4), ["Evicted:a", "Registered:a"])
+        const evicted = all[2]
+        assert.deepStrictEqual(evicted?._tag === "Evicted" ? [evicted.kind, evicted.reason] : [], ["monitor", "replaced"])
+      }))
+
+    it.effect("a re-registered id: stats and indexes", () =>
       Effect.gen(function*() {
         const { host } = yield* makeTestHost()
         yield* host.register(request("a"))

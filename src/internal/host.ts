@@ -49,6 +49,7 @@ import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import { type Entry, Registry } from "./registry.ts"
+import { isPlainRegisterRequest, isPlainRegistration } from "./validate.ts"
 
 /** What the host can act on for one record. */
 interface Control {
@@ -139,17 +140,41 @@ export const make = (
         Ref.getUnsafe(state)._tag === "Open" ? f() : Effect.fail(closedError)
       )
 
-    /** A public step that writes: as `whenOpen`, with the current time for the records it changes. */
+    // The time of a step, as a `DateTime.Utc`: steps in the same millisecond share one (it is immutable).
+    let lastMillis = Number.NaN
+    let lastNow: DateTime.Utc | undefined
+    const nowOf = (clock: Clock.Clock): DateTime.Utc => {
+      const millis = clock.currentTimeMillisUnsafe()
+      if (millis !== lastMillis || lastNow === undefined) {
+        lastMillis = millis
+        lastNow = DateTime.makeUnsafe(millis)
+      }
+      return lastNow
+    }
+
+    /**
+     * A public step that writes: as `whenOpen`, with the current time for the
+     * records it changes. One primitive: the step runs inside the clock lookup.
+     */
     const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
-      Clock.clockWith((clock) => whenOpen(() => f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))))
+      Clock.clockWith((clock): Effect.Effect<A, E | SessionError, R> =>
+        Ref.getUnsafe(state)._tag === "Open" ? f(nowOf(clock)) : Effect.fail(closedError)
+      )
+
+    /** `atomic`, for input that is decoded first (bad input fails before a closed host does). */
+    const atomicWith = <I, E1, A, E, R>(
+      input: () => Result.Result<I, E1>,
+      f: (input: I, now: DateTime.Utc) => Effect.Effect<A, E, R>
+    ) =>
+      Clock.clockWith((clock): Effect.Effect<A, E1 | E | SessionError, R> => {
+        const valid = input()
+        if (Result.isFailure(valid)) return Effect.fail(valid.failure)
+        return Ref.getUnsafe(state)._tag === "Open" ? f(valid.success, nowOf(clock)) : Effect.fail(closedError)
+      })
 
     /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing. */
     const internal = (f: (now: DateTime.Utc) => Effect.Effect<void>) =>
-      Clock.clockWith((clock) =>
-        Effect.suspend(() =>
-          Ref.getUnsafe(state)._tag === "Closed" ? Effect.void : f(DateTime.makeUnsafe(clock.currentTimeMillisUnsafe()))
-        )
-      )
+      Clock.clockWith((clock) => Ref.getUnsafe(state)._tag === "Closed" ? Effect.void : f(nowOf(clock)))
 
     const markCancelled = (entry: TaskEntry, now: DateTime.Utc) => {
       if (!isTerminal(entry.record.state)) registry.move(entry, "cancelled", now)
@@ -321,19 +346,29 @@ export const make = (
       return invalid === undefined ? f : Effect.fail(invalid)
     }
 
-    const decodeRegister = Schema.decodeUnknownEffect(Schema.toType(RegisterRequest))
-    const decodeRegistration = Schema.decodeUnknownEffect(Schema.toType(TaskRegistration))
+    const decodeRegister = Schema.decodeUnknownResult(Schema.toType(RegisterRequest))
+    const decodeRegistration = Schema.decodeUnknownResult(Schema.toType(TaskRegistration))
     const decodeFilter = Schema.decodeUnknownEffect(Schema.toType(TaskFilter))
     const decodeScope = Schema.decodeUnknownEffect(Schema.toType(TaskScope))
 
+    /**
+     * Decodes a registration synchronously, inside the step that uses it: the
+     * plain shape passes a fast guard, anything else goes through the Schema.
+     */
     const registration = <A>(
       what: string,
       input: unknown,
-      decode: (input: unknown, options: { readonly errors: "all" }) => Effect.Effect<A, Schema.SchemaError>
-    ) =>
-      decode(input, { errors: "all" }).pipe(
-        Effect.mapError((error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` }))
+      plain: (input: unknown) => input is A,
+      decode: (input: unknown, options: { readonly errors: "all" }) => Result.Result<A, Schema.SchemaError>
+    ): Result.Result<A, RegistrationError> =>
+      plain(input) ? Result.succeed(input) : Result.mapError(
+        decode(input, { errors: "all" }),
+        (error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` })
       )
+
+    /** The record of a registration step, or its error. */
+    const recordOf = <E>(added: Result.Result<TaskEntry, E>): Effect.Effect<BackgroundTaskRecord, E> =>
+      Result.isFailure(added) ? Effect.fail(added.failure) : Effect.succeed(added.success.record)
 
     const filterOf = (filter: TaskFilter | undefined) =>
       filter === undefined ? Effect.succeed(undefined) : decodeFilter(filter, { errors: "all" }).pipe(
@@ -473,36 +508,27 @@ export const make = (
     ) =>
       withSession(
         sessionId,
-        registration("task registration", spec, decodeRegistration).pipe(
-          Effect.flatMap((valid) =>
-            atomic((now) => {
-              const handle = control("host")
-              const added = add(sessionId, valid, "running", now, handle)
-              if (Result.isFailure(added)) return Effect.fail(added.failure)
-              const entry = added.success
-              // the task gets its own context and a scope that closes when it ends;
-              // `Exclude<Exclude<R, A>, B>` is `Exclude<R, A | B>`, which TypeScript cannot see
-              const run = Effect.scoped(
-                Effect.provideService(task, TaskContext, taskContext(entry, handle.signal!))
-              ) as Effect.Effect<A, E, Exclude<R, TaskContext | Scope.Scope>>
-              return Effect.as(Effect.forkDetach(runManaged(entry, run)), entry.record)
-            })
-          )
-        )
+        atomicWith(() => registration("task registration", spec, isPlainRegistration, decodeRegistration), (valid, now) => {
+          const handle = control("host")
+          const added = add(sessionId, valid, "running", now, handle)
+          if (Result.isFailure(added)) return Effect.fail(added.failure)
+          const entry = added.success
+          // the task gets its own context and a scope that closes when it ends;
+          // `Exclude<Exclude<R, A>, B>` is `Exclude<R, A | B>`, which TypeScript cannot see
+          const run = Effect.scoped(
+            Effect.provideService(task, TaskContext, taskContext(entry, handle.signal!))
+          ) as Effect.Effect<A, E, Exclude<R, TaskContext | Scope.Scope>>
+          return Effect.as(Effect.forkDetach(runManaged(entry, run)), entry.record)
+        })
       )
 
     // -- the service --------------------------------------------------------------
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
-        registration("registration", request, decodeRegister).pipe(
-          Effect.flatMap((req) =>
-            atomic((now) => {
-              return Effect.fromResult(add(req.scope.sessionId, req, "pending", now, control("caller"))).pipe(
-                Effect.map((entry) => entry.record)
-              )
-            })
-          )
+        atomicWith(
+          () => registration("registration", request, isPlainRegisterRequest, decodeRegister),
+          (req, now) => recordOf(add(req.scope.sessionId, req, "pending", now, control("caller")))
         ),
 
       update: (taskId, update) => {
@@ -543,7 +569,9 @@ export const make = (
             }
             const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
             if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-            return Effect.as(stopTask(entry), moved.success)
+            return entry.handle.fiber === undefined && entry.handle.timer === undefined
+              ? Effect.succeed(moved.success)
+              : Effect.as(stopTask(entry), moved.success)
           })
         )
       },
@@ -597,13 +625,9 @@ export const make = (
       registerExternal: (sessionId, spec, cancel) =>
         withSession(
           sessionId,
-          registration("task registration", spec, decodeRegistration).pipe(
-            Effect.flatMap((valid) =>
-              atomic((now) =>
-                Effect.fromResult(add(sessionId, valid, "running", now, control("external", cancel)))
-                  .pipe(Effect.map((entry) => entry.record))
-              )
-            )
+          atomicWith(
+            () => registration("task registration", spec, isPlainRegistration, decodeRegistration),
+            (valid, now) => recordOf(add(sessionId, valid, "running", now, control("external", cancel)))
           )
         ),
 

@@ -29,7 +29,7 @@ import {
   isTerminal,
   matchesRecord,
   type TaskFilter,
-  type TaskKind,
+  TaskKind,
   type TaskState,
   type TaskStats
 } from "../BackgroundTask.ts"
@@ -79,8 +79,6 @@ export class Registry<H> {
   private readonly maxTerminal: number
   private readonly maxAgeMillis: number
 
-  /** Every record, in registration order. */
-  private readonly entries = new Map<number, Entry<H>>()
   /** The live record of each id. */
   private readonly live = new Map<string, Entry<H>>()
   /** Session → id → record (live and terminal). */
@@ -122,11 +120,10 @@ export class Registry<H> {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
     const replaced = this.sessions.get(sessionId)?.get(id)
-    if (replaced !== undefined) this.delete(replaced)
+    if (replaced !== undefined) this.replace(replaced)
     const seq = ++this.seq
     const record = make(seq)
     const entry: Entry<H> = { order: this.nextOrder++, record, handle }
-    this.entries.set(entry.order, entry)
     this.index(entry)
     this.publishEvent({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record })
     return Result.succeed(entry)
@@ -134,7 +131,7 @@ export class Registry<H> {
 
   /** Removes a record (`unregisterExternal`), with an `Evicted` event. */
   remove(entry: Entry<H>): void {
-    if (this.entries.get(entry.order) !== entry) return
+    if (this.find(entry.record.scope.sessionId, entry.record.id) !== entry) return
     this.delete(entry)
     this.publishEvicted([entry], "unregistered")
   }
@@ -219,7 +216,7 @@ export class Registry<H> {
         continue
       }
       const there = this.sessions.get(to)?.get(entry.record.id)
-      if (there !== undefined) this.delete(there)
+      if (there !== undefined) this.replace(there)
       this.unindexSession(entry)
       const scope = { sessionId: to }
       const seq = ++this.seq
@@ -265,9 +262,9 @@ export class Registry<H> {
     const all = filter?.includeTerminal === true
     const sessionId = filter?.sessionId
     const kind = filter?.kind
-    // `entries`, `live` and the kind indexes are filled at registration, so
-    // they iterate in registration order; the session indexes also change on
-    // transfers and need sorting
+    // `live` and the kind indexes are filled at registration, so they iterate
+    // in registration order; the session indexes also change on transfers and
+    // need sorting
     let candidates: Iterable<Entry<H>>
     let ordered = true
     if (sessionId !== undefined) {
@@ -284,7 +281,12 @@ export class Registry<H> {
     } else if (kind !== undefined) {
       candidates = (all ? this.byKind : this.liveByKind).get(kind)
     } else {
-      candidates = all ? this.entries.values() : this.live.values()
+      if (!all) candidates = this.live.values()
+      else {
+        // every record: the kind indexes are sorted runs, which sort merges in linear time
+        candidates = TaskKind.literals.flatMap((kind) => Array.from(this.byKind.get(kind)))
+        ordered = false
+      }
     }
     const out: Array<Entry<H>> = []
     for (const entry of candidates) {
@@ -378,6 +380,12 @@ export class Registry<H> {
     this.evict(excess, "max_terminal")
   }
 
+  /** A terminal record gives way to a new one with its id in its session. */
+  private replace(entry: Entry<H>): void {
+    this.delete(entry)
+    this.publishEvicted([entry], "replaced")
+  }
+
   private evict(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
     if (entries.length === 0) return
     for (const entry of entries) this.delete(entry)
@@ -426,7 +434,6 @@ export class Registry<H> {
 
   private delete(entry: Entry<H>): void {
     const { id, kind } = entry.record
-    this.entries.delete(entry.order)
     this.terminal.delete(entry)
     this.byKind.delete(kind, entry)
     this.unindexLive(entry)

@@ -1,0 +1,56 @@
+/**
+ * The registration fast path never accepts what the Schema rejects.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Result, Schema } from "effect"
+import { RegisterRequest, TaskRegistration } from "../../src/index.ts"
+import { isPlainRegisterRequest, isPlainRegistration } from "../../src/internal/validate.ts"
+
+const decodeRegistration = Schema.decodeUnknownResult(Schema.toType(TaskRegistration))
+const decodeRegisterRequest = Schema.decodeUnknownResult(Schema.toType(RegisterRequest))
+
+// values of every primitive type, valid and not, for each field
+const Loose = Schema.Union([
+  Schema.Literals(["", "a", "monitor", "observer", "keep", "cancel", "abort_local", "external", "monitorx"]),
+  Schema.Number,
+  Schema.Boolean,
+  Schema.Null,
+  Schema.Undefined
+])
+const Scope = Schema.Union([Schema.Struct({ sessionId: Loose }), Schema.Struct({}), Loose])
+const Input = Schema.Struct({
+  scope: Schema.optionalKey(Scope),
+  id: Schema.optionalKey(Loose),
+  kind: Schema.optionalKey(Loose),
+  producer: Schema.optionalKey(Loose),
+  parentTaskId: Schema.optionalKey(Loose),
+  childSessionId: Schema.optionalKey(Loose),
+  cancelPolicy: Schema.optionalKey(Loose),
+  closePolicy: Schema.optionalKey(Loose),
+  attempt: Schema.optionalKey(Loose)
+})
+
+describe("registration fast path", () => {
+  it.prop("accepts only inputs the Schema accepts", { input: Input }, ({ input }) => {
+    if (isPlainRegistration(input)) assert.isTrue(Result.isSuccess(decodeRegistration(input)), JSON.stringify(input))
+    if (isPlainRegisterRequest(input)) {
+      assert.isTrue(Result.isSuccess(decodeRegisterRequest(input)), JSON.stringify(input))
+    }
+  }, { arbitrary: { numRuns: 2_000 } })
+
+  it("accepts the ordinary shapes, so the fast path is taken", () => {
+    const spec = { id: "t1", kind: "monitor", producer: "p", closePolicy: "transfer" }
+    assert.isTrue(isPlainRegistration(spec))
+    assert.isTrue(isPlainRegisterRequest({ ...spec, scope: { sessionId: "s1" } }))
+  })
+
+  it("leaves anything unusual to the Schema", () => {
+    const spec = { id: "t1", kind: "monitor", producer: "p" }
+    assert.isFalse(isPlainRegistration({ ...spec, attempt: { attempt: 0 } }))
+    assert.isFalse(isPlainRegistration({ ...spec, parentTaskId: undefined }))
+    assert.isFalse(isPlainRegistration({ ...spec, id: "" }))
+    assert.isFalse(isPlainRegistration([spec]))
+    assert.isFalse(isPlainRegisterRequest({ ...spec, scope: { sessionId: "" } }))
+    assert.isFalse(isPlainRegisterRequest(spec))
+  })
+})
