@@ -36,7 +36,7 @@ describe("registration fast path", () => {
     if (isPlainRegisterRequest(input)) {
       assert.isTrue(Result.isSuccess(decodeRegisterRequest(input)), JSON.stringify(input))
     }
-  }, { arbitrary: { numRuns: 2_000 } })
+  }, { arbitrary: { runs: 2_000 } })
 
   it("accepts the ordinary shapes, so the fast path is taken", () => {
     const spec = { id: "t1", kind: "monitor", producer: "p", closePolicy: "transfer" }
