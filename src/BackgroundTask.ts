@@ -645,8 +645,10 @@ const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 /**
  * A host's counters (`stats`). `completed`, `failed` and `cancelled` count
- * every task that ever ended so, evicted or not; `live` and `retained` are the
- * records held now; `seq` is the last event's number (0 before the first).
+ * every task that ever ended so, evicted or not; `evicted` counts the records
+ * the retention limits evicted (`max_terminal`, `max_age`; not `unregistered`
+ * or `replaced`); `live` and `retained` are the records held now; `seq` is the
+ * last event's number (0 before the first).
  *
  * @category models
  * @since 0.2.0

@@ -4,9 +4,11 @@
  * "the tasks of this session, now" without asking the host again.
  *
  * Each event that changes a record carries the changed record, so folding is
- * exact: after the events up to `seq`, the view holds what `list(filter)`
- * returned at that `seq`. A `Lagged` event makes the view `stale` (events were
- * dropped for a slow reader); take a new `watch` then.
+ * exact: after the events up to `seq`, the view holds the records `list(filter)`
+ * returned at that `seq` (in `createdAt` order, which can differ from `list`'s
+ * registration order for records created in the same millisecond). A
+ * `Lagged` event makes the view `stale` (events were dropped for a slow
+ * reader); take a new `watch` then.
  *
  * @since 0.2.0
  */
@@ -110,7 +112,7 @@ export class TaskView {
     }
   }
 
-  /** The records held, oldest first (by `createdAt`). */
+  /** The records held, oldest first by `createdAt` (ties in the order the view first saw them). */
   records(): ReadonlyArray<BackgroundTaskRecord> {
     return Array.from(this.#records.values()).sort((a, b) =>
       a.createdAt.epochMilliseconds - b.createdAt.epochMilliseconds
