@@ -11,8 +11,10 @@
  * @since 0.1.0
  */
 import * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 
 // -----------------------------------------------------------------------------
@@ -257,6 +259,41 @@ export interface BackgroundTaskRecord extends Schema.Schema.Type<typeof Backgrou
 // requests
 // -----------------------------------------------------------------------------
 
+/** A `Duration.Input` that is a non-negative duration ("30 seconds", `Duration.minutes(1)`, millis). */
+const isDurationInput = (u: unknown): u is Duration.Input => {
+  if (typeof u === "number" && Number.isNaN(u)) return false
+  try {
+    const duration = Duration.fromInput(u as Duration.Input)
+    return Option.isSome(duration) && !Duration.isNegative(duration.value)
+  } catch {
+    return false
+  }
+}
+
+/**
+ * A non-negative duration in any form `Duration.fromInput` reads: a
+ * `Duration`, a number of milliseconds, or text such as `"30 seconds"`.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export const DurationInput = Schema.declare(isDurationInput, {
+  title: "Duration.Input",
+  description: "a non-negative duration: a Duration, milliseconds, or text such as \"30 seconds\""
+})
+
+/**
+ * A backoff `Schedule` for the retries of a managed task; its input is the
+ * failure.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export const RetrySchedule: Schema.declare<Schedule.Schedule<unknown, unknown>> = Schema.declare(
+  (u): u is Schedule.Schedule<unknown, unknown> => Schedule.isSchedule(u),
+  { title: "Schedule", description: "an effect Schedule" }
+)
+
 const registrationFields = {
   id: Id,
   kind: TaskKind,
@@ -264,14 +301,27 @@ const registrationFields = {
   parentTaskId: Schema.optionalKey(Id),
   childSessionId: Schema.optionalKey(Id),
   cancelPolicy: Schema.optionalKey(CancelPolicy),
-  closePolicy: Schema.optionalKey(ClosePolicy)
+  closePolicy: Schema.optionalKey(ClosePolicy),
+  /** A managed task is interrupted after this long and ends `failed` ("timed out after …"); per attempt. */
+  timeout: Schema.optionalKey(DurationInput),
+  /** Overrides the host's `cancelGracePeriod` for this task. */
+  cancelGracePeriod: Schema.optionalKey(DurationInput),
+  /** How many times a managed task may run in all (1: no retry); goes to `attempt.maxAttempts`. */
+  maxAttempts: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  /** A live task with this key is returned instead of starting a duplicate; goes to `attempt.idempotencyKey`. */
+  idempotencyKey: Schema.optionalKey(Id),
+  /** Overrides the host's retry backoff for this task. */
+  retry: Schema.optionalKey(RetrySchedule)
 }
 
 const registrationKeys = {
   parentTaskId: "parent_task_id",
   childSessionId: "child_session_id",
   cancelPolicy: "cancel_policy",
-  closePolicy: "close_policy"
+  closePolicy: "close_policy",
+  cancelGracePeriod: "cancel_grace_period",
+  maxAttempts: "max_attempts",
+  idempotencyKey: "idempotency_key"
 } as const
 
 /**
@@ -661,7 +711,11 @@ export const TaskStats = Schema.Struct({
   failed: Count,
   cancelled: Count,
   evicted: Count,
-  subscribers: Count
+  subscribers: Count,
+  /** Fibers the host runs now: managed tasks, hidden tasks, timers. */
+  fibers: Count,
+  /** Managed tasks waiting in `pending` for a concurrency slot. */
+  queued: Count
 })
 
 /**

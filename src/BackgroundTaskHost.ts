@@ -20,6 +20,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type {
@@ -29,6 +30,7 @@ import type {
   SubscriptionEvent,
   TaskCompletion,
   TaskFilter,
+  TaskKind,
   TaskRegistration,
   TaskScope,
   TaskState,
@@ -57,10 +59,18 @@ import type { TaskContext } from "./TaskContext.ts"
  * @since 0.1.0
  */
 export interface BackgroundTaskHostService {
-  /** Records a task owned by the caller, in state `pending`; publishes `Registered`. */
+  /**
+   * Records a task owned by the caller, in state `pending`; publishes
+   * `Registered`. A `parentTaskId` must name a live task (`TaskNotFound`, or
+   * `InvalidTransition` when it has ended). With an `idempotencyKey` a live
+   * task already holds, returns that task's record and registers nothing.
+   */
   readonly register: (
     request: RegisterRequest
-  ) => Effect.Effect<BackgroundTaskRecord, RegistrationError | TaskAlreadyExists | SessionError>
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
+  >
   /**
    * Sets a non-terminal state and/or publishes a progress message. A move to
    * `cancel_requested` is a cancellation request: the task's policy acts.
@@ -80,7 +90,9 @@ export interface BackgroundTaskHostService {
   ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | InvokeError | SessionError>
   /**
    * Moves a task to `cancel_requested` (event `CancelRequested`), then lets its
-   * cancel policy act. Returns the record as it stands when the call returns.
+   * cancel policy act. Its live descendants are cancelled first (deepest
+   * first, each through its own policy, reason "parent cancelled"). Returns
+   * the record as it stands when the call returns.
    */
   readonly requestCancel: (
     taskId: string,
@@ -137,9 +149,17 @@ export interface BackgroundTaskHostService {
   readonly awaitHidden: (sessionId: string) => Effect.Effect<void, PluginError>
   /**
    * Runs `task` as a fiber owned by the host, with a record in state
-   * `running`. When the fiber exits the record becomes `completed` (a `string`
-   * result becomes its summary), `failed` (the error's message as summary) or
+   * `running` (or `pending`, queued, while a concurrency limit is reached).
+   * When the fiber exits the record becomes `completed` (a `string` result
+   * becomes its summary), `failed` (the error's message as summary) or
    * `cancelled`, with the matching event. The task may `yield* TaskContext`.
+   *
+   * `spec.timeout` interrupts an attempt that runs longer (it fails with
+   * "timed out after …"); `spec.maxAttempts` retries a failure (not a defect
+   * or an interruption) after the backoff of `spec.retry` or the host's
+   * `retry.schedule`; `spec.parentTaskId` and `spec.idempotencyKey` work as
+   * for `register`. The task runs in a `background_task` span, a child of the
+   * caller's span.
    */
   readonly spawnManaged: <A, E, R>(
     sessionId: string,
@@ -147,7 +167,7 @@ export interface BackgroundTaskHostService {
     task: Effect.Effect<A, E, R>
   ) => Effect.Effect<
     BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | SessionError,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
     Exclude<R, TaskContext | Scope.Scope>
   >
   /**
@@ -158,7 +178,10 @@ export interface BackgroundTaskHostService {
     sessionId: string,
     spec: TaskRegistration,
     cancel?: Effect.Effect<void>
-  ) => Effect.Effect<BackgroundTaskRecord, RegistrationError | TaskAlreadyExists | SessionError>
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
+  >
   /** Removes an externally owned record without an event; a no-op for any other id. */
   readonly unregisterExternal: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
   /**
@@ -207,6 +230,110 @@ export interface BackgroundTaskHostService {
   readonly cancelAllManaged: (
     sessionId: string
   ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
+  /**
+   * Opens a session: a handle whose methods are bound to `sessionId`. Closing
+   * the scope closes the session, applying each live task's `closePolicy`:
+   * `keep` runs on, `cancel` is cancelled through its cancel policy (reason
+   * "session closed"), `transfer` moves to the successor named by `handoff`
+   * or `options.successor` (else it is cancelled, reason "session closed
+   * without a successor"). The close waits until the cancelled tasks have
+   * ended. A session can be open once at a time.
+   */
+  readonly openSession: (
+    sessionId: string,
+    options?: SessionOptions
+  ) => Effect.Effect<BackgroundTaskSession, SessionError, Scope.Scope>
+  /** A task (the live one with this id, else the latest terminal one) with its held descendants. */
+  readonly listTree: (taskId: string) => Effect.Effect<TaskTree, TaskNotFound | SessionError>
+}
+
+/**
+ * Options of `openSession`.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface SessionOptions {
+  /** Where `transfer` tasks go when the session closes, unless `handoff` names another. */
+  readonly successor?: string | undefined
+}
+
+/**
+ * A task and the tasks registered under it (`parentTaskId`), oldest first.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface TaskTree {
+  readonly record: BackgroundTaskRecord
+  readonly children: ReadonlyArray<TaskTree>
+}
+
+/**
+ * An open session (`openSession`): the host's session methods bound to one
+ * session. Every method fails with `SessionError` once the session is closed.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface BackgroundTaskSession {
+  readonly sessionId: string
+  /** `spawnManaged` in this session. */
+  readonly spawn: <A, E, R>(
+    spec: TaskRegistration,
+    task: Effect.Effect<A, E, R>
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
+    Exclude<R, TaskContext | Scope.Scope>
+  >
+  /** `registerExternal` in this session. */
+  readonly registerExternal: (
+    spec: TaskRegistration,
+    cancel?: Effect.Effect<void>
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
+  >
+  /** `register` in this session: a caller-owned task, `pending`. */
+  readonly register: (
+    spec: TaskRegistration
+  ) => Effect.Effect<
+    BackgroundTaskRecord,
+    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
+  >
+  /** The session's record with this id. */
+  readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
+  /** The session's records (live only unless `includeTerminal`), oldest first. */
+  readonly list: (
+    filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
+  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SnapshotError | SessionError>
+  /** `cancelManaged` in this session. */
+  readonly cancel: (taskId: string) => Effect.Effect<void, SessionError>
+  /** `cancelAllManaged` for this session. */
+  readonly cancelAll: Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
+  /** `transferManaged` from this session. */
+  readonly transfer: (
+    toSessionId: string,
+    taskIds: Iterable<string>
+  ) => Effect.Effect<void, TaskAlreadyExists | SessionError>
+  /** Names the session that receives the `transfer` tasks when this one closes. */
+  readonly handoff: (successorSessionId: string) => Effect.Effect<void, SessionError>
+  /** `subscribe` to this session's events. */
+  readonly subscribe: (
+    filter?: { readonly kind?: TaskKind }
+  ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
+  /** `watch` this session's records. */
+  readonly watch: (
+    filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
+  ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
+  /** `spawnHidden` in this session. */
+  readonly spawnHidden: <R>(
+    label: string,
+    task: Effect.Effect<void, PluginError, R>
+  ) => Effect.Effect<void, SessionError, R>
+  /** `awaitHidden` for this session. */
+  readonly awaitHidden: Effect.Effect<void, PluginError>
 }
 
 /**
@@ -254,6 +381,22 @@ export interface BackgroundTaskHostOptions {
    * for it (and counted by a `Lagged`); default 4,096.
    */
   readonly subscriberBuffer?: number | undefined
+  /**
+   * The backoff between the attempts of a managed task with `maxAttempts`
+   * (default exponential from 1 second); a task's `retry` overrides it.
+   */
+  readonly retry?: {
+    readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
+  } | undefined
+  /**
+   * Running managed tasks at most, per session and per kind (default: no
+   * limit). Beyond a limit a spawned task waits in `pending`, in FIFO order,
+   * and starts when a slot frees.
+   */
+  readonly concurrency?: {
+    readonly perSession?: number | undefined
+    readonly perKind?: { readonly [K in TaskKind]?: number | undefined } | undefined
+  } | undefined
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   type BackgroundTaskRecord,
   type SubscriptionEvent
 } from "../src/index.ts"
-import { makeTestHost, spec, tags, taskEvents } from "./utils/host.ts"
+import { makeTestHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
 
 const request = (id: string, sessionId = "s1", kind: "monitor" | "observer" = "monitor") => ({
   scope: { sessionId },
@@ -333,14 +333,26 @@ describe("BackgroundTaskHost events (issue 3)", () => {
           yield* host.register(request(`t${i}`))
           yield* host.complete(`t${i}`, { state: outcomes[i % 3]! })
         }
+        const watch = yield* host.subscribe()
         yield* host.spawnManaged("s1", spec("ok"), Effect.succeed("fine"))
         yield* host.spawnManaged("s1", spec("bad"), Effect.fail("no"))
         yield* host.spawnManaged("s1", spec("live"), Effect.never)
-        yield* Effect.yieldNow
+        yield* terminalEvents(watch, ["ok", "bad"])
         const stats = yield* host.stats
         assert.deepStrictEqual(
           { ...stats, seq: 0, subscribers: 0 },
-          { seq: 0, live: 1, retained: 3, completed: 8, failed: 8, cancelled: 6, evicted: 19, subscribers: 0 }
+          {
+            seq: 0,
+            live: 1,
+            retained: 3,
+            completed: 8,
+            failed: 8,
+            cancelled: 6,
+            evicted: 19,
+            subscribers: 0,
+            fibers: 1,
+            queued: 0
+          }
         )
       }))
 

@@ -27,6 +27,9 @@ import {
   type TaskFilter
 } from "../BackgroundTask.ts"
 
+/** Runs `f` once the current synchronous step (and the fiber running it) has given way. */
+export const afterStep = (f: () => void): void => queueMicrotask(f)
+
 type Chunk = readonly [SubscriptionEvent, ...Array<SubscriptionEvent>]
 
 /** One subscriber's buffer. */
@@ -89,7 +92,9 @@ export class Subscription {
     const wake = this.wake
     if (wake === undefined) return
     this.wake = undefined
-    wake(Effect.void)
+    // resuming a fiber runs it at once, inside the caller's stack: the reader
+    // must run after the step that published, never in the middle of it
+    afterStep(() => wake(Effect.void))
   }
 
   /** Waits for the next push or the end. */

@@ -8,10 +8,16 @@
  * step, so "exactly one terminal state" is decided by whichever step runs
  * first; every later one sees a terminal record and does nothing.
  *
+ * Trees: whatever ends a task other than its own success (a cancellation by
+ * any path, a failure) first cancels its live descendants, each one's own
+ * descendants before it, so a parent's terminal event always follows its
+ * children's.
+ *
  * @internal
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -21,6 +27,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import {
@@ -34,36 +41,58 @@ import {
   TaskScope,
   type TaskState
 } from "../BackgroundTask.ts"
-import type { BackgroundTaskHostOptions, BackgroundTaskHostService } from "../BackgroundTaskHost.ts"
+import type {
+  BackgroundTaskHostOptions,
+  BackgroundTaskHostService,
+  SessionOptions,
+  TaskTree
+} from "../BackgroundTaskHost.ts"
 import {
   InvalidTransition,
   InvokeError,
   RegistrationError,
   SessionError,
   SnapshotError,
+  type TaskAlreadyExists,
   TaskNotFound
 } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
-import { EventHub } from "./eventHub.ts"
+import { afterStep, EventHub } from "./eventHub.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
+import { optionsOf } from "./options.ts"
 import { type Entry, Registry } from "./registry.ts"
+import { makeSession } from "./session.ts"
+import { type Slot, Slots } from "./slots.ts"
+import { Telemetry } from "./telemetry.ts"
 import { isPlainRegisterRequest, isPlainRegistration } from "./validate.ts"
 
 /** What the host can act on for one record. */
 interface Control {
   readonly owner: "caller" | "host" | "external"
-  /** host: the task's fiber, once it has started. */
+  /** host: the task's fiber, from its launch on. */
   fiber: Fiber.Fiber<unknown, unknown> | undefined
-  /** host: completed with the reason when cancellation is requested. */
+  /** host: completed with the reason when cancellation is requested (after the step that requested it). */
   readonly signal: Deferred.Deferred<Option.Option<string>> | undefined
+  /** Set, in the step, when cancellation is requested. */
+  requested: boolean
   /** external: the cancel effect, until it is taken (it runs at most once). */
   cancel: Effect.Effect<void> | undefined
   /** external: completed once the cancel effect has run and the record is cancelled. */
   cancelled: Deferred.Deferred<void> | undefined
   /** cooperative cancellation: the grace-period timer. */
   timer: Fiber.Fiber<void> | undefined
+  /** The task's grace period: its own, or the host's. */
+  readonly grace: Duration.Duration
+  /** Why the host stopped the task, for the summary of its record. */
+  stopReason: string | undefined
+  /** Completed when the record becomes terminal (made when someone waits). */
+  ended: Deferred.Deferred<void> | undefined
+  /** host: the concurrency slot the running task holds. */
+  slot: Slot | undefined
+  /** host: starts the task's fiber; set until it is launched. */
+  launch: (() => void) | undefined
 }
 
 type TaskEntry = Entry<Control>
@@ -72,79 +101,44 @@ type HostState = { readonly _tag: "Open" } | { readonly _tag: "Closing" } | { re
 
 const closedError = new SessionError({ message: "the background task host has shut down" })
 
-const invalidOption = (name: string, expected: string, input: unknown) =>
-  new SessionError({
-    message: `the background task host cannot start: ${name} must be ${expected}, got ${
-      typeof input === "number" ? String(input) : String(JSON.stringify(input))
-    }`
-  })
-
-/** A duration option, or why it is not valid. */
-const durationOption = (
-  name: string,
-  input: Duration.Input | undefined,
-  fallback: Duration.Input
-): Effect.Effect<Duration.Duration, SessionError> => {
-  const value = input ?? fallback
-  const duration = typeof value === "number" && Number.isNaN(value) ? Option.none() : Duration.fromInput(value)
-  return Option.isSome(duration) && !Duration.isNegative(duration.value)
-    ? Effect.succeed(duration.value)
-    : Effect.fail(invalidOption(name, "a non-negative duration", value))
-}
-
-/** A count option: a non-negative integer, or `Infinity` where `infinite` allows it. */
-const countOption = (
-  name: string,
-  input: unknown,
-  fallback: number,
-  range: { readonly min: number; readonly infinite: boolean }
-): Effect.Effect<number, SessionError> => {
-  const value = input ?? fallback
-  return typeof value === "number" &&
-      ((Number.isSafeInteger(value) && value >= range.min) || (range.infinite && value === Infinity))
-    ? Effect.succeed(value)
-    : Effect.fail(
-      invalidOption(name, `an integer >= ${range.min}${range.infinite ? " or Infinity" : ""}`, value)
-    )
-}
-
-/** The options, checked, with their defaults. */
-const optionsOf = (options: BackgroundTaskHostOptions) =>
-  Effect.all({
-    grace: durationOption("cancelGracePeriod", options.cancelGracePeriod, "5 seconds"),
-    maxTerminal: countOption("retention.maxTerminal", options.retention?.maxTerminal, 10_000, {
-      min: 0,
-      infinite: true
-    }),
-    maxAge: durationOption("retention.maxAge", options.retention?.maxAge, "1 hour"),
-    subscriberBuffer: countOption("subscriberBuffer", options.subscriberBuffer, 4_096, { min: 1, infinite: false })
-  })
+/** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
+type Mode = "policy" | "now"
 
 export const make = (
   options: BackgroundTaskHostOptions
 ): Effect.Effect<BackgroundTaskHostService, SessionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { grace, maxAge, maxTerminal, subscriberBuffer } = yield* optionsOf(options)
+    const { grace, limits, maxAge, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
+    const layerContext = yield* Effect.context<never>()
+    const telemetry = new Telemetry(layerContext)
     const hub = new EventHub(subscriberBuffer)
     const maxAgeMillis = Duration.toMillis(maxAge)
-    const registry = new Registry<Control>({ publish: (event) => hub.publish(event), maxTerminal, maxAgeMillis })
+    const slots = new Slots<TaskEntry>(limits)
+    const registry = new Registry<Control>({
+      publish: (event) => hub.publish(event),
+      maxTerminal,
+      maxAgeMillis,
+      onTerminal: (entry) => ended(entry)
+    })
     const state = yield* Ref.make<HostState>({ _tag: "Open" })
     const hidden = new HiddenTasks(() => Ref.getUnsafe(state)._tag === "Open")
     const timers = new Set<Fiber.Fiber<void>>()
+    const managed = new Set<Fiber.Fiber<unknown, unknown>>()
+    const openSessions = new Map<string, { successor: string | undefined }>()
+
+    const isOpen = () => Ref.getUnsafe(state)._tag === "Open"
 
     // -- atomic steps ---------------------------------------------------------
 
     /** A public step that reads no clock (lookups, subscriptions): fails with `SessionError` unless the host is open. */
     const whenOpen = <A, E, R>(f: () => Effect.Effect<A, E, R>) =>
-      Effect.suspend((): Effect.Effect<A, E | SessionError, R> =>
-        Ref.getUnsafe(state)._tag === "Open" ? f() : Effect.fail(closedError)
-      )
+      Effect.suspend((): Effect.Effect<A, E | SessionError, R> => isOpen() ? f() : Effect.fail(closedError))
 
     // The time of a step, as a `DateTime.Utc`: steps in the same millisecond share one (it is immutable).
     let lastMillis = Number.NaN
     let lastNow: DateTime.Utc | undefined
-    const nowOf = (clock: Clock.Clock): DateTime.Utc => {
-      const millis = clock.currentTimeMillisUnsafe()
+    const nowOf = (fiber: Fiber.Fiber<unknown, unknown>): DateTime.Utc => {
+      const millis = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       if (millis !== lastMillis || lastNow === undefined) {
         lastMillis = millis
         lastNow = DateTime.makeUnsafe(millis)
@@ -154,30 +148,59 @@ export const make = (
 
     /**
      * A public step that writes: as `whenOpen`, with the current time for the
-     * records it changes. One primitive: the step runs inside the clock lookup.
+     * records it changes. One primitive: the step runs inside the fiber lookup.
      */
     const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
-      Clock.clockWith((clock): Effect.Effect<A, E | SessionError, R> =>
-        Ref.getUnsafe(state)._tag === "Open" ? f(nowOf(clock)) : Effect.fail(closedError)
+      Effect.withFiber((fiber): Effect.Effect<A, E | SessionError, R> =>
+        isOpen() ? f(nowOf(fiber)) : Effect.fail(closedError)
       )
 
-    /** `atomic`, for input that is decoded first (bad input fails before a closed host does). */
+    /**
+     * `atomic`, for input that is decoded first (bad input fails before a
+     * closed host does); `f` also gets the caller's context.
+     */
     const atomicWith = <I, E1, A, E, R>(
       input: () => Result.Result<I, E1>,
-      f: (input: I, now: DateTime.Utc) => Effect.Effect<A, E, R>
+      f: (input: I, now: DateTime.Utc, context: Context.Context<never>) => Effect.Effect<A, E, R>
     ) =>
-      Clock.clockWith((clock): Effect.Effect<A, E1 | E | SessionError, R> => {
+      Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError, R> => {
         const valid = input()
         if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-        return Ref.getUnsafe(state)._tag === "Open" ? f(valid.success, nowOf(clock)) : Effect.fail(closedError)
+        return isOpen() ? f(valid.success, nowOf(fiber), fiber.context) : Effect.fail(closedError)
       })
 
     /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing. */
     const internal = (f: (now: DateTime.Utc) => Effect.Effect<void>) =>
-      Clock.clockWith((clock) => Ref.getUnsafe(state)._tag === "Closed" ? Effect.void : f(nowOf(clock)))
+      Effect.withFiber((fiber) => Ref.getUnsafe(state)._tag === "Closed" ? Effect.void : f(nowOf(fiber)))
+
+    // -- the end of a record ----------------------------------------------------
+
+    /** Runs in the step that made a record terminal (see `Registry.onTerminal`). */
+    const ended = (entry: TaskEntry) => {
+      const control = entry.handle
+      stopTimer(control)
+      const endedSignal = control.ended
+      if (endedSignal !== undefined) afterStep(() => Deferred.doneUnsafe(endedSignal, Effect.void))
+      telemetry.ended(entry.record)
+      if (control.slot !== undefined) {
+        slots.release(control.slot)
+        control.slot = undefined
+        startQueued(entry.record.updatedAt)
+      }
+    }
+
+    /** Waits until a record is terminal. */
+    const awaitEnd = (entry: TaskEntry): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (isTerminal(entry.record.state)) return Effect.void
+        return Deferred.await(entry.handle.ended ??= Deferred.makeUnsafe<void>())
+      })
+
+    /** The summary the host gives a record it cancels: why, when it knows. */
+    const stopSummary = (control: Control) => Option.fromUndefinedOr(control.stopReason)
 
     const markCancelled = (entry: TaskEntry, now: DateTime.Utc) => {
-      if (!isTerminal(entry.record.state)) registry.move(entry, "cancelled", now)
+      if (!isTerminal(entry.record.state)) registry.move(entry, "cancelled", now, { summary: stopSummary(entry.handle) })
       stopTimer(entry.handle)
     }
 
@@ -201,19 +224,50 @@ export const make = (
       return fiber === undefined ? Effect.void : interruptFiber(fiber)
     }
 
+    /** The live tasks registered under this one. */
+    const liveChildren = (entry: TaskEntry): Array<TaskEntry> => {
+      const out: Array<TaskEntry> = []
+      if (entry.children !== undefined) {
+        for (const child of entry.children) if (!isTerminal(child.record.state)) out.push(child)
+      }
+      return out
+    }
+
+    /** Cancels a task's live descendants, each one's own before it, and waits until they have ended. */
+    const cancelChildren = (entry: TaskEntry, mode: Mode, reason: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const children = liveChildren(entry)
+        return children.length === 0
+          ? Effect.void
+          : Effect.forEach(children, (child) => cancelTree(child, mode, reason), {
+            concurrency: "unbounded",
+            discard: true
+          })
+      })
+
+    /** Cancels a task after its descendants, and waits until it has ended (or its policy has acted). */
+    const cancelTree = (entry: TaskEntry, mode: Mode, reason: string): Effect.Effect<void> =>
+      Effect.andThen(
+        cancelChildren(entry, mode, reason),
+        mode === "now" ? hardCancelSelf(entry, true) : cancelThroughPolicy(entry, reason)
+      )
+
     /**
      * Cancels through the task's handle: interrupts its fiber or runs its
-     * cancel effect. With `force`, a record with nothing to act on is marked
-     * `cancelled` too; without, it is left as it is.
+     * cancel effect, after its descendants. With `force`, a record with
+     * nothing to act on is marked `cancelled` too; without, it is left as it is.
      */
     const hardCancel = (entry: TaskEntry, force: boolean): Effect.Effect<void> =>
+      Effect.andThen(cancelChildren(entry, "now", "parent cancelled"), hardCancelSelf(entry, force))
+
+    const hardCancelSelf = (entry: TaskEntry, force: boolean): Effect.Effect<void> =>
       internal((now) => {
         if (isTerminal(entry.record.state)) return Effect.void
         const control = entry.handle
         switch (control.owner) {
           case "host": {
             if (control.fiber !== undefined) return interruptFiber(control.fiber)
-            // not started yet: it never will (it checks its record first)
+            // queued, not launched: it never will be
             markCancelled(entry, now)
             return Effect.void
           }
@@ -227,7 +281,7 @@ export const make = (
                 Effect.ensuring(internal((now) =>
                   Effect.sync(() => {
                     markCancelled(entry, now)
-                    Deferred.doneUnsafe(cancelled, Effect.void)
+                    afterStep(() => Deferred.doneUnsafe(cancelled, Effect.void))
                   })
                 ))
               )
@@ -242,14 +296,35 @@ export const make = (
         return Effect.void
       })
 
+    /**
+     * A cancel request with a reason, then the policy, then a wait for the end:
+     * a cooperative task gets its grace period, and whatever is still live after
+     * it (a caller-owned record has nothing to act on) is marked `cancelled`.
+     */
+    const cancelThroughPolicy = (entry: TaskEntry, reason: string): Effect.Effect<void> =>
+      internal((now) => {
+        if (isTerminal(entry.record.state)) return Effect.void
+        entry.handle.stopReason ??= reason
+        if (entry.record.state !== "cancel_requested") {
+          const begun = beginCancel(entry, Option.some(reason), now)
+          if (Result.isFailure(begun)) return Effect.void
+        }
+        const wait = entry.record.cancelPolicy === "cooperative"
+          ? Effect.timeoutOption(awaitEnd(entry), entry.handle.grace)
+          : hardCancelSelf(entry, false)
+        return Effect.andThen(wait, hardCancelSelf(entry, true))
+      })
+
     /** Starts the cooperative grace period: when it ends, the host cancels the task itself. */
     const startGracePeriod = (entry: TaskEntry): Effect.Effect<void> => {
       const control = entry.handle
       const actionable = control.owner === "host" || (control.owner === "external" && control.cancel !== undefined)
       if (!actionable || control.timer !== undefined) return Effect.void
-      const timer = Effect.sleep(grace).pipe(
+      const timer = Effect.sleep(control.grace).pipe(
         Effect.andThen(Effect.suspend(() => {
           control.timer = undefined
+          const late = `did not stop within its ${Duration.format(control.grace)} grace period`
+          control.stopReason = control.stopReason === undefined ? late : `${control.stopReason}; ${late}`
           return hardCancel(entry, false)
         })),
         Effect.onExit(() => Effect.withFiber((self) => Effect.sync(() => timers.delete(self as Fiber.Fiber<void>))))
@@ -257,7 +332,7 @@ export const make = (
       return Effect.forkDetach(timer).pipe(
         Effect.flatMap((fiber) =>
           Effect.sync(() => {
-            if (Ref.getUnsafe(state)._tag !== "Open" || isTerminal(entry.record.state)) {
+            if (!isOpen() || isTerminal(entry.record.state)) {
               fiber.interruptUnsafe()
               return
             }
@@ -278,39 +353,164 @@ export const make = (
     ): Result.Result<Effect.Effect<BackgroundTaskRecord>, InvalidTransition> => {
       const moved = registry.move(entry, "cancel_requested", now, { reason })
       if (Result.isFailure(moved)) return Result.fail(moved.failure)
-      if (entry.handle.signal !== undefined) Deferred.doneUnsafe(entry.handle.signal, Effect.succeed(reason))
+      const control = entry.handle
+      control.requested = true
+      const signal = control.signal
+      if (signal !== undefined) afterStep(() => Deferred.doneUnsafe(signal, Effect.succeed(reason)))
+      if (Option.isSome(reason)) control.stopReason ??= reason.value
+      // a queued managed task never started: nothing to wait for
+      const queued = control.owner === "host" && control.fiber === undefined
       // cooperative: the record as the request left it (the task may end itself at once);
       // otherwise the record once the policy has acted
       return Result.succeed(
-        entry.record.cancelPolicy === "cooperative"
+        entry.record.cancelPolicy === "cooperative" && !queued
           ? Effect.as(startGracePeriod(entry), moved.success)
-          : Effect.andThen(hardCancel(entry, false), Effect.sync(() => entry.record))
+          : Effect.andThen(hardCancelSelf(entry, queued), Effect.sync(() => entry.record))
       )
     }
 
-    const finishManaged = (entry: TaskEntry, exit: Exit.Exit<unknown, unknown>) =>
-      internal((now) =>
-        Effect.sync(() => {
-          entry.handle.fiber = undefined
-          stopTimer(entry.handle)
-          if (isTerminal(entry.record.state)) return
-          const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
-          const summary = Exit.isSuccess(exit)
-            ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
-            : outcome === "failure"
-            ? Option.some(causeMessage(exit.cause))
-            : Option.none()
-          registry.move(entry, Lifecycle.exitState(outcome, entry.record.state), now, { summary })
-        })
-      )
+    // -- managed tasks ------------------------------------------------------------
 
-    const runManaged = <A, E, R>(entry: TaskEntry, task: Effect.Effect<A, E, R>) =>
-      Effect.withFiber((self): Effect.Effect<A, E, R> => {
-        // a task cancelled, or a host closed, before the fiber started never runs
-        if (Ref.getUnsafe(state)._tag !== "Open" || isTerminal(entry.record.state)) return Effect.interrupt
-        entry.handle.fiber = self
-        return task
-      }).pipe(Effect.onExit((exit) => finishManaged(entry, exit)))
+    const finishManaged = (entry: TaskEntry, exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        const control = entry.handle
+        if (control.fiber !== undefined) managed.delete(control.fiber)
+        control.fiber = undefined
+        stopTimer(control)
+        if (isTerminal(entry.record.state)) return Effect.void
+        const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+        const summary = Exit.isSuccess(exit)
+          ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
+          : outcome === "failure"
+          ? Option.some(causeMessage(exit.cause))
+          : stopSummary(control)
+        // a failed or cancelled parent ends after its children
+        const children = outcome === "success"
+          ? Effect.void
+          : cancelChildren(entry, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
+        return Effect.andThen(
+          children,
+          internal((now) =>
+            Effect.sync(() => {
+              if (isTerminal(entry.record.state)) return
+              registry.move(entry, Lifecycle.exitState(outcome, entry.record.state), now, { summary })
+            })
+          )
+        )
+      })
+
+    /** What a managed task runs with: its body, its limits, the caller's context. */
+    interface Launch {
+      readonly run: Effect.Effect<unknown, unknown>
+      readonly timeout: Duration.Duration | undefined
+      readonly schedule: Schedule.Schedule<unknown, unknown>
+      readonly context: Context.Context<never>
+    }
+
+    /** One attempt: the body, bounded by the timeout, in a `background_task` span. */
+    const attempt = (entry: TaskEntry, launch: Launch): Effect.Effect<unknown, unknown> => {
+      const { record } = entry
+      const body = launch.timeout === undefined
+        ? launch.run
+        : Effect.flatMap(
+          Effect.timeoutOption(launch.run, launch.timeout),
+          (result) =>
+            Option.isSome(result)
+              ? Effect.succeed(result.value)
+              : Effect.fail(`timed out after ${Duration.format(launch.timeout!)}`)
+        )
+      return Effect.withSpan(body, "background_task", {
+        attributes: {
+          task_id: record.id,
+          kind: record.kind,
+          session_id: record.scope.sessionId,
+          producer: record.producer,
+          attempt: record.attempt.attempt
+        }
+      })
+    }
+
+    /** Whether a failed attempt may be retried now. */
+    const retryable = (entry: TaskEntry, exit: Exit.Exit<unknown, unknown>): exit is Exit.Failure<unknown, unknown> => {
+      if (Exit.isSuccess(exit) || !Cause.hasFails(exit.cause) || !isOpen()) return false
+      const { attempt, state } = entry.record
+      if (state !== "running" && state !== "waiting") return false
+      return Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+    }
+
+    /** The attempts of a managed task: each failure retried after the schedule's delay while attempts remain. */
+    const attempts = (entry: TaskEntry, launch: Launch) =>
+      Effect.gen(function*() {
+        let step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
+        while (true) {
+          const exit = yield* Effect.exit(attempt(entry, launch))
+          if (!retryable(entry, exit)) return yield* exit
+          step ??= yield* Schedule.toStep(launch.schedule)
+          const now = yield* Clock.currentTimeMillis
+          const next = yield* Effect.exit(step(now, Cause.squash(exit.cause)))
+          // the schedule is done: the last failure stands
+          if (Exit.isFailure(next)) return yield* exit
+          const delay = next.value[1]
+          const message = causeMessage(exit.cause)
+          yield* internal((now) =>
+            Effect.sync(() => {
+              const { attempt } = entry.record
+              registry.update(entry, (record) => ({
+                ...record,
+                state: "waiting",
+                attempt: { ...attempt, attempt: attempt.attempt + 1 }
+              }), now)
+              registry.progress(
+                entry,
+                `attempt ${attempt.attempt + 1} of ${Option.getOrElse(attempt.maxAttempts, () => 1)} failed: ${message}; retrying in ${
+                  Duration.format(delay)
+                }`
+              )
+            })
+          )
+          yield* Effect.sleep(delay)
+          const resumed = yield* Effect.withFiber((fiber) =>
+            Effect.sync(() => {
+              if (entry.record.state !== "waiting" || !isOpen()) return false
+              registry.move(entry, "running", nowOf(fiber))
+              return true
+            })
+          )
+          // cancelled while waiting for the next attempt
+          if (!resumed) return yield* Effect.interrupt
+        }
+      })
+
+    /**
+     * Launches a managed task's fiber, from inside a step: the fiber exists at
+     * once (so shutdown and cancellation can reach it) and starts running
+     * after the step, with the caller's context.
+     */
+    const launchTask = (entry: TaskEntry, launch: Launch): void => {
+      const control = entry.handle
+      control.launch = undefined
+      const body = Effect.suspend(() => {
+        // a task cancelled, or a host closed, before its fiber ran never runs
+        if (!isOpen() || isTerminal(entry.record.state)) return Effect.interrupt
+        return attempts(entry, launch)
+      })
+      const fiber = Effect.runForkWith(launch.context)(
+        Effect.andThen(Effect.yieldNow, body).pipe(Effect.onExit((exit) => finishManaged(entry, exit)))
+      )
+      if (fiber.pollUnsafe() === undefined) {
+        control.fiber = fiber
+        managed.add(fiber)
+      }
+    }
+
+    /** Starts the queued tasks that fit now that a slot is free. */
+    const startQueued = (now: DateTime.Utc) => {
+      for (const entry of slots.takeStartable()) {
+        entry.handle.slot = { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
+        registry.move(entry, "running", now)
+        entry.handle.launch?.()
+      }
+    }
 
     const taskContext = (entry: TaskEntry, signal: Deferred.Deferred<Option.Option<string>>) =>
       TaskContext.of({
@@ -324,7 +524,7 @@ export const make = (
           ),
         setLiveState: (liveState) => internal((now) => Effect.sync(() => moveLive(entry, liveState, now))),
         cancelRequested: Deferred.await(signal),
-        isCancelRequested: Deferred.isDone(signal)
+        isCancelRequested: Effect.sync(() => entry.handle.requested)
       })
 
     const moveLive = (entry: TaskEntry, to: unknown, now: DateTime.Utc) => {
@@ -366,10 +566,6 @@ export const make = (
         (error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` })
       )
 
-    /** The record of a registration step, or its error. */
-    const recordOf = <E>(added: Result.Result<TaskEntry, E>): Effect.Effect<BackgroundTaskRecord, E> =>
-      Result.isFailure(added) ? Effect.fail(added.failure) : Effect.succeed(added.success.record)
-
     const filterOf = (filter: TaskFilter | undefined) =>
       filter === undefined ? Effect.succeed(undefined) : decodeFilter(filter, { errors: "all" }).pipe(
         Effect.mapError((error) => new SnapshotError({ message: `invalid task filter: ${error.message}` }))
@@ -389,18 +585,21 @@ export const make = (
         : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
     }
 
-    /** Registers a new record, in one step. */
-    const add = (
-      sessionId: string,
-      spec: TaskRegistration & { readonly attempt?: TaskAttempt },
-      state: TaskState,
-      now: DateTime.Utc,
-      handle: Control
-    ) => registry.add((revision) => newRecord(sessionId, spec, state, now, revision), spec.id, sessionId, handle)
+    type Spec = TaskRegistration & { readonly attempt?: TaskAttempt }
+
+    const attemptOf = (spec: Spec): TaskAttempt => {
+      const base = spec.attempt ?? defaultAttempt
+      if (spec.maxAttempts === undefined && spec.idempotencyKey === undefined) return base
+      return {
+        attempt: base.attempt,
+        maxAttempts: spec.maxAttempts === undefined ? base.maxAttempts : Option.some(spec.maxAttempts),
+        idempotencyKey: spec.idempotencyKey === undefined ? base.idempotencyKey : Option.some(spec.idempotencyKey)
+      }
+    }
 
     const newRecord = (
       sessionId: string,
-      spec: TaskRegistration & { readonly attempt?: TaskAttempt },
+      spec: Spec,
       state: TaskState,
       now: DateTime.Utc,
       revision: number
@@ -414,7 +613,7 @@ export const make = (
       state,
       cancelPolicy: spec.cancelPolicy ?? "cooperative",
       closePolicy: spec.closePolicy ?? "keep",
-      attempt: spec.attempt ?? defaultAttempt,
+      attempt: attemptOf(spec),
       result: Option.none(),
       failure: Option.none(),
       createdAt: now,
@@ -423,14 +622,69 @@ export const make = (
       revision
     })
 
-    const control = (owner: Control["owner"], cancel?: Effect.Effect<void>): Control => ({
+    const control = (owner: Control["owner"], spec: Spec, cancel?: Effect.Effect<void>): Control => ({
       owner,
       fiber: undefined,
       signal: owner === "host" ? Deferred.makeUnsafe<Option.Option<string>>() : undefined,
+      requested: false,
       cancel,
       cancelled: undefined,
-      timer: undefined
+      timer: undefined,
+      grace: spec.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(spec.cancelGracePeriod),
+      stopReason: undefined,
+      ended: undefined,
+      slot: undefined,
+      launch: undefined
     })
+
+    /** The live parent a registration names, or why it cannot be one. */
+    const parentOf = (spec: Spec): Result.Result<TaskEntry | undefined, TaskNotFound | InvalidTransition> => {
+      const parentId = spec.parentTaskId
+      if (parentId === undefined) return Result.succeed(undefined)
+      const parent = registry.findLive(parentId)
+      if (parent !== undefined) return Result.succeed(parent)
+      const ended = registry.resolve(parentId)
+      return Result.fail(
+        ended === undefined
+          ? new TaskNotFound({ taskId: parentId })
+          : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${spec.id}` })
+      )
+    }
+
+    /**
+     * Registers a task in one step: its parent, its idempotency key, its
+     * record. `existing` is set when a live task held the key.
+     */
+    const addTask = (
+      sessionId: string,
+      spec: Spec,
+      state: TaskState,
+      now: DateTime.Utc,
+      handle: Control
+    ): Result.Result<{ readonly entry: TaskEntry; readonly existing: boolean }, TaskNotFound | InvalidTransition | TaskAlreadyExists> => {
+      const key = spec.idempotencyKey ?? Option.getOrUndefined(spec.attempt?.idempotencyKey ?? Option.none())
+      if (key !== undefined) {
+        const holder = registry.findByKey(key)
+        if (holder !== undefined) return Result.succeed({ entry: holder, existing: true })
+      }
+      const parent = parentOf(spec)
+      if (Result.isFailure(parent)) return Result.fail(parent.failure)
+      const added = registry.add(
+        (revision) => newRecord(sessionId, spec, state, now, revision),
+        spec.id,
+        sessionId,
+        handle,
+        parent.success
+      )
+      if (Result.isFailure(added)) return Result.fail(added.failure)
+      telemetry.registered(added.success.record)
+      return Result.succeed({ entry: added.success, existing: false })
+    }
+
+    const recordOf = <E>(
+      added: Result.Result<{ readonly entry: TaskEntry }, E>
+    ): Effect.Effect<BackgroundTaskRecord, E> =>
+      Result.isFailure(added) ? Effect.fail(added.failure) : Effect.succeed(added.success.entry.record)
 
     /**
      * Runs `f` on the record an unscoped call names, in the same synchronous
@@ -443,6 +697,129 @@ export const make = (
       const entry = typeof taskId === "string" ? registry.resolve(taskId) : undefined
       return entry === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : f(entry)
     }
+
+    const treeOf = (entry: TaskEntry): TaskTree => ({
+      record: entry.record,
+      children: entry.children === undefined
+        ? []
+        : Array.from(entry.children).sort((a, b) => a.order - b.order).map(treeOf)
+    })
+
+    // -- sessions -----------------------------------------------------------------
+
+    /**
+     * Applies the close policies of a session's live tasks: `keep` runs on,
+     * `transfer` moves to the successor (or is cancelled without one), `cancel`
+     * is cancelled through its policy. Waits for the cancellations.
+     */
+    const closeSession = (sessionId: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const session = openSessions.get(sessionId)
+        openSessions.delete(sessionId)
+        if (session === undefined || !isOpen()) return Effect.void
+        const successor = session.successor
+        return internal((now) => {
+          const cancel: Array<readonly [TaskEntry, string]> = []
+          for (const entry of registry.liveInSession(sessionId)) {
+            switch (entry.record.closePolicy) {
+              case "keep":
+                break
+              case "cancel":
+                cancel.push([entry, "session closed"])
+                break
+              case "transfer": {
+                if (successor === undefined) {
+                  cancel.push([entry, "session closed without a successor"])
+                  break
+                }
+                const moved = registry.transfer([entry], successor, now)
+                if (Result.isFailure(moved)) {
+                  cancel.push([entry, `session closed; transfer to ${successor} failed: ${moved.failure.message}`])
+                }
+              }
+            }
+          }
+          return Effect.forEach(cancel, ([entry, reason]) => cancelTree(entry, "policy", reason), {
+            concurrency: "unbounded",
+            discard: true
+          })
+        })
+      })
+
+    const openSession = (sessionId: string, sessionOptions: SessionOptions = {}) =>
+      withSession(
+        sessionId,
+        Effect.acquireRelease(
+          whenOpen(() => {
+            if (openSessions.has(sessionId)) {
+              return Effect.fail(new SessionError({ message: `session ${JSON.stringify(sessionId)} is already open` }))
+            }
+            const successor = sessionOptions.successor
+            if (successor !== undefined) {
+              const invalid = checkSession(successor) ??
+                (successor === sessionId
+                  ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
+                  : undefined)
+              if (invalid !== undefined) return Effect.fail(invalid)
+            }
+            const state = { successor }
+            openSessions.set(sessionId, state)
+            return Effect.succeed(state)
+          }),
+          () => closeSession(sessionId)
+        ).pipe(
+          Effect.map((sessionState) =>
+            makeSession(service, sessionId, {
+              isOpen: () => openSessions.get(sessionId) === sessionState,
+              handoff: (successor) => {
+                const invalid = checkSession(successor) ??
+                  (successor === sessionId
+                    ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
+                    : undefined)
+                if (invalid !== undefined) return invalid
+                sessionState.successor = successor
+                return undefined
+              }
+            })
+          )
+        )
+      )
+
+    // -- shutdown ---------------------------------------------------------------
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Ref.set<HostState>(state, { _tag: "Closing" })
+        openSessions.clear()
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = [...timers, ...hidden.fibers(), ...managed]
+        yield* Fiber.interruptAll(fibers)
+        yield* Effect.forEach(
+          registry.liveEntries(),
+          (entry) => hardCancel(entry, true).pipe(Effect.timeoutOption(entry.handle.grace)),
+          { concurrency: "unbounded", discard: true }
+        )
+        yield* internal((now) =>
+          Effect.sync(() => {
+            for (const entry of registry.liveEntries()) markCancelled(entry, now)
+            hub.close()
+          })
+        )
+        yield* Ref.set<HostState>(state, { _tag: "Closed" })
+      })
+    )
+
+    // -- retention ----------------------------------------------------------------
+
+    /** Evicts terminal records as they reach `maxAge`, sleeping until the next one is due. */
+    const sweep: Effect.Effect<never> = Effect.gen(function*() {
+      while (true) {
+        const now = yield* Clock.currentTimeMillis
+        const due = Ref.getUnsafe(state)._tag === "Closed" ? undefined : registry.evictExpired(now)
+        yield* Effect.sleep(Duration.millis((due ?? now + maxAgeMillis) - now))
+      }
+    })
+    // forked after the finalizer above, so it is interrupted before that runs
+    if (Number.isFinite(maxAgeMillis)) yield* Effect.forkScoped(sweep)
 
     /**
      * Subscribes, and takes what `snapshot` reads, in one step: the snapshot is
@@ -463,44 +840,6 @@ export const make = (
           ({ subscription }) => Effect.sync(() => hub.detach(subscription.handle))
         ))
 
-    // -- retention ----------------------------------------------------------------
-
-    /** Evicts terminal records as they reach `maxAge`, sleeping until the next one is due. */
-    const sweep: Effect.Effect<never> = Effect.gen(function*() {
-      while (true) {
-        const now = yield* Clock.currentTimeMillis
-        const due = Ref.getUnsafe(state)._tag === "Closed" ? undefined : registry.evictExpired(now)
-        yield* Effect.sleep(Duration.millis((due ?? now + maxAgeMillis) - now))
-      }
-    })
-
-    // -- shutdown ---------------------------------------------------------------
-
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        yield* Ref.set<HostState>(state, { _tag: "Closing" })
-        const fibers: Array<Fiber.Fiber<unknown, unknown>> = [...timers, ...hidden.fibers()]
-        for (const entry of registry.liveEntries()) {
-          if (entry.handle.fiber !== undefined) fibers.push(entry.handle.fiber)
-        }
-        yield* Fiber.interruptAll(fibers)
-        yield* Effect.forEach(
-          registry.liveEntries(),
-          (entry) => hardCancel(entry, true).pipe(Effect.timeoutOption(grace)),
-          { concurrency: "unbounded", discard: true }
-        )
-        yield* internal((now) =>
-          Effect.sync(() => {
-            for (const entry of registry.liveEntries()) markCancelled(entry, now)
-            hub.close()
-          })
-        )
-        yield* Ref.set<HostState>(state, { _tag: "Closed" })
-      })
-    )
-    // forked after the finalizer above, so it is interrupted before that runs
-    if (Number.isFinite(maxAgeMillis)) yield* Effect.forkScoped(sweep)
-
     const spawnManaged = <A, E, R>(
       sessionId: string,
       spec: TaskRegistration,
@@ -508,19 +847,47 @@ export const make = (
     ) =>
       withSession(
         sessionId,
-        atomicWith(() => registration("task registration", spec, isPlainRegistration, decodeRegistration), (valid, now) => {
-          const handle = control("host")
-          const added = add(sessionId, valid, "running", now, handle)
-          if (Result.isFailure(added)) return Effect.fail(added.failure)
-          const entry = added.success
-          // the task gets its own context and a scope that closes when it ends;
-          // `Exclude<Exclude<R, A>, B>` is `Exclude<R, A | B>`, which TypeScript cannot see
-          const run = Effect.scoped(
-            Effect.provideService(task, TaskContext, taskContext(entry, handle.signal!))
-          ) as Effect.Effect<A, E, Exclude<R, TaskContext | Scope.Scope>>
-          return Effect.as(Effect.forkDetach(runManaged(entry, run)), entry.record)
-        })
-      )
+        atomicWith(
+          () => registration("task registration", spec, isPlainRegistration, decodeRegistration),
+          (valid, now, context) => {
+            // a live task holding the key is the answer: no slot, no new task
+            const holder = valid.idempotencyKey === undefined ? undefined : registry.findByKey(valid.idempotencyKey)
+            if (holder !== undefined) return Effect.succeed(holder.record)
+            const handle = control("host", valid)
+            const slot: Slot = { sessionId, kind: valid.kind }
+            const runsNow = !slots.limited || slots.tryAcquire(slot)
+            const added = addTask(sessionId, valid, runsNow ? "running" : "pending", now, handle)
+            if (Result.isFailure(added)) {
+              if (runsNow && slots.limited) slots.release(slot)
+              return Effect.fail(added.failure)
+            }
+            const { entry } = added.success
+            // the task gets its own context and a scope that closes when it ends
+            const run = Effect.scoped(Effect.provideService(task, TaskContext, taskContext(entry, handle.signal!)))
+            const launch: Launch = {
+              run: run as Effect.Effect<unknown, unknown>,
+              timeout: valid.timeout === undefined ? undefined : Duration.fromInputUnsafe(valid.timeout),
+              schedule: valid.retry ?? retrySchedule,
+              context
+            }
+            handle.launch = () => launchTask(entry, launch)
+            if (runsNow) {
+              if (slots.limited) handle.slot = slot
+              handle.launch()
+            } else {
+              slots.enqueue(entry, () =>
+                entry.record.state === "pending" && entry.handle.fiber === undefined
+                  ? { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
+                  : undefined)
+            }
+            return Effect.succeed(entry.record)
+          }
+        )
+      ) as Effect.Effect<
+        BackgroundTaskRecord,
+        RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
+        Exclude<R, TaskContext | Scope.Scope>
+      >
 
     // -- the service --------------------------------------------------------------
 
@@ -528,7 +895,7 @@ export const make = (
       register: (request) =>
         atomicWith(
           () => registration("registration", request, isPlainRegisterRequest, decodeRegister),
-          (req, now) => recordOf(add(req.scope.sessionId, req, "pending", now, control("caller")))
+          (req, now) => recordOf(addTask(req.scope.sessionId, req, "pending", now, control("caller", req)))
         ),
 
       update: (taskId, update) => {
@@ -543,6 +910,10 @@ export const make = (
             }
             const progress = update.progress
             if (to === "cancel_requested" && from !== to) {
+              if (liveChildren(entry).length > 0) {
+                if (progress !== undefined) registry.progress(entry, progress)
+                return requestCancel(entry, Option.none(), now)
+              }
               const begun = beginCancel(entry, Option.none(), now)
               if (Result.isFailure(begun)) return Effect.fail(begun.failure)
               if (progress !== undefined) registry.progress(entry, progress)
@@ -567,23 +938,27 @@ export const make = (
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
               return Effect.fail(new InvalidTransition({ taskId, from: entry.record.state, to: Lifecycle.describeState(to) }))
             }
-            const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
-            if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-            return entry.handle.fiber === undefined && entry.handle.timer === undefined
-              ? Effect.succeed(moved.success)
-              : Effect.as(stopTask(entry), moved.success)
+            const move = (now: DateTime.Utc) => {
+              const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
+              if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+              return entry.handle.fiber === undefined && entry.handle.timer === undefined
+                ? Effect.succeed(moved.success)
+                : Effect.as(stopTask(entry), moved.success)
+            }
+            // a parent that fails or is cancelled ends after its children
+            if (to === "completed" || liveChildren(entry).length === 0) return move(now)
+            const check = Lifecycle.checkMove(taskId, entry.record.state, to)
+            if (check !== undefined) return Effect.fail(check)
+            return Effect.andThen(
+              cancelChildren(entry, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
+              atomic(move)
+            )
           })
         )
       },
 
       requestCancel: (taskId, reason) =>
-        atomic((now) =>
-          withTask(taskId, (entry) => {
-            if (entry.record.state === "cancel_requested") return Effect.succeed(entry.record)
-            const begun = beginCancel(entry, Option.fromUndefinedOr(reason), now)
-            return Result.isFailure(begun) ? Effect.fail(begun.failure) : begun.success
-          })
-        ),
+        atomic((now) => withTask(taskId, (entry) => requestCancel(entry, Option.fromUndefinedOr(reason), now))),
 
       get: (taskId) =>
         whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
@@ -613,7 +988,15 @@ export const make = (
           events: subscription.stream
         })),
 
-      stats: whenOpen(() => Effect.sync(() => registry.stats(hub.subscriberCount))),
+      stats: whenOpen(() =>
+        Effect.sync(() => {
+          let queued = 0
+          for (const entry of registry.liveEntries()) {
+            if (entry.handle.owner === "host" && entry.handle.launch !== undefined) queued++
+          }
+          return registry.stats(hub.subscriberCount, managed.size + timers.size + hidden.fibers().length, queued)
+        })
+      ),
 
       spawnHidden: (sessionId, label, task) =>
         withSession(sessionId, whenOpen(() => hidden.spawn(sessionId, String(label), task))),
@@ -627,7 +1010,7 @@ export const make = (
           sessionId,
           atomicWith(
             () => registration("task registration", spec, isPlainRegistration, decodeRegistration),
-            (valid, now) => recordOf(add(sessionId, valid, "running", now, control("external", cancel)))
+            (valid, now) => recordOf(addTask(sessionId, valid, "running", now, control("external", valid, cancel)))
           )
         ),
 
@@ -639,6 +1022,7 @@ export const make = (
               const entry = registry.find(sessionId, taskId)
               if (entry?.handle.owner === "external") {
                 stopTimer(entry.handle)
+                if (!isTerminal(entry.record.state)) telemetry.removed(entry.record)
                 registry.remove(entry)
               }
             })
@@ -648,12 +1032,21 @@ export const make = (
       markTerminal: (sessionId, taskId, to) =>
         withSession(
           sessionId,
-          atomic((now) => {
+          whenOpen(() => {
             const entry = registry.find(sessionId, taskId)
             if (entry === undefined || isTerminal(entry.record.state)) return Effect.void
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
-            registry.move(entry, to, now)
-            return stopTask(entry)
+            const move = internal((now) => {
+              if (isTerminal(entry.record.state)) return Effect.void
+              registry.move(entry, to, now)
+              return stopTask(entry)
+            })
+            return to === "completed"
+              ? move
+              : Effect.andThen(
+                cancelChildren(entry, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
+                move
+              )
           })
         ),
 
@@ -705,15 +1098,45 @@ export const make = (
       cancelAllManaged: (sessionId) =>
         withSession(
           sessionId,
-          whenOpen(() =>
-            Effect.sync(() => registry.liveInSession(sessionId))
-          ).pipe(
+          whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
             Effect.tap((entries) =>
               Effect.forEach(entries, (entry) => hardCancel(entry, true), { concurrency: "unbounded", discard: true })
             ),
             Effect.map((entries) => entries.map((entry) => entry.record))
           )
-        )
+        ),
+
+      openSession,
+
+      listTree: (taskId) => whenOpen(() => withTask(taskId, (entry) => Effect.succeed(treeOf(entry))))
     }
+
+    /**
+     * A cancel request: the live descendants are cancelled first, then the
+     * request and the policy; returns the record as it stands then.
+     */
+    const requestCancel = (
+      entry: TaskEntry,
+      reason: Option.Option<string>,
+      now: DateTime.Utc
+    ): Effect.Effect<BackgroundTaskRecord, InvalidTransition> => {
+      if (entry.record.state === "cancel_requested") return Effect.succeed(entry.record)
+      if (liveChildren(entry).length === 0) {
+        // the common case: the request in this very step
+        const begun = beginCancel(entry, reason, now)
+        return Result.isFailure(begun) ? Effect.fail(begun.failure) : begun.success
+      }
+      const check = Lifecycle.checkMove(entry.record.id, entry.record.state, "cancel_requested")
+      if (check !== undefined) return Effect.fail(check)
+      const request = Effect.withFiber((fiber): Effect.Effect<BackgroundTaskRecord, InvalidTransition> => {
+        if (entry.record.state === "cancel_requested" || isTerminal(entry.record.state)) {
+          return Effect.succeed(entry.record)
+        }
+        const begun = beginCancel(entry, reason, nowOf(fiber))
+        return Result.isFailure(begun) ? Effect.fail(begun.failure) : begun.success
+      })
+      return Effect.andThen(cancelChildren(entry, "policy", "parent cancelled"), request)
+    }
+
     return service
   })

@@ -42,6 +42,10 @@ export interface Entry<H> {
   readonly order: number
   record: BackgroundTaskRecord
   readonly handle: H
+  /** The live task this one was registered under, while it is held. */
+  parent: Entry<H> | undefined
+  /** The tasks registered under this one, while they are held. */
+  children: Set<Entry<H>> | undefined
 }
 
 export interface RegistryOptions {
@@ -50,6 +54,8 @@ export interface RegistryOptions {
   readonly maxTerminal: number
   /** Milliseconds a terminal record is held after it ended (`Infinity`: no limit). */
   readonly maxAgeMillis: number
+  /** Called in the step that made a record terminal, after its event. */
+  readonly onTerminal?: ((entry: Entry<any>) => void) | undefined
 }
 
 /** A `Map` of sets, whose empty sets are removed. */
@@ -78,6 +84,7 @@ export class Registry<H> {
   private readonly publishEvent: (event: BackgroundTaskEvent) => void
   private readonly maxTerminal: number
   private readonly maxAgeMillis: number
+  private readonly onTerminal: ((entry: Entry<H>) => void) | undefined
 
   /** The live record of each id. */
   private readonly live = new Map<string, Entry<H>>()
@@ -91,6 +98,8 @@ export class Registry<H> {
    * sessions): one entry, or an array in the rare case of several.
    */
   private readonly ids = new Map<string, Entry<H> | Array<Entry<H>>>()
+  /** Idempotency key → the live record holding it. */
+  private readonly keys = new Map<string, Entry<H>>()
   /** Terminal records, oldest end first: the eviction order. */
   private readonly terminal = new Set<Entry<H>>()
 
@@ -100,6 +109,7 @@ export class Registry<H> {
     this.publishEvent = options.publish
     this.maxTerminal = options.maxTerminal
     this.maxAgeMillis = options.maxAgeMillis
+    this.onTerminal = options.onTerminal
   }
 
   /** The `seq` of the last event published (0 before the first). */
@@ -111,10 +121,13 @@ export class Registry<H> {
    * Adds a record (`make` gets its `revision`, the `seq` of its `Registered`);
    * a terminal record with the same id in the same session is replaced.
    */
-  add(make: (revision: number) => BackgroundTaskRecord, id: string, sessionId: string, handle: H): Result.Result<
-    Entry<H>,
-    TaskAlreadyExists
-  > {
+  add(
+    make: (revision: number) => BackgroundTaskRecord,
+    id: string,
+    sessionId: string,
+    handle: H,
+    parent?: Entry<H>
+  ): Result.Result<Entry<H>, TaskAlreadyExists> {
     const live = this.live.get(id)
     if (live !== undefined) {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
@@ -123,7 +136,8 @@ export class Registry<H> {
     if (replaced !== undefined) this.replace(replaced)
     const seq = ++this.seq
     const record = make(seq)
-    const entry: Entry<H> = { order: this.nextOrder++, record, handle }
+    const entry: Entry<H> = { order: this.nextOrder++, record, handle, parent, children: undefined }
+    if (parent !== undefined) (parent.children ??= new Set()).add(entry)
     this.index(entry)
     this.publishEvent({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record })
     return Result.succeed(entry)
@@ -153,6 +167,16 @@ export class Registry<H> {
     return this.sessions.get(sessionId)?.get(taskId)
   }
 
+  /** The live record with this id. */
+  findLive(taskId: string): Entry<H> | undefined {
+    return this.live.get(taskId)
+  }
+
+  /** The live record holding this idempotency key. */
+  findByKey(key: string): Entry<H> | undefined {
+    return this.keys.get(key)
+  }
+
   /**
    * Moves a record to `to`, publishing the move's one event; staying in the
    * same live state changes nothing and publishes nothing. A move to a
@@ -174,6 +198,7 @@ export class Registry<H> {
     this.publishEvent(Lifecycle.moveEvent(record, options?.reason ?? Option.none()))
     if (isTerminal(to)) {
       this.counts[to]++
+      this.onTerminal?.(entry)
       this.retire(entry)
     }
     return Result.succeed(record)
@@ -317,7 +342,31 @@ export class Registry<H> {
     return undefined
   }
 
-  stats(subscribers: number): TaskStats {
+  /**
+   * Changes a live record's attempt and/or state in one step, publishing
+   * `StateChanged` with the new record even when the state stays the same (the
+   * record changed). Used for retries.
+   */
+  update(
+    entry: Entry<H>,
+    change: (record: BackgroundTaskRecord) => BackgroundTaskRecord,
+    now: DateTime.Utc
+  ): BackgroundTaskRecord {
+    const record = { ...change(entry.record), updatedAt: now, revision: ++this.seq }
+    entry.record = record
+    this.publishEvent({
+      _tag: "StateChanged",
+      seq: record.revision,
+      taskId: record.id,
+      sessionId: record.scope.sessionId,
+      kind: record.kind,
+      state: record.state,
+      record
+    })
+    return record
+  }
+
+  stats(subscribers: number, fibers: number, queued: number): TaskStats {
     return {
       seq: this.seq,
       live: this.live.size,
@@ -326,7 +375,9 @@ export class Registry<H> {
       failed: this.counts.failed,
       cancelled: this.counts.cancelled,
       evicted: this.counts.evicted,
-      subscribers
+      subscribers,
+      fibers,
+      queued
     }
   }
 
@@ -394,11 +445,12 @@ export class Registry<H> {
   }
 
   private index(entry: Entry<H>): void {
-    const { id, kind, state } = entry.record
+    const { attempt, id, kind, state } = entry.record
     this.byKind.add(kind, entry)
     if (!isTerminal(state)) {
       this.live.set(id, entry)
       this.liveByKind.add(kind, entry)
+      if (Option.isSome(attempt.idempotencyKey)) this.keys.set(attempt.idempotencyKey.value, entry)
     }
     const same = this.ids.get(id)
     if (same === undefined) this.ids.set(id, entry)
@@ -409,8 +461,11 @@ export class Registry<H> {
 
   /** Removes a record that has become terminal from the live indexes. */
   private unindexLive(entry: Entry<H>): void {
-    const { id, kind, scope } = entry.record
+    const { attempt, id, kind, scope } = entry.record
     if (this.live.get(id) === entry) this.live.delete(id)
+    if (Option.isSome(attempt.idempotencyKey) && this.keys.get(attempt.idempotencyKey.value) === entry) {
+      this.keys.delete(attempt.idempotencyKey.value)
+    }
     this.liveByKind.delete(kind, entry)
     this.liveBySession.delete(scope.sessionId, entry)
   }
@@ -434,6 +489,12 @@ export class Registry<H> {
 
   private delete(entry: Entry<H>): void {
     const { id, kind } = entry.record
+    entry.parent?.children?.delete(entry)
+    entry.parent = undefined
+    if (entry.children !== undefined) {
+      for (const child of entry.children) child.parent = undefined
+      entry.children = undefined
+    }
     this.terminal.delete(entry)
     this.byKind.delete(kind, entry)
     this.unindexLive(entry)

@@ -33,19 +33,26 @@ const hasOwn = Object.prototype.hasOwnProperty
 const optional = (input: Record<string, unknown>, key: string, valid: (u: unknown) => boolean): boolean =>
   !hasOwn.call(input, key) || valid(input[key])
 
-/** The plain shape of a `TaskRegistration`, without `attempt`. */
+const isAttempts = (u: unknown): boolean => typeof u === "number" && Number.isSafeInteger(u) && u >= 1
+
+/** The plain shape of a `TaskRegistration`: no `attempt`, `timeout`, `cancelGracePeriod` or `retry`. */
 export const isPlainRegistration = (input: unknown): input is TaskRegistration =>
   isObject(input) &&
   isId(input.id) &&
   kinds.has(input.kind) &&
   typeof input.producer === "string" &&
   !hasOwn.call(input, "attempt") &&
+  !hasOwn.call(input, "timeout") &&
+  !hasOwn.call(input, "cancelGracePeriod") &&
+  !hasOwn.call(input, "retry") &&
+  optional(input, "maxAttempts", isAttempts) &&
+  optional(input, "idempotencyKey", isId) &&
   optional(input, "parentTaskId", isId) &&
   optional(input, "childSessionId", isId) &&
   optional(input, "cancelPolicy", (u) => cancelPolicies.has(u)) &&
   optional(input, "closePolicy", (u) => closePolicies.has(u))
 
-/** The plain shape of a `RegisterRequest`, without `attempt`. */
+/** The plain shape of a `RegisterRequest` (see `isPlainRegistration`). */
 export const isPlainRegisterRequest = (input: unknown): input is RegisterRequest =>
   isPlainRegistration(input) && isObject((input as Record<string, unknown>).scope) &&
   isId(((input as Record<string, unknown>).scope as Record<string, unknown>).sessionId)

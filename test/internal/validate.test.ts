@@ -12,6 +12,7 @@ const decodeRegisterRequest = Schema.decodeUnknownResult(Schema.toType(RegisterR
 // values of every primitive type, valid and not, for each field
 const Loose = Schema.Union([
   Schema.Literals(["", "a", "monitor", "observer", "keep", "cancel", "abort_local", "external", "monitorx"]),
+  Schema.Literals([0, 1, 2, 1.5, -1]),
   Schema.Number,
   Schema.Boolean,
   Schema.Null,
@@ -27,7 +28,12 @@ const Input = Schema.Struct({
   childSessionId: Schema.optionalKey(Loose),
   cancelPolicy: Schema.optionalKey(Loose),
   closePolicy: Schema.optionalKey(Loose),
-  attempt: Schema.optionalKey(Loose)
+  attempt: Schema.optionalKey(Loose),
+  maxAttempts: Schema.optionalKey(Loose),
+  idempotencyKey: Schema.optionalKey(Loose),
+  timeout: Schema.optionalKey(Loose),
+  cancelGracePeriod: Schema.optionalKey(Loose),
+  retry: Schema.optionalKey(Loose)
 })
 
 describe("registration fast path", () => {
@@ -47,6 +53,9 @@ describe("registration fast path", () => {
   it("leaves anything unusual to the Schema", () => {
     const spec = { id: "t1", kind: "monitor", producer: "p" }
     assert.isFalse(isPlainRegistration({ ...spec, attempt: { attempt: 0 } }))
+    assert.isFalse(isPlainRegistration({ ...spec, timeout: "1 second" }))
+    assert.isFalse(isPlainRegistration({ ...spec, maxAttempts: 0 }))
+    assert.isTrue(isPlainRegistration({ ...spec, maxAttempts: 3, idempotencyKey: "k" }))
     assert.isFalse(isPlainRegistration({ ...spec, parentTaskId: undefined }))
     assert.isFalse(isPlainRegistration({ ...spec, id: "" }))
     assert.isFalse(isPlainRegistration([spec]))

@@ -1,0 +1,95 @@
+/**
+ * The host's options, checked once when the layer starts, with their
+ * defaults. A bad option fails the layer with a `SessionError` naming it.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import { TaskKind } from "../BackgroundTask.ts"
+import type { BackgroundTaskHostOptions } from "../BackgroundTaskHost.ts"
+import { SessionError } from "../PluginError.ts"
+import type { Limits } from "./slots.ts"
+
+const invalidOption = (name: string, expected: string, input: unknown) =>
+  new SessionError({
+    message: `the background task host cannot start: ${name} must be ${expected}, got ${
+      typeof input === "number" ? String(input) : String(JSON.stringify(input) ?? typeof input)
+    }`
+  })
+
+/** A duration option, or why it is not valid. */
+const durationOption = (
+  name: string,
+  input: Duration.Input | undefined,
+  fallback: Duration.Input
+): Effect.Effect<Duration.Duration, SessionError> => {
+  const value = input ?? fallback
+  let duration: Option.Option<Duration.Duration>
+  try {
+    duration = typeof value === "number" && Number.isNaN(value) ? Option.none() : Duration.fromInput(value)
+  } catch {
+    duration = Option.none()
+  }
+  return Option.isSome(duration) && !Duration.isNegative(duration.value)
+    ? Effect.succeed(duration.value)
+    : Effect.fail(invalidOption(name, "a non-negative duration", value))
+}
+
+/** A count option: an integer >= `min`, or `Infinity` where `infinite` allows it. */
+const countOption = (
+  name: string,
+  input: unknown,
+  fallback: number,
+  range: { readonly min: number; readonly infinite: boolean }
+): Effect.Effect<number, SessionError> => {
+  const value = input ?? fallback
+  return typeof value === "number" &&
+      ((Number.isSafeInteger(value) && value >= range.min) || (range.infinite && value === Infinity))
+    ? Effect.succeed(value)
+    : Effect.fail(
+      invalidOption(name, `an integer >= ${range.min}${range.infinite ? " or Infinity" : ""}`, value)
+    )
+}
+
+const limitsOf = (options: BackgroundTaskHostOptions): Effect.Effect<Limits, SessionError> =>
+  Effect.gen(function*() {
+    const concurrency = options.concurrency ?? {}
+    const perSession = yield* countOption("concurrency.perSession", concurrency.perSession, Infinity, {
+      min: 1,
+      infinite: true
+    })
+    const perKind: { [K in TaskKind]?: number } = {}
+    for (const [kind, limit] of Object.entries(concurrency.perKind ?? {})) {
+      if (!(TaskKind.literals as ReadonlyArray<string>).includes(kind)) {
+        return yield* Effect.fail(invalidOption("concurrency.perKind", `keyed by ${TaskKind.literals.join(", ")}`, kind))
+      }
+      perKind[kind as TaskKind] = yield* countOption(`concurrency.perKind.${kind}`, limit, Infinity, {
+        min: 1,
+        infinite: true
+      })
+    }
+    return { perSession, perKind }
+  })
+
+/** The default backoff between attempts: 1 s, 2 s, 4 s, … */
+export const defaultRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("1 second")
+
+export const optionsOf = (options: BackgroundTaskHostOptions) =>
+  Effect.all({
+    grace: durationOption("cancelGracePeriod", options.cancelGracePeriod, "5 seconds"),
+    maxTerminal: countOption("retention.maxTerminal", options.retention?.maxTerminal, 10_000, {
+      min: 0,
+      infinite: true
+    }),
+    maxAge: durationOption("retention.maxAge", options.retention?.maxAge, "1 hour"),
+    subscriberBuffer: countOption("subscriberBuffer", options.subscriberBuffer, 4_096, { min: 1, infinite: false }),
+    retrySchedule: options.retry?.schedule === undefined
+      ? Effect.succeed(defaultRetrySchedule)
+      : Schedule.isSchedule(options.retry.schedule)
+      ? Effect.succeed(options.retry.schedule)
+      : Effect.fail(invalidOption("retry.schedule", "a Schedule", "something else")),
+    limits: limitsOf(options)
+  })

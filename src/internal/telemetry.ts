@@ -1,0 +1,96 @@
+/**
+ * The host's metrics, updated synchronously from inside its steps.
+ *
+ * Every task the host records counts (managed, external, registered): started
+ * when registered, then one of completed / failed / cancelled when it ends;
+ * `background_tasks_live` is the number of live records; the duration
+ * histogram observes `createdAt → completedAt` in seconds. All are labelled
+ * with the task's `kind`. Spans are made by the host itself (one
+ * `background_task` span per attempt of a managed task).
+ *
+ * @internal
+ */
+import type * as Context from "effect/Context"
+import * as Metric from "effect/Metric"
+import { type BackgroundTaskRecord, TaskKind } from "../BackgroundTask.ts"
+
+/**
+ * The metrics, by name; `Metric.withAttributes(metric, { kind })` selects a
+ * kind's series.
+ */
+export const metrics = {
+  started: Metric.counter("background_tasks_started", { description: "tasks registered", incremental: true }),
+  completed: Metric.counter("background_tasks_completed", { description: "tasks that completed", incremental: true }),
+  failed: Metric.counter("background_tasks_failed", { description: "tasks that failed", incremental: true }),
+  cancelled: Metric.counter("background_tasks_cancelled", { description: "tasks that were cancelled", incremental: true }),
+  live: Metric.gauge("background_tasks_live", { description: "live task records" }),
+  duration: Metric.histogram("background_task_duration_seconds", {
+    description: "from registration to the end, in seconds",
+    boundaries: Metric.exponentialBoundaries({ start: 0.005, factor: 2, count: 20 })
+  })
+} as const
+
+type Series = {
+  readonly [K in keyof typeof metrics]: (typeof metrics)[K]
+}
+
+/** Updates the metrics for one host, in the context its layer was built with. */
+export class Telemetry {
+  private readonly context: Context.Context<never>
+  private readonly byKind: ReadonlyMap<string, Series>
+
+  constructor(context: Context.Context<never>) {
+    this.context = context
+    this.byKind = new Map(
+      TaskKind.literals.map((kind): [string, Series] => {
+        const attributes = { kind }
+        return [kind, {
+          started: Metric.withAttributes(metrics.started, attributes),
+          completed: Metric.withAttributes(metrics.completed, attributes),
+          failed: Metric.withAttributes(metrics.failed, attributes),
+          cancelled: Metric.withAttributes(metrics.cancelled, attributes),
+          live: Metric.withAttributes(metrics.live, attributes),
+          duration: Metric.withAttributes(metrics.duration, attributes)
+        }]
+      })
+    )
+  }
+
+  registered(record: BackgroundTaskRecord): void {
+    const series = this.byKind.get(record.kind)!
+    series.started.updateUnsafe(1, this.context)
+    this.setLive(series, 1)
+  }
+
+  ended(record: BackgroundTaskRecord): void {
+    const series = this.byKind.get(record.kind)!
+    switch (record.state) {
+      case "completed":
+        series.completed.updateUnsafe(1, this.context)
+        break
+      case "failed":
+        series.failed.updateUnsafe(1, this.context)
+        break
+      case "cancelled":
+        series.cancelled.updateUnsafe(1, this.context)
+        break
+      default:
+        return
+    }
+    this.setLive(series, -1)
+    if (record.completedAt._tag === "Some") {
+      const seconds = (record.completedAt.value.epochMilliseconds - record.createdAt.epochMilliseconds) / 1000
+      series.duration.updateUnsafe(seconds, this.context)
+    }
+  }
+
+  /** A removed live record (`unregisterExternal`) is no longer live. */
+  removed(record: BackgroundTaskRecord): void {
+    this.setLive(this.byKind.get(record.kind)!, -1)
+  }
+
+  /** The gauge is moved by a delta, so several hosts in one process add up. */
+  private setLive(series: Series, delta: number): void {
+    series.live.modifyUnsafe(delta, this.context)
+  }
+}
