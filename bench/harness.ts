@@ -4,6 +4,9 @@
  * shared machine hits host and baselines alike. Results are plain JSON.
  */
 import { Effect } from "effect"
+import { writeFileSync } from "node:fs"
+import { Session } from "node:inspector"
+import { join } from "node:path"
 
 export type Role = "host" | "baseline" | "info"
 
@@ -47,6 +50,10 @@ export interface Settings {
   readonly quick: boolean
   readonly warmup: number
   readonly reps: number
+  /** Profiling: run only the host variants (the others get NaN); results are not for reports. */
+  readonly hostOnly?: boolean
+  /** Profiling: write a CPU profile of the timed part of each host variant's last repetition here. */
+  readonly profileDir?: string
 }
 
 export interface Variant {
@@ -88,8 +95,10 @@ export const measure = async (
   variants: ReadonlyArray<Variant>,
   warmupVariants: ReadonlyArray<Variant> = variants
 ): Promise<ReadonlyArray<VariantResult>> => {
+  const skip = (variant: Variant) => settings.hostOnly === true && variant.role !== "host"
   for (let w = 0; w < settings.warmup; w++) {
     for (const variant of warmupVariants) {
+      if (skip(variant)) continue
       collectGarbage()
       await variant.run()
     }
@@ -99,8 +108,20 @@ export const measure = async (
     for (let k = 0; k < variants.length; k++) {
       const index = (rep + k) % variants.length
       const variant = variants[index]!
+      if (skip(variant)) {
+        samples[index]!.push(Number.NaN)
+        continue
+      }
       collectGarbage()
+      const profiled = settings.profileDir !== undefined && variant.role === "host" && rep === settings.reps - 1
+      if (profiled) profiler.armed = true
       const value = await variant.run()
+      if (profiled) {
+        profiler.armed = false
+        const file = join(settings.profileDir!, `${`${label} ${variant.name}`.replace(/[^A-Za-z0-9]+/g, "-")}.cpuprofile`)
+        writeFileSync(file, JSON.stringify(profiler.last))
+        log(`profile of the timed part: ${file}`)
+      }
       if (!Number.isFinite(value)) throw new Error(`${label} / ${variant.name}: measured ${value}`)
       samples[index]!.push(value)
     }
@@ -130,12 +151,52 @@ export const medianOf = (results: ReadonlyArray<VariantResult>, name: string): n
   return found.median
 }
 
+/**
+ * The in-process CPU profiler used with `profileDir`: when armed, `timed`
+ * profiles exactly the part it times. (The in-thread inspector session
+ * answers synchronously.)
+ */
+const profiler: { armed: boolean; session: Session | undefined; last: unknown } = {
+  armed: false,
+  session: undefined,
+  last: undefined
+}
+
+const post = (method: string, params?: object): unknown => {
+  let result: unknown
+  let failure: unknown
+  profiler.session!.post(method, params ?? {}, (error: Error | null, value: unknown) => {
+    failure = error
+    result = value
+  })
+  if (failure !== null && failure !== undefined) throw failure
+  return result
+}
+
+const startProfile = () => {
+  if (!profiler.armed) return
+  if (profiler.session === undefined) {
+    profiler.session = new Session()
+    profiler.session.connect()
+    post("Profiler.enable")
+    post("Profiler.setSamplingInterval", { interval: 50 }) // µs: enough samples in a 100 ms run
+  }
+  post("Profiler.start")
+}
+
+const stopProfile = () => {
+  if (!profiler.armed) return
+  profiler.last = (post("Profiler.stop") as { profile: unknown } | undefined)?.profile
+}
+
 /** Milliseconds an effect takes, measured with the monotonic clock. */
 export const timed = <E, R>(effect: Effect.Effect<unknown, E, R>): Effect.Effect<number, E, R> =>
   Effect.suspend(() => {
+    startProfile()
     const start = performance.now()
     return Effect.map(effect, (value) => {
       const ms = performance.now() - start
+      stopProfile()
       consume(value)
       return ms
     })
