@@ -7,6 +7,8 @@
  *   npm run bench -- --quick                    tiny sizes; writes into a fresh temp directory
  *   npm run bench -- --only lifecycle,fanout    some groups; writes into a fresh temp directory
  *   npm run bench -- --out <dir>                writes <dir>/latest.json and <dir>/performance.md
+ *   npm run bench -- --render                   only regenerates docs/performance.md from bench/results/latest.json
+ *                                               (e.g. after editing bench/analysis.md)
  */
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -18,10 +20,11 @@ import type { GroupResult, ScenarioResult } from "./harness.ts"
 import { type BenchResult, evaluateTargets, renderMarkdown, renderTable } from "./report.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
-const usage = `usage: npm run bench -- [--quick] [--only <group,...>] [--out <dir>]
+const usage = `usage: npm run bench -- [--quick] [--only <group,...>] [--out <dir>] | --render
 groups: ${groupNames.join(", ")}`
 
 interface Args {
+  readonly render: boolean
   readonly quick: boolean
   readonly only: ReadonlyArray<string> | undefined
   readonly out: string | undefined
@@ -34,6 +37,7 @@ const fail = (message: string): never => {
 
 const parseArgs = (argv: ReadonlyArray<string>): Args => {
   let quick = false
+  let render = false
   let only: Array<string> | undefined
   let out: string | undefined
   for (let i = 0; i < argv.length; i++) {
@@ -43,6 +47,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
       return v === undefined || v.startsWith("--") ? fail(`${arg} needs a value`) : v
     }
     if (arg === "--quick") quick = true
+    else if (arg === "--render") render = true
     else if (arg === "--only") only = value().split(",").map((s) => s.trim()).filter((s) => s.length > 0)
     else if (arg === "--out") out = value()
     else if (arg === "--help" || arg === "-h") {
@@ -55,7 +60,8 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
     const unknown = only.filter((g) => !groupNames.includes(g))
     if (unknown.length > 0) fail(`unknown group${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}`)
   }
-  return { quick, only, out }
+  if (render && (quick || only !== undefined || out !== undefined)) fail("--render takes no other option")
+  return { render, quick, only, out }
 }
 
 const runGroup = (name: string, quick: boolean, resultFile: string): Promise<GroupResult> =>
@@ -88,8 +94,19 @@ const runGroup = (name: string, quick: boolean, resultFile: string): Promise<Gro
 const packageVersion = (dir: string): string =>
   (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version
 
+const readAnalysis = (): string | undefined => {
+  const analysisPath = join(root, "bench", "analysis.md")
+  return existsSync(analysisPath) ? readFileSync(analysisPath, "utf8") : undefined
+}
+
 const main = async () => {
   const args = parseArgs(process.argv.slice(2))
+  if (args.render) {
+    const result = JSON.parse(readFileSync(join(root, "bench", "results", "latest.json"), "utf8")) as BenchResult
+    writeFileSync(join(root, "docs", "performance.md"), renderMarkdown(result, readAnalysis()))
+    process.stderr.write("regenerated docs/performance.md from bench/results/latest.json\n")
+    return
+  }
   const selected = args.only ?? groupNames
   // only a complete full run replaces the committed results
   const writesRepo = args.out === undefined && !args.quick && args.only === undefined
@@ -159,8 +176,7 @@ const main = async () => {
   }
 
   process.stdout.write(`${renderTable(result)}\n`)
-  const analysisPath = join(root, "bench", "analysis.md")
-  const analysis = existsSync(analysisPath) ? readFileSync(analysisPath, "utf8") : undefined
+  const analysis = readAnalysis()
   for (const path of [jsonPath, mdPath]) mkdirSync(resolve(path, ".."), { recursive: true })
   writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`)
   writeFileSync(mdPath, renderMarkdown(result, analysis))
