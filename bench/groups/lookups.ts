@@ -71,7 +71,7 @@ const withFilledHost = <A>(
 
 export const run = async (settings: Settings): Promise<GroupResult> => {
   const sizes = settings.quick ? [100, 300, 1000] : [10_000, 100_000, 1_000_000]
-  const hostCalls = settings.quick ? 50 : 50_000
+  const hostCalls = settings.quick ? 50 : 200_000
   const scenarios: Array<ScenarioResult> = []
   const perSize: Array<{ readonly held: number; readonly list: number; readonly listManaged: number }> = []
   for (const held of sizes) {
