@@ -145,9 +145,12 @@ export const renderTable = (result: BenchResult): string => {
   return [pad(rows), ...skipped, "", pad(ratioRows), "", pad(targetRows)].join("\n")
 }
 
+/** Text safe in Markdown: `Ref<Map>` must not read as an HTML tag. */
+const esc = (text: string): string => text.replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+
 const mdTable = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const [head, ...body] = rows
-  const line = (r: ReadonlyArray<string>) => `| ${r.map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`
+  const line = (r: ReadonlyArray<string>) => `| ${r.map((c) => esc(c).replaceAll("|", "\\|")).join(" | ")} |`
   return [line(head!), `|${head!.map(() => "---").join("|")}|`, ...body.map(line)].join("\n")
 }
 
@@ -202,7 +205,7 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
   out.push("## Scenarios")
   for (const s of result.scenarios) {
     out.push("")
-    out.push(`### ${s.scenario}. ${s.title}`)
+    out.push(`### ${s.scenario}. ${esc(s.title)}`)
     out.push("")
     if (s.skipped !== undefined) {
       out.push(`Skipped: ${s.skipped}.`)
@@ -216,8 +219,8 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
       ...s.variants.map((v) => [v.name, v.role, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`])
     ]))
     out.push("")
-    for (const r of s.ratios) out.push(`- ${r.label}: **${ratioText(r.value)}**`)
-    for (const n of s.notes) out.push(`- ${n}`)
+    for (const r of s.ratios) out.push(`- ${esc(r.label)}: **${ratioText(r.value)}**`)
+    for (const n of s.notes) out.push(`- ${esc(n)}`)
   }
   out.push("")
   out.push("## Reproduce")
