@@ -1,0 +1,51 @@
+/**
+ * The host under test: the ONE place where the benchmark builds it.
+ *
+ * Every scenario gets its host from `withHost`, so when the host gains options
+ * only `hostOptions` below changes. Planned options and what the bench needs:
+ *
+ * - `retention: { maxTerminal, maxAge }` (default 10,000 terminal records, 1
+ *   hour): the memory scenario measures 1M *retained* terminal records, so
+ *   `retainAllTerminal` must then map to
+ *   `retention: { maxTerminal: Infinity, maxAge: Infinity }`.
+ * - `subscriberBuffer` (default 4,096): the fan-out scenario's subscribers must
+ *   each read every one of N events; a publisher running ahead by more than the
+ *   buffer would make them lag. `losslessSubscribers` must then map to a buffer
+ *   of at least N (or unbounded, if the option allows it). The never-reading
+ *   subscriber of scenarios 3 and 6 must keep the DEFAULT buffer: that is the
+ *   behaviour those scenarios measure.
+ */
+import { Context, Effect, Layer, type Scope } from "effect"
+import { BackgroundTaskHost, type BackgroundTaskHostOptions } from "../src/index.ts"
+
+export type Host = BackgroundTaskHost["Service"]
+
+export interface BenchHostOptions {
+  /** Keep every terminal record (the memory scenario at 1M records). */
+  readonly retainAllTerminal?: boolean
+  /** Subscribers that never lose an event however far behind they are (fan-out). */
+  readonly losslessSubscribers?: boolean
+}
+
+/** The host's options for a bench profile. */
+export const hostOptions = (options: BenchHostOptions): BackgroundTaskHostOptions => {
+  // Today the host keeps every record and every subscription is an unbounded
+  // PubSub subscription, so both profiles are the defaults. Once retention
+  // lands: `if (options.retainAllTerminal) result.retention = { maxTerminal: Infinity, maxAge: Infinity }`.
+  // Once bounded subscriber buffers land: `if (options.losslessSubscribers) result.subscriberBuffer = <≥ N>`.
+  void options.retainAllTerminal
+  void options.losslessSubscribers
+  return {}
+}
+
+/** Builds a fresh host, runs `f` with it, then closes the host's layer. */
+export const withHost = <A, E, R>(
+  options: BenchHostOptions,
+  f: (host: Host) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
+  Effect.scoped(
+    Layer.build(BackgroundTaskHost.layerWith(hostOptions(options))).pipe(
+      Effect.orDie,
+      Effect.flatMap((context) => f(Context.get(context, BackgroundTaskHost)))
+    )
+  )

@@ -1,0 +1,240 @@
+/**
+ * The targets of issue 5, and the two renderings of a result file: the table
+ * printed on stdout and `docs/performance.md`.
+ */
+import { fmt, type Ratio, type ScenarioResult } from "./harness.ts"
+
+export interface Machine {
+  readonly cpu: string
+  readonly cores: number
+  readonly memoryBytes: number
+  readonly platform: string
+  readonly loadAverageAtStart: ReadonlyArray<number>
+}
+
+export interface BenchResult {
+  readonly schema: 1
+  readonly mode: "full" | "quick"
+  readonly startedAt: string
+  readonly durationSeconds: number
+  readonly machine: Machine
+  readonly node: string
+  readonly packages: Readonly<Record<string, string>>
+  readonly settings: { readonly warmup: number; readonly reps: number; readonly groups: ReadonlyArray<string> }
+  readonly scenarios: ReadonlyArray<ScenarioResult>
+  readonly targets: ReadonlyArray<TargetResult>
+}
+
+interface Target {
+  readonly text: string
+  readonly ratio: string
+  readonly scenario?: string
+  readonly op: "<=" | ">=" | "<"
+  readonly threshold: number
+  /** Set when the target does not apply yet: the ratio is reported, not judged. */
+  readonly pending?: string
+  /** Set when the target cannot be measured yet. */
+  readonly skipped?: string
+}
+
+export interface TargetResult {
+  readonly text: string
+  readonly ratio: string
+  readonly label: string | null
+  readonly value: number | null
+  readonly comparison: string
+  readonly status: "met" | "missed" | "pending" | "skipped" | "not run"
+  readonly note: string | null
+}
+
+const targets: ReadonlyArray<Target> = [
+  { text: "Managed lifecycle ≤ 1.5× raw FiberMap time", ratio: "vs-fibermap", op: "<=", threshold: 1.5 },
+  { text: "Managed lifecycle faster than p-queue bookkeeping", ratio: "vs-pqueue", op: "<", threshold: 1 },
+  { text: "Registry lifecycle ≤ 2× raw Ref<Map>", ratio: "vs-ref-map", op: "<=", threshold: 2 },
+  ...[1, 10, 100].map((s): Target => ({
+    text: `Fan-out (${s} subscriber${s === 1 ? "" : "s"}) ≥ 0.8× raw PubSub throughput`,
+    scenario: `fanout-${s}`,
+    ratio: "throughput-vs-pubsub",
+    op: ">=",
+    threshold: 0.8
+  })),
+  {
+    text: "Publisher with one never-reading subscriber within 10% of no subscriber",
+    ratio: "throughput-vs-no-subscriber",
+    op: ">=",
+    threshold: 0.9,
+    pending: "applies once the events issue (bounded per-subscriber buffers) lands"
+  },
+  { text: "list({ sessionId }): largest size within 2× of the smallest", ratio: "list-scaling", op: "<=", threshold: 2 },
+  { text: "listManaged: largest size within 2× of the smallest", ratio: "listManaged-scaling", op: "<=", threshold: 2 },
+  { text: "cancelAllManaged ≤ 2× FiberMap.clear", ratio: "vs-fibermap-clear", op: "<=", threshold: 2 },
+  { text: "≤ 1 KB heap per retained terminal record", ratio: "vs-1kb", op: "<=", threshold: 1 },
+  {
+    text: "Durable SQLite lifecycle ≥ 3× BullMQ + Redis (AOF)",
+    ratio: "sqlite-vs-bullmq",
+    op: ">=",
+    threshold: 3,
+    skipped: "the durable store does not exist yet"
+  }
+]
+
+const findRatio = (scenarios: ReadonlyArray<ScenarioResult>, target: Target): Ratio | undefined => {
+  for (const scenario of scenarios) {
+    if (target.scenario !== undefined && scenario.id !== target.scenario) continue
+    const found = scenario.ratios.find((r) => r.id === target.ratio)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+const holds = (value: number, op: Target["op"], threshold: number) =>
+  op === "<=" ? value <= threshold : op === ">=" ? value >= threshold : value < threshold
+
+export const evaluateTargets = (scenarios: ReadonlyArray<ScenarioResult>): ReadonlyArray<TargetResult> =>
+  targets.map((target): TargetResult => {
+    const comparison = `${target.op} ${target.threshold}`
+    const base = { text: target.text, ratio: target.ratio, comparison }
+    if (target.skipped !== undefined) {
+      return { ...base, label: null, value: null, status: "skipped", note: target.skipped }
+    }
+    const ratio = findRatio(scenarios, target)
+    if (ratio === undefined) return { ...base, label: null, value: null, status: "not run", note: null }
+    const met = holds(ratio.value, target.op, target.threshold)
+    if (target.pending !== undefined) {
+      return {
+        ...base,
+        label: ratio.label,
+        value: ratio.value,
+        status: "pending",
+        note: `${target.pending}; would be ${met ? "met" : "missed"} today`
+      }
+    }
+    return { ...base, label: ratio.label, value: ratio.value, status: met ? "met" : "missed", note: null }
+  })
+
+// -- rendering ------------------------------------------------------------------
+
+const pad = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)))
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n")
+}
+
+const ratioText = (value: number | null) => (value === null ? "-" : value.toFixed(2))
+
+/** The plain-text table printed on stdout. */
+export const renderTable = (result: BenchResult): string => {
+  const rows: Array<Array<string>> = [["scenario", "variant", "median", "min–max", "unit"]]
+  for (const s of result.scenarios) {
+    if (s.skipped !== undefined) {
+      rows.push([`${s.scenario} ${s.id}`, "SKIPPED (see below)", "-", "-", ""])
+      continue
+    }
+    for (const v of s.variants) {
+      rows.push([`${s.scenario} ${s.id}`, v.name, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`, s.unit])
+    }
+  }
+  const ratioRows: Array<Array<string>> = [["scenario", "ratio", "value"]]
+  for (const s of result.scenarios) {
+    for (const r of s.ratios) ratioRows.push([s.id, r.label, ratioText(r.value)])
+  }
+  const targetRows: Array<Array<string>> = [["target", "measured", "needs", "status"]]
+  for (const t of result.targets) targetRows.push([t.text, ratioText(t.value), t.comparison, t.status])
+  const skipped = result.scenarios.filter((s) => s.skipped !== undefined).map((s) =>
+    `scenario ${s.scenario} (${s.id}) skipped: ${s.skipped}`
+  )
+  return [pad(rows), ...skipped, "", pad(ratioRows), "", pad(targetRows)].join("\n")
+}
+
+/** Text safe in Markdown: `Ref<Map>` must not read as an HTML tag. */
+const esc = (text: string): string => text.replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+
+const mdTable = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const [head, ...body] = rows
+  const line = (r: ReadonlyArray<string>) => `| ${r.map((c) => esc(c).replaceAll("|", "\\|")).join(" | ")} |`
+  return [line(head!), `|${head!.map(() => "---").join("|")}|`, ...body.map(line)].join("\n")
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`
+
+/** `docs/performance.md`, generated from a result; `analysis` is appended as written by hand. */
+export const renderMarkdown = (result: BenchResult, analysis: string | undefined): string => {
+  const m = result.machine
+  const out: Array<string> = []
+  out.push("# Performance")
+  out.push("")
+  out.push(
+    "<!-- Generated by `npm run bench` from bench/results/latest.json; do not edit by hand. " +
+      "Hand-written analysis lives in bench/analysis.md and is appended below. -->"
+  )
+  out.push("")
+  out.push(
+    "Each scenario runs its host variant and its baselines in the same Node process, one process per scenario " +
+      `group: ${result.settings.warmup} warm-up run, then ${result.settings.reps} measured repetitions, interleaved ` +
+      "(the order rotates each repetition). Reported: median and min–max. Ratios are taken between medians; " +
+      "absolute numbers drift on shared machines, ratios hold better."
+  )
+  out.push("")
+  out.push("## Run")
+  out.push("")
+  out.push(mdTable([
+    ["", ""],
+    ["date", result.startedAt],
+    ["mode", result.mode],
+    ["duration", `${result.durationSeconds.toFixed(0)} s`],
+    ["CPU", `${m.cpu}, ${m.cores} cores`],
+    ["memory", gib(m.memoryBytes)],
+    ["platform", m.platform],
+    ["load average at start", m.loadAverageAtStart.map((x) => x.toFixed(2)).join(", ")],
+    ["Node", result.node],
+    ...Object.entries(result.packages).map(([name, version]) => [name, version])
+  ]))
+  out.push("")
+  out.push("## Targets")
+  out.push("")
+  out.push(mdTable([
+    ["target", "measured ratio", "needs", "status", "note"],
+    ...result.targets.map((t) => [
+      t.text,
+      t.value === null ? "-" : `${ratioText(t.value)} (${t.label})`,
+      t.comparison,
+      t.status === "met" ? "met" : t.status === "missed" ? "**missed**" : t.status,
+      t.note ?? ""
+    ])
+  ]))
+  out.push("")
+  out.push("## Scenarios")
+  for (const s of result.scenarios) {
+    out.push("")
+    out.push(`### ${s.scenario}. ${esc(s.title)}`)
+    out.push("")
+    if (s.skipped !== undefined) {
+      out.push(`Skipped: ${s.skipped}.`)
+      continue
+    }
+    const params = Object.entries(s.params).map(([k, v]) => `${k} = ${typeof v === "number" ? v.toLocaleString("en-US") : v}`)
+    out.push(`Parameters: ${params.join(", ")}. Unit: ${s.unit}.`)
+    out.push("")
+    out.push(mdTable([
+      ["variant", "role", "median", "min–max"],
+      ...s.variants.map((v) => [v.name, v.role, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`])
+    ]))
+    out.push("")
+    for (const r of s.ratios) out.push(`- ${esc(r.label)}: **${ratioText(r.value)}**`)
+    for (const n of s.notes) out.push(`- ${esc(n)}`)
+  }
+  out.push("")
+  out.push("## Reproduce")
+  out.push("")
+  out.push("```sh")
+  out.push("npm ci")
+  out.push("npm run bench                          # every group; writes bench/results/latest.json and this file")
+  out.push("npm run bench -- --quick               # tiny sizes, results in a temp directory")
+  out.push("npm run bench -- --only lifecycle,fanout --out /tmp/bench")
+  out.push("```")
+  if (analysis !== undefined && analysis.trim().length > 0) {
+    out.push("")
+    out.push(analysis.trim())
+  }
+  out.push("")
+  return out.join("\n")
+}
