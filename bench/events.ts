@@ -1,21 +1,22 @@
 /**
  * The bench's only dependence on the host's event union: which stream items
- * count for a scenario. When the union grows (a `Lagged { skipped }` item on
- * subscription streams, an `Evicted` event), extend these functions and
- * nothing else.
+ * count for a scenario. Subscription streams also yield `Lagged { skipped }`
+ * (never counted: the fan-out subscribers have a buffer of N) and the host
+ * publishes `Evicted` (not counted either).
  */
-import type { BackgroundTaskEvent } from "../src/index.ts"
+import type { BackgroundTaskEvent, SubscriptionEvent } from "../src/index.ts"
 
 /** A task's terminal event (its record reached completed, failed or cancelled). */
-export const isTerminalEvent = (event: BackgroundTaskEvent): boolean =>
+export const isTerminalEvent = (event: SubscriptionEvent): boolean =>
   event._tag === "Completed" || event._tag === "Failed" || event._tag === "Cancelled"
 
 /** A progress event: what the fan-out and publisher scenarios publish. */
-export const isProgressEvent = (event: BackgroundTaskEvent): boolean => event._tag === "Progress"
+export const isProgressEvent = (event: SubscriptionEvent): boolean => event._tag === "Progress"
 
 /** A progress event built by hand, with the fields the host puts in one: the raw-PubSub baselines publish these. */
-export const progressEvent = (taskId: string, sessionId: string, message: string): BackgroundTaskEvent => ({
+export const progressEvent = (seq: number, taskId: string, sessionId: string, message: string): BackgroundTaskEvent => ({
   _tag: "Progress",
+  seq,
   taskId,
   sessionId,
   kind: "other",

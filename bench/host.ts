@@ -2,7 +2,7 @@
  * The host under test: the ONE place where the benchmark builds it.
  *
  * Every scenario gets its host from `withHost`, so when the host gains options
- * only `hostOptions` below changes. Planned options and what the bench needs:
+ * only `hostOptions` below changes. What the bench needs:
  *
  * - `retention: { maxTerminal, maxAge }` (default 10,000 terminal records, 1
  *   hour): the memory scenario measures 1M *retained* terminal records, so
@@ -28,15 +28,11 @@ export interface BenchHostOptions {
 }
 
 /** The host's options for a bench profile. */
-export const hostOptions = (options: BenchHostOptions): BackgroundTaskHostOptions => {
-  // Today the host keeps every record and every subscription is an unbounded
-  // PubSub subscription, so both profiles are the defaults. Once retention
-  // lands: `if (options.retainAllTerminal) result.retention = { maxTerminal: Infinity, maxAge: Infinity }`.
-  // Once bounded subscriber buffers land: `if (options.losslessSubscribers) result.subscriberBuffer = <≥ N>`.
-  void options.retainAllTerminal
-  void options.losslessSubscribers
-  return {}
-}
+export const hostOptions = (options: BenchHostOptions): BackgroundTaskHostOptions => ({
+  ...(options.retainAllTerminal === true ? { retention: { maxTerminal: Infinity, maxAge: Infinity } } : {}),
+  // a buffer no scenario reaches: these subscribers see every event
+  ...(options.losslessSubscribers === true ? { subscriberBuffer: 1_000_000_000 } : {})
+})
 
 /** Builds a fresh host, runs `f` with it, then closes the host's layer. */
 export const withHost = <A, E, R>(

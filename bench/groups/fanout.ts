@@ -7,7 +7,7 @@
  * reads vs with no subscriber.
  */
 import { Effect, Fiber, PubSub, Stream } from "effect"
-import type { BackgroundTaskEvent } from "../../src/index.ts"
+import type { BackgroundTaskEvent, SubscriptionEvent } from "../../src/index.ts"
 import { isProgressEvent, progressEvent } from "../events.ts"
 import {
   check,
@@ -26,7 +26,7 @@ const taskId = "publisher"
 const message = "tick"
 
 /** Reads until it has seen `n` progress events; the count is checked after the clock stops. */
-const reader = (events: Stream.Stream<BackgroundTaskEvent>, n: number) =>
+const reader = (events: Stream.Stream<SubscriptionEvent>, n: number) =>
   events.pipe(Stream.filter(isProgressEvent), Stream.take(n), Stream.runCount)
 
 const publishProgress = (host: Host, n: number) =>
@@ -63,7 +63,7 @@ const pubsubFanout = (subscribers: number, n: number) =>
     }
     let counts: ReadonlyArray<number> = []
     const ms = yield* timed(Effect.gen(function*() {
-      for (let i = 0; i < n; i++) yield* PubSub.publish(pubsub, progressEvent(taskId, session, message))
+      for (let i = 0; i < n; i++) yield* PubSub.publish(pubsub, progressEvent(i + 1, taskId, session, message))
       counts = yield* Fiber.joinAll(readers)
     }))
     check(counts.length === subscribers && counts.every((c) => c === n), "every subscriber read N events")

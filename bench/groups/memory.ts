@@ -81,7 +81,8 @@ const plainRecords = (m: number) =>
           failure: Option.none(),
           createdAt: created,
           updatedAt: done,
-          completedAt: Option.some(done)
+          completedAt: Option.some(done),
+          revision: 0
         })
       }
       return map
@@ -112,7 +113,7 @@ const pubsubSubscriber = (m: number) =>
     return yield* growthPer(
       m,
       Effect.gen(function*() {
-        for (let i = 0; i < m; i++) yield* PubSub.publish(pubsub, progressEvent(taskId, session, message))
+        for (let i = 0; i < m; i++) yield* PubSub.publish(pubsub, progressEvent(i + 1, taskId, session, message))
       })
     )
   }))

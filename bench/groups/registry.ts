@@ -62,7 +62,8 @@ const refMapRun = (n: number) =>
               failure: Option.none(),
               createdAt: now,
               updatedAt: now,
-              completedAt: Option.none()
+              completedAt: Option.none(),
+              revision: 0
             }
             map.set(id, record)
             return [record, map] as const
