@@ -1,0 +1,369 @@
+/**
+ * A terminal view of a background task host, shared by the examples.
+ *
+ * - `feed(host)` is what the view reads: a snapshot of the registry, then every
+ *   event. Today it is built from `subscribe` + `list`; it is the one place to
+ *   switch to the host's `watch` (snapshot + events in one call) when it lands.
+ * - `interpret(event)` is the one place that knows the event union: how an
+ *   event reads as text, and what it changes in a table row. A new event
+ *   (`Evicted`) or stream item (`Lagged`) is added there and in `FeedItem`.
+ * - `make(options)` renders a feed in one of three modes: `live` (a table
+ *   redrawn in place with ANSI cursor movement, for a TTY), `lines` (one plain
+ *   line per event, for pipes and CI) or `json` (one JSON line per event, in
+ *   the host's snake_case wire form). `summary()` renders the final table.
+ */
+import { Clock, DateTime, Duration, Effect, Fiber, Option, Ref, Schedule, Schema, Scope, Stream } from "effect"
+import {
+  BackgroundTaskEvent,
+  type BackgroundTaskHostService,
+  BackgroundTaskRecord,
+  duration,
+  isTerminal,
+  type SessionError,
+  type SnapshotError,
+  type TaskFilter,
+  type TaskState
+} from "../../src/index.ts"
+
+// -----------------------------------------------------------------------------
+// the feed
+// -----------------------------------------------------------------------------
+
+/** What a view consumes: the registry as it stands, then every event after it. */
+export type FeedItem =
+  | { readonly _tag: "Snapshot"; readonly records: ReadonlyArray<BackgroundTaskRecord> }
+  | { readonly _tag: "Event"; readonly event: BackgroundTaskEvent }
+
+/**
+ * Subscribes (live when this returns), then lists every record, terminal ones
+ * included. An event published between the two calls is in the snapshot and in
+ * the stream; applying it twice is harmless (rows converge to the last event).
+ * The stream ends when the host shuts down, after the shutdown's own events.
+ */
+export const feed = (
+  host: BackgroundTaskHostService,
+  filter?: TaskFilter
+): Effect.Effect<Stream.Stream<FeedItem>, SnapshotError | SessionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const events = yield* host.subscribe(filter)
+    const records = yield* host.list({ ...filter, includeTerminal: true })
+    return Stream.concat(
+      Stream.succeed<FeedItem>({ _tag: "Snapshot", records }),
+      Stream.map(events, (event): FeedItem => ({ _tag: "Event", event }))
+    )
+  })
+
+// -----------------------------------------------------------------------------
+// events: the one place that knows the union
+// -----------------------------------------------------------------------------
+
+/** One task as the view shows it: its latest known record and progress message. */
+export interface Row {
+  readonly record: BackgroundTaskRecord
+  readonly progress: string | undefined
+}
+
+/** How an event reads, and what it does to the row of its task. */
+export interface Interpretation {
+  readonly text: string
+  readonly apply: (row: Row | undefined) => Row | undefined
+}
+
+/** A record's summary: its result, or its failure's message, if any. */
+export const summaryOf = (record: BackgroundTaskRecord): string =>
+  Option.orElse(record.result, () => record.failure).pipe(
+    Option.flatMap((outcome) => outcome.summary),
+    Option.getOrElse(() => "-")
+  )
+
+const put = (record: BackgroundTaskRecord) => (row: Row | undefined): Row => ({ record, progress: row?.progress })
+const patch = (f: (record: BackgroundTaskRecord) => BackgroundTaskRecord) => (row: Row | undefined) =>
+  row === undefined ? undefined : { ...row, record: f(row.record) }
+
+/** The event as one line of text (without a prefix) and as a change to its row. */
+export const interpret = (event: BackgroundTaskEvent): Interpretation =>
+  BackgroundTaskEvent.match(event, {
+    Registered: (e) => ({ text: `registered ${e.taskId} (${e.kind}, ${e.sessionId})`, apply: put(e.record) }),
+    StateChanged: (e) => ({
+      text: `state_changed ${e.taskId} -> ${e.state}`,
+      apply: patch((record) => ({ ...record, state: e.state }))
+    }),
+    Progress: (e) => ({
+      text: `progress ${e.taskId}: ${e.message}`,
+      apply: (row: Row | undefined) => row === undefined ? undefined : { ...row, progress: e.message }
+    }),
+    Completed: (e) => ({ text: `completed ${e.taskId}: ${summaryOf(e.record)}`, apply: put(e.record) }),
+    Failed: (e) => ({ text: `failed ${e.taskId}: ${summaryOf(e.record)}`, apply: put(e.record) }),
+    CancelRequested: (e) => ({
+      text: `cancel_requested ${e.taskId} (${Option.getOrElse(e.reason, () => "no reason")})`,
+      apply: patch((record) => ({ ...record, state: "cancel_requested" }))
+    }),
+    Cancelled: (e) => ({ text: `cancelled ${e.taskId}`, apply: put(e.record) }),
+    Transferred: (e) => ({
+      text: `transferred ${e.taskId} from ${e.fromSessionId} to ${e.sessionId}`,
+      apply: patch((record) => ({ ...record, scope: { sessionId: e.sessionId } }))
+    })
+  })
+
+/** One plain line per event (the quickstart's format). */
+export const describeEvent = (event: BackgroundTaskEvent): string => interpret(event).text
+
+/** The event in the host's wire form: snake_case keys, `null` for None, ISO timestamps. */
+export const encodeEvent = (event: BackgroundTaskEvent): string =>
+  JSON.stringify(Schema.encodeSync(BackgroundTaskEvent)(event))
+
+// -----------------------------------------------------------------------------
+// rendering
+// -----------------------------------------------------------------------------
+
+/** `live`: a table redrawn in place; `lines`: one line per event; `json`: JSON lines. */
+export type Mode = "live" | "lines" | "json"
+
+export interface ViewOptions {
+  readonly mode: Mode
+  /** ANSI colours (live mode only; off when `NO_COLOR` is set). */
+  readonly color: boolean
+  /** Where output goes (stdout). */
+  readonly write: (text: string) => void
+  /** Where notices go in json mode, so stdout stays JSON (stderr). */
+  readonly writeNotice: (text: string) => void
+  /** The terminal's width, for live mode (lines longer than it would break the redraw). */
+  readonly columns: () => number
+  /** A title for the live view's header. */
+  readonly title: string
+  /** How often the live view redraws (and the spinner turns). */
+  readonly frameInterval: Duration.Input
+}
+
+export interface View {
+  /** Applies one feed item and prints it (lines, json) or marks the table for a redraw (live). */
+  readonly handle: (item: FeedItem) => Effect.Effect<void>
+  /** A short status message: in the live header, as a line, or on stderr in json mode. */
+  readonly notice: (text: string) => Effect.Effect<void>
+  /** Consumes a feed until it ends (live mode also redraws on a timer meanwhile), then draws the last frame. */
+  readonly run: (items: Stream.Stream<FeedItem>) => Effect.Effect<void>
+  /** The rows, oldest first. */
+  readonly rows: Effect.Effect<ReadonlyArray<Row>>
+  /** Prints the summary table (a JSON line in json mode). */
+  readonly summary: Effect.Effect<void>
+}
+
+/** Reads `NO_COLOR` as https://no-color.org says: present and not empty. */
+export const noColor = (env: NodeJS.ProcessEnv): boolean => env.NO_COLOR !== undefined && env.NO_COLOR !== ""
+
+/** Options for the current process: live on a TTY (not `TERM=dumb`), else lines; json when asked. */
+export const processOptions = (title: string, json: boolean): ViewOptions => {
+  const tty = process.stdout.isTTY === true && process.env.TERM !== "dumb"
+  const mode: Mode = json ? "json" : tty ? "live" : "lines"
+  return {
+    mode,
+    color: mode === "live" && !noColor(process.env),
+    write: (text) => void process.stdout.write(text),
+    writeNotice: (text) => void process.stderr.write(text),
+    columns: () => process.stdout.columns || 100,
+    title,
+    frameInterval: "80 millis"
+  }
+}
+
+export const make = (options: ViewOptions): Effect.Effect<View> =>
+  Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
+    const state = yield* Ref.make<State>({ rows: new Map(), events: 0, notice: undefined, frame: 0, drawn: 0 })
+    const paint = options.color ? colors : plain
+
+    const elapsed = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
+
+    const draw = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const s = yield* Ref.get(state)
+      const lines = frame(s, now, options, paint)
+      // back to the top of the previous frame, then overwrite it line by line
+      let out = s.drawn > 0 ? `\x1b[${s.drawn}A\r` : "\x1b[?25l" // hide the cursor while drawing
+      for (const line of lines) out += `\x1b[2K${line}\n`
+      out += "\x1b[J" // erase what is left below (a shorter frame)
+      options.write(out)
+      yield* Ref.update(state, (st) => ({ ...st, drawn: lines.length, frame: st.frame + 1 }))
+    })
+
+    const handle = (item: FeedItem): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        if (item._tag === "Snapshot") {
+          yield* Ref.update(state, (s) => {
+            const rows = new Map(s.rows)
+            for (const record of item.records) rows.set(record.id, { record, progress: rows.get(record.id)?.progress })
+            return { ...s, rows }
+          })
+          if (options.mode === "json" && item.records.length > 0) {
+            const encoded = item.records.map((r) => Schema.encodeSync(BackgroundTaskRecord)(r))
+            options.write(JSON.stringify({ type: "snapshot", tasks: encoded }) + "\n")
+          }
+          return
+        }
+        const { apply, text } = interpret(item.event)
+        yield* Ref.update(state, (s) => {
+          const rows = new Map(s.rows)
+          const next = apply(rows.get(item.event.taskId))
+          if (next !== undefined) rows.set(item.event.taskId, next)
+          return { ...s, rows, events: s.events + 1 }
+        })
+        if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
+        else if (options.mode === "json") options.write(encodeEvent(item.event) + "\n")
+      })
+
+    const notice = (text: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        if (options.mode === "live") yield* Ref.update(state, (s) => ({ ...s, notice: text }))
+        else if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
+        else options.writeNotice(text + "\n")
+      })
+
+    const run = (items: Stream.Stream<FeedItem>): Effect.Effect<void> =>
+      options.mode !== "live"
+        ? Stream.runForEach(items, handle)
+        : Effect.gen(function*() {
+          const ticker = yield* Effect.forkChild(Effect.repeat(draw, Schedule.spaced(options.frameInterval)))
+          yield* Stream.runForEach(items, handle)
+          yield* Fiber.interrupt(ticker)
+          yield* draw
+          options.write("\x1b[?25h") // show the cursor again
+        }).pipe(Effect.onInterrupt(() => Effect.sync(() => options.write("\x1b[?25h"))))
+
+    const rows = Effect.map(Ref.get(state), (s) => sortRows(s.rows))
+
+    const summary = Effect.gen(function*() {
+      const all = yield* rows
+      if (options.mode === "json") {
+        const tasks = all.map(({ record }) => ({
+          task_id: record.id,
+          kind: record.kind,
+          session_id: record.scope.sessionId,
+          state: record.state,
+          duration_ms: Option.getOrNull(Option.map(duration(record), Duration.toMillis)),
+          summary: Option.getOrNull(Option.orElse(record.result, () => record.failure).pipe(Option.flatMap((o) => o.summary)))
+        }))
+        options.write(JSON.stringify({ type: "summary", tasks }) + "\n")
+        return
+      }
+      options.write("\n" + summaryTable(all) + "\n" + totals(all) + "\n")
+    })
+
+    return { handle, notice, run, rows, summary }
+  })
+
+/** The final table: task, kind, session, state, duration, summary. */
+export const summaryTable = (rows: ReadonlyArray<Row>): string =>
+  table([
+    ["task", "kind", "session", "state", "duration", "summary"],
+    ...rows.map(({ record }) => [
+      record.id,
+      record.kind,
+      record.scope.sessionId,
+      record.state,
+      Option.match(duration(record), { onNone: () => "-", onSome: (d) => seconds(Duration.toMillis(d)) }),
+      summaryOf(record)
+    ])
+  ])
+
+/** "9 tasks: 4 completed, 1 failed, 4 cancelled" (and how many are still live, if any). */
+export const totals = (rows: ReadonlyArray<Row>): string => {
+  const count = (state: TaskState) => rows.filter((row) => row.record.state === state).length
+  const live = rows.filter((row) => !isTerminal(row.record.state)).length
+  return `${rows.length} tasks: ${count("completed")} completed, ${count("failed")} failed, ${count("cancelled")} cancelled` +
+    (live > 0 ? `, ${live} still live` : "")
+}
+
+// -----------------------------------------------------------------------------
+// internal
+// -----------------------------------------------------------------------------
+
+interface State {
+  readonly rows: ReadonlyMap<string, Row>
+  readonly events: number
+  readonly notice: string | undefined
+  readonly frame: number
+  readonly drawn: number
+}
+
+const sortRows = (rows: ReadonlyMap<string, Row>): ReadonlyArray<Row> => Array.from(rows.values()) // insertion order = registration order
+
+const seconds = (millis: number): string => `${(millis / 1000).toFixed(2)}s`
+
+const table = (cells: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]?.length ?? 0)))
+  return cells.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd()).join("\n")
+}
+
+interface Paint {
+  readonly state: (state: TaskState, text: string) => string
+  readonly dim: (text: string) => string
+  readonly bold: (text: string) => string
+}
+
+const sgr = (code: string) => (text: string) => `\x1b[${code}m${text}\x1b[0m`
+const plain: Paint = { state: (_, text) => text, dim: (text) => text, bold: (text) => text }
+const stateColor: Record<TaskState, string> = {
+  pending: "37",
+  running: "36",
+  waiting: "33",
+  cancel_requested: "35",
+  completed: "32",
+  failed: "31",
+  cancelled: "90"
+}
+const colors: Paint = { state: (state, text) => sgr(stateColor[state])(text), dim: sgr("2"), bold: sgr("1") }
+
+const spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
+const icon: Partial<Record<TaskState, string>> = { completed: "✓", failed: "✗", cancelled: "⊘", waiting: "…" }
+
+/** A bar for progress messages that say "(n/m)"; undefined for others. */
+const bar = (message: string | undefined, width = 12): string | undefined => {
+  const match = message === undefined ? null : /\((\d+)\/(\d+)\)/.exec(message)
+  if (match === null) return undefined
+  const total = Number(match[2])
+  const done = total === 0 ? width : Math.min(width, Math.round((Number(match[1]) / total) * width))
+  return "█".repeat(done) + "░".repeat(width - done)
+}
+
+/** One frame of the live view; each line fits the terminal's width. */
+const frame = (s: State, now: number, options: ViewOptions, paint: Paint): ReadonlyArray<string> => {
+  const rows = sortRows(s.rows)
+  const spin = spinner[s.frame % spinner.length]!
+  const header = [" ", "task", "kind", "session", "state", "time", "progress"]
+  const body = rows.map(({ progress, record }) => {
+    const end = Option.getOrElse(Option.map(record.completedAt, DateTime.toEpochMillis), () => now)
+    const live = !isTerminal(record.state)
+    const progressText = live ? [bar(progress), progress].filter((x) => x !== undefined).join(" ") : summaryOf(record)
+    return [
+      icon[record.state] ?? spin,
+      record.id,
+      record.kind,
+      record.scope.sessionId,
+      record.state,
+      seconds(end - DateTime.toEpochMillis(record.createdAt)),
+      progressText
+    ]
+  })
+  const widths = header.map((_, i) => Math.max(header[i]!.length, ...body.map((row) => row[i]!.length)))
+  const width = Math.max(20, options.columns() - 1)
+  // pad plain text, cut it to the width, colour it last (escape codes take no columns)
+  const line = (cells: ReadonlyArray<string>, style: (i: number, text: string) => string) => {
+    let out = ""
+    let used = 0
+    for (const [i, cell] of cells.entries()) {
+      if (used >= width) break
+      const text = (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!) + "  ").slice(0, width - used)
+      out += style(i, text)
+      used += text.length
+    }
+    return out
+  }
+  const title = `${options.title} · ${s.events} events` + (s.notice === undefined ? "" : ` · ${s.notice}`)
+  return [
+    paint.bold(title.slice(0, width)),
+    line(header, (_, text) => paint.dim(text)),
+    ...body.map((cells, r) =>
+      line(cells, (i, text) => (i === 0 || i === 4) ? paint.state(rows[r]!.record.state, text) : text)
+    )
+  ]
+}
