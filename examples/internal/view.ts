@@ -125,8 +125,6 @@ export interface ViewOptions {
   readonly color: boolean
   /** Where output goes (stdout). */
   readonly write: (text: string) => void
-  /** Where notices go in json mode, so stdout stays JSON (stderr). */
-  readonly writeNotice: (text: string) => void
   /** The terminal's width, for live mode (lines longer than it would break the redraw). */
   readonly columns: () => number
   /** A title for the live view's header. */
@@ -138,7 +136,7 @@ export interface ViewOptions {
 export interface View {
   /** Applies one feed item and prints it (lines, json) or marks the table for a redraw (live). */
   readonly handle: (item: FeedItem) => Effect.Effect<void>
-  /** A short status message: in the live header, as a line, or on stderr in json mode. */
+  /** A short status message: in the live header, as a line, or as a `{"type":"notice"}` JSON line. */
   readonly notice: (text: string) => Effect.Effect<void>
   /** Consumes a feed until it ends (live mode also redraws on a timer meanwhile), then draws the last frame. */
   readonly run: (items: Stream.Stream<FeedItem>) => Effect.Effect<void>
@@ -159,7 +157,6 @@ export const processOptions = (title: string, json: boolean): ViewOptions => {
     mode,
     color: mode === "live" && !noColor(process.env),
     write: (text) => void process.stdout.write(text),
-    writeNotice: (text) => void process.stderr.write(text),
     columns: () => process.stdout.columns || 100,
     title,
     frameInterval: "80 millis"
@@ -215,7 +212,7 @@ export const make = (options: ViewOptions): Effect.Effect<View> =>
       Effect.gen(function*() {
         if (options.mode === "live") yield* Ref.update(state, (s) => ({ ...s, notice: text }))
         else if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
-        else options.writeNotice(text + "\n")
+        else options.write(JSON.stringify({ type: "notice", message: text }) + "\n")
       })
 
     const run = (items: Stream.Stream<FeedItem>): Effect.Effect<void> =>
