@@ -46,7 +46,7 @@ const describeRun = describeEnd
 describe("examples", () => {
   it("Node runs TypeScript examples directly", () => {
     assert.isAtLeast(Number(process.versions.node.split(".")[0]), 22)
-    assert.include(examples, "quickstart")
+    assert.includeMembers(examples, ["agent-session", "cancellation", "quickstart", "session-handoff", "testing"])
   })
 
   // every example, present or future: it exits by itself, with code 0 and nothing on stderr
@@ -108,6 +108,63 @@ describe("examples", () => {
     assert.strictEqual(rows[3]!.summary, "-")
     assert.strictEqual(rows[4]!.summary, "-")
   }, 15_000)
+
+  it("cancellation shows the three policies, the grace period and cancelManaged", async () => {
+    const run = await runDefault("cancellation")
+    assert.strictEqual(run.code, 0, describeRun(run))
+    const at = (line: string) => {
+      const i = run.lines.indexOf(line)
+      assert.notStrictEqual(i, -1, `missing line: ${line}\n${describeRun(run)}`)
+      return i
+    }
+    // cooperative: the request is only a request; the task ends itself, with a summary
+    at("cooperative: requestCancel returned cancel_requested")
+    assert.isBelow(at("[sync-1] saw the request (user pressed stop), flushing writes"), at("cooperative: sync-1 ended cancelled"))
+    // a task that ignores it is interrupted when the grace period ends
+    assert.isBelow(at("[stubborn-1] interrupted after the grace period"), at("cooperative: stubborn-1 ended cancelled"))
+    // abort_local and external: the policy has acted when requestCancel returns
+    assert.isBelow(at("[render-1] finalizer: temporary files removed"), at("abort_local: requestCancel returned cancelled"))
+    assert.isBelow(at("[build-1] cancel effect: POST /builds/1/abort"), at("external: requestCancel returned cancelled"))
+    assert.strictEqual(run.lines.filter((line) => line.startsWith("[build-1] cancel effect")).length, 1)
+    at("cancelManaged: watch-1 is cancelled")
+    assert.deepStrictEqual(parseTable(run.lines, ["id", "policy", "state", "summary"]), [
+      { id: "sync-1", policy: "cooperative", state: "cancelled", summary: "flushed 3 pending writes" },
+      { id: "stubborn-1", policy: "cooperative", state: "cancelled", summary: "-" },
+      { id: "render-1", policy: "abort_local", state: "cancelled", summary: "-" },
+      { id: "build-1", policy: "external", state: "cancelled", summary: "-" },
+      { id: "watch-1", policy: "cooperative", state: "cancelled", summary: "-" }
+    ], describeRun(run))
+  }, 30_000)
+
+  it("session-handoff applies each close policy when a session ends", async () => {
+    const run = await runDefault("session-handoff")
+    assert.strictEqual(run.code, 0, describeRun(run))
+    const expected = [
+      "session-1 closed: transferred planner-1",
+      "session-1 closed: cancelled summary-1",
+      "session-1 closed: kept archive-1",
+      "session-2 saw: Transferred planner-1 from session-1",
+      "session-2 saw: Completed planner-1: finished in session-2",
+      "session-1 has: summary-1 cancelled (closePolicy cancel)",
+      "session-1 has: archive-1 running (closePolicy keep)",
+      "session-2 has: planner-1 completed (closePolicy transfer)"
+    ]
+    assert.deepStrictEqual(run.lines.filter((line) => line.startsWith("session-")), expected, describeRun(run))
+    // cancelling waits for the task's finalizers
+    assert.isBelow(run.lines.indexOf("[summary-1] finalizer ran"), run.lines.indexOf(expected[1]!))
+    assert.notStrictEqual(run.lines.indexOf("[summary-1] finalizer ran"), -1, describeRun(run))
+  }, 30_000)
+
+  it("testing runs its TestClock tests, each on a fresh host", async () => {
+    const run = await runDefault("testing")
+    assert.strictEqual(run.code, 0, describeRun(run))
+    assert.deepStrictEqual(run.lines.filter((line) => line !== ""), [
+      "ok 1 - the heartbeat reports once every 30 seconds",
+      "ok 2 - ending a session cancels its tasks and leaves other sessions alone",
+      "ok 3 - a task that ignores a cancel request is interrupted after the grace period",
+      "3 of 3 tests passed"
+    ], describeRun(run))
+  }, 30_000)
 
   describe("agent-session (npm start)", () => {
     it("is what npm start runs", () => {
