@@ -18,7 +18,7 @@
  *   npm start -- --help
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Deferred, Duration, Effect, Fiber, Option, Ref, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Option, Ref } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   BackgroundTaskHost,
@@ -147,22 +147,9 @@ const startExternal = <E>(
     yield* Deferred.succeed(registered, undefined)
   })
 
-/** Waits until every task named has a terminal record. */
-const untilSettled = (host: BackgroundTaskHostService, ids: ReadonlyArray<string>) =>
-  Effect.scoped(Effect.gen(function*() {
-    const events = yield* host.subscribe() // live first, then look: no end is missed
-    const pending = new Set<string>()
-    for (const id of ids) {
-      const record = yield* host.get(id)
-      if (Option.isNone(record) || !isTerminal(record.value.state)) pending.add(id)
-    }
-    if (pending.size === 0) return
-    yield* events.pipe(
-      Stream.filter((e) => "record" in e && isTerminal(e.record.state) && pending.delete(e.taskId)),
-      Stream.takeUntil(() => pending.size === 0),
-      Stream.runDrain
-    )
-  }))
+/** Waits until the view has shown every task named in a terminal state. */
+const settled = (view: View.View, ids: ReadonlyArray<string>) =>
+  view.until((rows) => ids.every((id) => rows.get(id) !== undefined && isTerminal(rows.get(id)!.record.state)))
 
 /**
  * Compaction: the session's live tasks whose close policy is `transfer` move
@@ -222,13 +209,15 @@ const scenario = (config: Config, view: View.View) =>
         yield* host.spawnManaged(session, { id, kind: "other", producer: "indexer" }, indexJob(config, 3 + i))
       }
       // the session's turn: its jobs (and, in the first session, the test run) finish
-      yield* untilSettled(host, index === 0 ? ["tests-1", ...jobs] : jobs)
+      yield* settled(view, index === 0 ? ["tests-1", ...jobs] : jobs)
 
       const successor = sessions[index + 1]
       if (successor !== undefined) {
         yield* view.notice(`${session} compacting`)
         yield* ticks(config, 2)
         const { cancelled, handedOff } = yield* compact(host, session, successor)
+        yield* settled(view, cancelled)
+        yield* view.until((rows) => handedOff.every((id) => rows.get(id)?.record.scope.sessionId === successor))
         yield* view.notice(
           `${session} compacted into ${successor}: handed over ${handedOff.join(", ") || "nothing"}, ` +
             `cancelled ${cancelled.join(", ") || "nothing"}`
@@ -236,14 +225,15 @@ const scenario = (config: Config, view: View.View) =>
       } else {
         // the last session: the first subagent gets its answer and finishes...
         yield* Deferred.succeed(answer, session)
-        yield* untilSettled(host, ["subagent-1"])
+        yield* settled(view, ["subagent-1"])
         // ...the monitor is asked to stop and ends itself (cooperative)...
         yield* host.requestCancel("monitor-1", `${session} is closing`)
-        yield* untilSettled(host, ["monitor-1"])
+        yield* settled(view, ["monitor-1"])
         // ...the observer is interrupted at once (abort_local)...
         yield* host.requestCancel("observer-1", `${session} is closing`)
         // ...and whatever else is live is cancelled as the session ends.
         const rest = yield* host.cancelAllManaged(session)
+        yield* settled(view, ["observer-1", ...rest.map((r) => r.id)])
         yield* view.notice(`${session} closed` + (rest.length > 0 ? `; cancelled ${rest.map((r) => r.id).join(", ")}` : ""))
       }
     }

@@ -10,9 +10,10 @@
  * - `make(options)` renders a feed in one of three modes: `live` (a table
  *   redrawn in place with ANSI cursor movement, for a TTY), `lines` (one plain
  *   line per event, for pipes and CI) or `json` (one JSON line per event, in
- *   the host's snake_case wire form). `summary()` renders the final table.
+ *   the host's snake_case wire form; notices and the summary are JSON lines
+ *   too). `summary` renders the final table.
  */
-import { Clock, DateTime, Duration, Effect, Fiber, Option, Ref, Schedule, Schema, Scope, Stream } from "effect"
+import { Clock, DateTime, Duration, Effect, Fiber, Option, Schedule, Schema, Scope, Stream, SubscriptionRef } from "effect"
 import {
   BackgroundTaskEvent,
   type BackgroundTaskHostService,
@@ -140,6 +141,12 @@ export interface View {
   readonly notice: (text: string) => Effect.Effect<void>
   /** Consumes a feed until it ends (live mode also redraws on a timer meanwhile), then draws the last frame. */
   readonly run: (items: Stream.Stream<FeedItem>) => Effect.Effect<void>
+  /**
+   * Waits until the rows the view has shown satisfy `predicate` (or the feed
+   * has ended). Waiting on what was shown, rather than on the host, orders
+   * what the caller does next (a `notice`) after the events that led to it.
+   */
+  readonly until: (predicate: (rows: ReadonlyMap<string, Row>) => boolean) => Effect.Effect<void>
   /** The rows, oldest first. */
   readonly rows: Effect.Effect<ReadonlyArray<Row>>
   /** Prints the summary table (a JSON line in json mode). */
@@ -166,67 +173,88 @@ export const processOptions = (title: string, json: boolean): ViewOptions => {
 export const make = (options: ViewOptions): Effect.Effect<View> =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
-    const state = yield* Ref.make<State>({ rows: new Map(), events: 0, notice: undefined, frame: 0, drawn: 0 })
+    const state = yield* SubscriptionRef.make<State>({
+      rows: new Map(),
+      events: 0,
+      notice: undefined,
+      frame: 0,
+      drawn: 0,
+      ended: false
+    })
     const paint = options.color ? colors : plain
 
     const elapsed = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
 
     const draw = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      const s = yield* Ref.get(state)
+      const s = yield* SubscriptionRef.get(state)
       const lines = frame(s, now, options, paint)
       // back to the top of the previous frame, then overwrite it line by line
       let out = s.drawn > 0 ? `\x1b[${s.drawn}A\r` : "\x1b[?25l" // hide the cursor while drawing
       for (const line of lines) out += `\x1b[2K${line}\n`
       out += "\x1b[J" // erase what is left below (a shorter frame)
       options.write(out)
-      yield* Ref.update(state, (st) => ({ ...st, drawn: lines.length, frame: st.frame + 1 }))
+      yield* SubscriptionRef.update(state, (st) => ({ ...st, drawn: lines.length, frame: st.frame + 1 }))
     })
 
+    // output first, state second: a caller waiting on the state (`until`) then
+    // writes its own lines after this item's line
     const handle = (item: FeedItem): Effect.Effect<void> =>
       Effect.gen(function*() {
         if (item._tag === "Snapshot") {
-          yield* Ref.update(state, (s) => {
-            const rows = new Map(s.rows)
-            for (const record of item.records) rows.set(record.id, { record, progress: rows.get(record.id)?.progress })
-            return { ...s, rows }
-          })
           if (options.mode === "json" && item.records.length > 0) {
             const encoded = item.records.map((r) => Schema.encodeSync(BackgroundTaskRecord)(r))
             options.write(JSON.stringify({ type: "snapshot", tasks: encoded }) + "\n")
           }
+          yield* SubscriptionRef.update(state, (s) => {
+            const rows = new Map(s.rows)
+            for (const record of item.records) rows.set(record.id, { record, progress: rows.get(record.id)?.progress })
+            return { ...s, rows }
+          })
           return
         }
         const { apply, text } = interpret(item.event)
-        yield* Ref.update(state, (s) => {
+        if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
+        else if (options.mode === "json") options.write(encodeEvent(item.event) + "\n")
+        yield* SubscriptionRef.update(state, (s) => {
           const rows = new Map(s.rows)
           const next = apply(rows.get(item.event.taskId))
           if (next !== undefined) rows.set(item.event.taskId, next)
           return { ...s, rows, events: s.events + 1 }
         })
-        if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
-        else if (options.mode === "json") options.write(encodeEvent(item.event) + "\n")
       })
 
     const notice = (text: string): Effect.Effect<void> =>
       Effect.gen(function*() {
-        if (options.mode === "live") yield* Ref.update(state, (s) => ({ ...s, notice: text }))
+        if (options.mode === "live") yield* SubscriptionRef.update(state, (s) => ({ ...s, notice: text }))
         else if (options.mode === "lines") options.write(`[${seconds(yield* elapsed).padStart(7)}] ${text}\n`)
         else options.write(JSON.stringify({ type: "notice", message: text }) + "\n")
       })
 
+    const consume = (items: Stream.Stream<FeedItem>) =>
+      Stream.runForEach(items, handle).pipe(
+        Effect.ensuring(SubscriptionRef.update(state, (s) => ({ ...s, ended: true })))
+      )
+
     const run = (items: Stream.Stream<FeedItem>): Effect.Effect<void> =>
       options.mode !== "live"
-        ? Stream.runForEach(items, handle)
+        ? consume(items)
         : Effect.gen(function*() {
           const ticker = yield* Effect.forkChild(Effect.repeat(draw, Schedule.spaced(options.frameInterval)))
-          yield* Stream.runForEach(items, handle)
+          yield* consume(items)
           yield* Fiber.interrupt(ticker)
           yield* draw
           options.write("\x1b[?25h") // show the cursor again
         }).pipe(Effect.onInterrupt(() => Effect.sync(() => options.write("\x1b[?25h"))))
 
-    const rows = Effect.map(Ref.get(state), (s) => sortRows(s.rows))
+    const until = (predicate: (rows: ReadonlyMap<string, Row>) => boolean): Effect.Effect<void> =>
+      SubscriptionRef.changes(state).pipe(
+        Stream.filter((s) => s.ended || predicate(s.rows)),
+        Stream.take(1),
+        Stream.runDrain
+      )
+
+    const rows = Effect.map(SubscriptionRef.get(state), (s) => sortRows(s.rows))
 
     const summary = Effect.gen(function*() {
       const all = yield* rows
@@ -245,7 +273,7 @@ export const make = (options: ViewOptions): Effect.Effect<View> =>
       options.write("\n" + summaryTable(all) + "\n" + totals(all) + "\n")
     })
 
-    return { handle, notice, run, rows, summary }
+    return { handle, notice, run, until, rows, summary }
   })
 
 /** The final table: task, kind, session, state, duration, summary. */
@@ -280,6 +308,8 @@ interface State {
   readonly notice: string | undefined
   readonly frame: number
   readonly drawn: number
+  /** The feed has ended (the host shut down). */
+  readonly ended: boolean
 }
 
 const sortRows = (rows: ReadonlyMap<string, Row>): ReadonlyArray<Row> => Array.from(rows.values()) // insertion order = registration order
