@@ -128,6 +128,8 @@ export interface ViewOptions {
   readonly write: (text: string) => void
   /** The terminal's width, for live mode (lines longer than it would break the redraw). */
   readonly columns: () => number
+  /** The terminal's height, for live mode (a frame taller than it could not be redrawn). */
+  readonly rows: () => number
   /** A title for the live view's header. */
   readonly title: string
   /** How often the live view redraws (and the spinner turns). */
@@ -165,6 +167,7 @@ export const processOptions = (title: string, json: boolean): ViewOptions => {
     color: mode === "live" && !noColor(process.env),
     write: (text) => void process.stdout.write(text),
     columns: () => process.stdout.columns || 100,
+    rows: () => process.stdout.rows || 40,
     title,
     frameInterval: "80 millis"
   }
@@ -354,7 +357,15 @@ const bar = (message: string | undefined, width = 12): string | undefined => {
 
 /** One frame of the live view; each line fits the terminal's width. */
 const frame = (s: State, now: number, options: ViewOptions, paint: Paint): ReadonlyArray<string> => {
-  const rows = sortRows(s.rows)
+  const all = sortRows(s.rows)
+  // at most a screenful: live tasks first, then the most recently finished ones
+  const room = Math.max(1, options.rows() - 4)
+  const keep = all.length <= room ? new Set(all) : new Set(
+    [...all.filter((r) => !isTerminal(r.record.state)), ...all.filter((r) => isTerminal(r.record.state)).reverse()]
+      .slice(0, room)
+  )
+  const rows = all.filter((row) => keep.has(row))
+  const hidden = all.length - rows.length
   const spin = spinner[s.frame % spinner.length]!
   const header = [" ", "task", "kind", "session", "state", "time", "progress"]
   const body = rows.map(({ progress, record }) => {
@@ -391,6 +402,7 @@ const frame = (s: State, now: number, options: ViewOptions, paint: Paint): Reado
     line(header, (_, text) => paint.dim(text)),
     ...body.map((cells, r) =>
       line(cells, (i, text) => (i === 0 || i === 4) ? paint.state(rows[r]!.record.state, text) : text)
-    )
+    ),
+    ...(hidden > 0 ? [paint.dim(`… and ${hidden} finished tasks (see the summary)`.slice(0, width))] : [])
   ]
 }
