@@ -2,39 +2,24 @@
  * Quickstart: run background work beside a "conversation" (session-1), watch
  * it live, cancel it three different ways, and print what happened.
  *
- *   npm start            (or: npm exec -- node examples/quickstart.ts)
+ *   npm exec -- node examples/quickstart.ts
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Deferred, Effect, Fiber, Option, Stream } from "effect"
+import { Console, Deferred, Effect, Fiber, Stream } from "effect"
 import {
-  BackgroundTaskEvent,
   BackgroundTaskHost,
-  type SubscriptionEvent,
   type BackgroundTaskRecord,
+  type SubscriptionEvent,
   InvokeError,
   TaskContext
 } from "../src/index.ts"
+import { describeEvent, summaryOf } from "./internal/view.ts"
 
 const session = "session-1"
 
-// A record's summary: its result, or its failure's message, if any.
-const summaryOf = (r: BackgroundTaskRecord): string =>
-  Option.orElse(r.result, () => r.failure).pipe(Option.flatMap((o) => o.summary), Option.getOrElse(() => "-"))
-
-// One plain line per event. Every event carries seq, sessionId and kind; a
-// subscriber that fell behind its buffer gets Lagged in place of what it missed.
-const describe = (event: SubscriptionEvent): string =>
-  event._tag === "Lagged" ? `[lagged] ${event.skipped} events skipped` : `[event] ` + BackgroundTaskEvent.match(event, {
-    Registered: (e) => `registered ${e.taskId} (${e.kind}, ${e.sessionId})`,
-    StateChanged: (e) => `state_changed ${e.taskId} -> ${e.state}`,
-    Progress: (e) => `progress ${e.taskId}: ${e.message}`,
-    Completed: (e) => `completed ${e.taskId}: ${summaryOf(e.record)}`,
-    Failed: (e) => `failed ${e.taskId}: ${summaryOf(e.record)}`,
-    CancelRequested: (e) => `cancel_requested ${e.taskId} (${Option.getOrElse(e.reason, () => "no reason")})`,
-    Cancelled: (e) => `cancelled ${e.taskId}`,
-    Transferred: (e) => `transferred ${e.taskId} from ${e.fromSessionId} to ${e.sessionId}`,
-    Evicted: (e) => `evicted ${e.taskIds.join(", ")} (${e.reason})`
-  })
+// One plain line per event; the examples share this rendering: see
+// `describeEvent` in ./internal/view.ts.
+const describe = (event: SubscriptionEvent): string => `[event] ${describeEvent(event)}`
 
 // A monitor: checks something on a cadence until asked to stop. It reads its
 // own context (TaskContext) to report progress and to see cancel requests.

@@ -1,5 +1,5 @@
 /**
- * Extracts every ```ts block of README.md and of the JSDoc in src/ into
+ * Extracts every ```ts block of README.md, docs/*.md and the JSDoc in src/ into
  * test/doc-examples/ (ignored by git), so that `npm test`'s typecheck proves each example compiles.
  * Examples import the package by name; tsconfig's `paths` maps it to src/.
  */
@@ -42,5 +42,8 @@ const emit = (file: string, code: string[]) =>
     count++
   })
 emit(join(root, "README.md"), blocks(readFileSync(join(root, "README.md"), "utf8"), false))
+for (const name of readdirSync(join(root, "docs")).filter((name) => name.endsWith(".md")).sort()) {
+  emit(join(root, "docs", name), blocks(readFileSync(join(root, "docs", name), "utf8"), false))
+}
 for (const file of sources(join(root, "src"))) emit(file, blocks(readFileSync(file, "utf8"), true))
 console.log(`doc examples: ${count} extracted to ${relative(root, out)}/`)
