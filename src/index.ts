@@ -14,6 +14,7 @@ export {
   Completed,
   defaultAttempt,
   duration,
+  DurationInput,
   Evicted,
   EvictionReason,
   Failed,
@@ -27,6 +28,7 @@ export {
   Progress,
   Registered,
   RegisterRequest,
+  RetrySchedule,
   Seq,
   StateChanged,
   SubscriptionEvent,
@@ -48,7 +50,10 @@ export {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
   type BackgroundTaskHostService,
+  type BackgroundTaskSession,
   LocalBackgroundTaskHost,
+  type SessionOptions,
+  type TaskTree,
   type TaskWatch
 } from "./BackgroundTaskHost.ts"
 export {

@@ -185,7 +185,8 @@ export const make = (
       if (control.slot !== undefined) {
         slots.release(control.slot)
         control.slot = undefined
-        startQueued(entry.record.updatedAt)
+        // a closing host starts nothing: queued tasks end cancelled, never run
+        if (isOpen()) startQueued(entry.record.updatedAt)
       }
     }
 
@@ -208,6 +209,7 @@ export const make = (
       const timer = control.timer
       if (timer === undefined) return
       control.timer = undefined
+      timers.delete(timer)
       timer.interruptUnsafe()
     }
 
@@ -304,16 +306,40 @@ export const make = (
     const cancelThroughPolicy = (entry: TaskEntry, reason: string): Effect.Effect<void> =>
       internal((now) => {
         if (isTerminal(entry.record.state)) return Effect.void
-        entry.handle.stopReason ??= reason
+        const control = entry.handle
+        control.stopReason ??= reason
+        // the request and what the policy does first (a grace timer, a hard cancel)
+        let policy: Effect.Effect<unknown> = startGracePeriod(entry)
         if (entry.record.state !== "cancel_requested") {
           const begun = beginCancel(entry, Option.some(reason), now)
           if (Result.isFailure(begun)) return Effect.void
+          policy = begun.success
         }
-        const wait = entry.record.cancelPolicy === "cooperative"
-          ? Effect.timeoutOption(awaitEnd(entry), entry.handle.grace)
-          : hardCancelSelf(entry, false)
-        return Effect.andThen(wait, hardCancelSelf(entry, true))
+        return Effect.andThen(
+          policy,
+          Effect.suspend(() => {
+            if (isTerminal(entry.record.state)) return Effect.void
+            // a grace timer runs: it ends the task, and its record says why
+            if (control.timer !== undefined) return awaitEnd(entry)
+            if (entry.record.cancelPolicy !== "cooperative") return hardCancelSelf(entry, true)
+            // nothing the host can act on: the owner has the grace period to end it
+            return Effect.andThen(
+              Effect.timeoutOption(awaitEnd(entry), control.grace),
+              Effect.suspend(() => {
+                if (isTerminal(entry.record.state)) return Effect.void
+                control.stopReason = lateReason(control)
+                return hardCancelSelf(entry, true)
+              })
+            )
+          })
+        )
       })
+
+    /** The stop reason of a task that outlived its grace period. */
+    const lateReason = (control: Control) => {
+      const late = `did not stop within its ${Duration.format(control.grace)} grace period`
+      return control.stopReason === undefined ? late : `${control.stopReason}; ${late}`
+    }
 
     /** Starts the cooperative grace period: when it ends, the host cancels the task itself. */
     const startGracePeriod = (entry: TaskEntry): Effect.Effect<void> => {
@@ -323,8 +349,7 @@ export const make = (
       const timer = Effect.sleep(control.grace).pipe(
         Effect.andThen(Effect.suspend(() => {
           control.timer = undefined
-          const late = `did not stop within its ${Duration.format(control.grace)} grace period`
-          control.stopReason = control.stopReason === undefined ? late : `${control.stopReason}; ${late}`
+          control.stopReason = lateReason(control)
           return hardCancel(entry, false)
         })),
         Effect.onExit(() => Effect.withFiber((self) => Effect.sync(() => timers.delete(self as Fiber.Fiber<void>))))
@@ -529,9 +554,33 @@ export const make = (
 
     const moveLive = (entry: TaskEntry, to: unknown, now: DateTime.Utc) => {
       const from = entry.record.state
-      if ((to === "running" || to === "waiting") && (from === "running" || from === "waiting" || from === "pending")) {
+      if (
+        (to === "running" || to === "waiting") && (from === "running" || from === "waiting" || from === "pending") &&
+        !isQueued(entry)
+      ) {
         registry.move(entry, to, now)
       }
+    }
+
+    /** A managed task waiting for a concurrency slot: only a free slot starts it. */
+    const isQueued = (entry: TaskEntry) => entry.handle.owner === "host" && entry.handle.launch !== undefined
+
+    /**
+     * Transfers records (all or none); a running task's concurrency slot goes
+     * with it, so its old session may start a queued task.
+     */
+    const transferEntries = (entries: ReadonlyArray<TaskEntry>, to: string, now: DateTime.Utc) => {
+      const moved = registry.transfer(entries, to, now)
+      if (Result.isFailure(moved)) return moved
+      let freed = false
+      for (const entry of entries) {
+        const slot = entry.handle.slot
+        if (slot === undefined || slot.sessionId === to) continue
+        entry.handle.slot = slots.moveSession(slot, to)
+        freed = true
+      }
+      if (freed && isOpen()) startQueued(now)
+      return moved
     }
 
     // -- validation -------------------------------------------------------------
@@ -732,7 +781,7 @@ export const make = (
                   cancel.push([entry, "session closed without a successor"])
                   break
                 }
-                const moved = registry.transfer([entry], successor, now)
+                const moved = transferEntries([entry], successor, now)
                 if (Result.isFailure(moved)) {
                   cancel.push([entry, `session closed; transfer to ${successor} failed: ${moved.failure.message}`])
                 }
@@ -920,6 +969,10 @@ export const make = (
               return begun.success
             }
             if (to !== undefined) {
+              // a queued managed task starts when a slot frees, not on request
+              if (isQueued(entry) && to !== from) {
+                return Effect.fail(new InvalidTransition({ taskId, from, to }))
+              }
               const moved = registry.move(entry, to, now)
               if (Result.isFailure(moved)) return Effect.fail(moved.failure)
             }
@@ -971,7 +1024,7 @@ export const make = (
           Effect.flatMap((target) =>
             atomic((now) =>
               withTask(taskId, (entry) =>
-                Effect.fromResult(registry.transfer([entry], target.sessionId, now)).pipe(
+                Effect.fromResult(transferEntries([entry], target.sessionId, now)).pipe(
                   Effect.map(() => entry.record)
                 ))
             )
@@ -1090,7 +1143,7 @@ export const make = (
                 const entry = registry.find(fromSessionId, taskId)
                 if (entry !== undefined) entries.add(entry)
               }
-              return Effect.asVoid(Effect.fromResult(registry.transfer(Array.from(entries), toSessionId, now)))
+              return Effect.asVoid(Effect.fromResult(transferEntries(Array.from(entries), toSessionId, now)))
             })
           )
         ),

@@ -47,6 +47,13 @@ export class Slots<T> {
     return true
   }
 
+  /** A running task moved to another session: its slot counts there now, over the limit if need be. */
+  moveSession(slot: Slot, sessionId: string): Slot {
+    decrement(this.bySession, slot.sessionId)
+    this.bySession.set(sessionId, (this.bySession.get(sessionId) ?? 0) + 1)
+    return { sessionId, kind: slot.kind }
+  }
+
   release(slot: Slot): void {
     decrement(this.bySession, slot.sessionId)
     decrement(this.byKind, slot.kind)
