@@ -37,9 +37,13 @@ export class Subscription {
   /** `undefined`: every event. */
   readonly filter: TaskFilter | undefined
   readonly capacity: number
-  /** Buffered events are `items[head..]`; slots before `head` were dropped. */
-  private items: Array<BackgroundTaskEvent | undefined> = []
-  private head = 0
+  /**
+   * The buffered events: a plain array while it holds fewer than `capacity`;
+   * once full, a ring whose oldest event is at `start` (each new event
+   * overwrites the oldest, which is counted in `skipped`).
+   */
+  private items: Array<BackgroundTaskEvent> = []
+  private start = 0
   private skipped = 0
   private ended = false
   private wake: ((effect: Effect.Effect<void>) => void) | undefined = undefined
@@ -52,16 +56,14 @@ export class Subscription {
   }
 
   push(event: BackgroundTaskEvent): void {
-    if (this.items.length - this.head >= this.capacity) {
-      this.items[this.head++] = undefined
+    if (this.items.length < this.capacity) {
+      this.items.push(event)
+    } else {
+      // full: the newest takes the oldest's place
+      this.items[this.start] = event
+      this.start = this.start + 1 === this.capacity ? 0 : this.start + 1
       this.skipped++
-      // keep the array within twice the capacity: amortised O(1) per drop
-      if (this.head >= this.capacity) {
-        this.items = this.items.slice(this.head)
-        this.head = 0
-      }
     }
-    this.items.push(event)
     this.notify()
   }
 
@@ -73,15 +75,18 @@ export class Subscription {
 
   /** Events buffered now; for tests and stats. */
   get size(): number {
-    return this.items.length - this.head
+    return this.items.length
   }
 
   /** Everything buffered, `Lagged` first when events were dropped; `undefined` when empty. */
   private takeAll(): Chunk | undefined {
-    if (this.items.length === this.head && this.skipped === 0) return undefined
-    const events = (this.head === 0 ? this.items : this.items.slice(this.head)) as Array<SubscriptionEvent>
+    if (this.items.length === 0 && this.skipped === 0) return undefined
+    const items = this.items
+    const events: Array<SubscriptionEvent> = this.start === 0
+      ? items
+      : items.slice(this.start).concat(items.slice(0, this.start))
     this.items = []
-    this.head = 0
+    this.start = 0
     if (this.skipped === 0) return events as unknown as Chunk
     const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
     this.skipped = 0

@@ -445,6 +445,8 @@ export const make = (
               : Effect.fail(`timed out after ${Duration.format(launch.timeout!)}`)
         )
       return Effect.withSpan(body, "background_task", {
+        // a stack trace per span costs more than the rest of a short task
+        captureStackTrace: false,
         attributes: {
           task_id: record.id,
           kind: record.kind,
@@ -517,7 +519,9 @@ export const make = (
       const body = Effect.suspend(() => {
         // a task cancelled, or a host closed, before its fiber ran never runs
         if (!isOpen() || isTerminal(entry.record.state)) return Effect.interrupt
-        return attempts(entry, launch)
+        // one attempt allowed: no retry loop to run
+        const { maxAttempts } = entry.record.attempt
+        return Option.isNone(maxAttempts) || maxAttempts.value <= 1 ? attempt(entry, launch) : attempts(entry, launch)
       })
       const fiber = Effect.runForkWith(launch.context)(
         Effect.andThen(Effect.yieldNow, body).pipe(Effect.onExit((exit) => finishManaged(entry, exit)))
@@ -1152,9 +1156,27 @@ export const make = (
         withSession(
           sessionId,
           whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
-            Effect.tap((entries) =>
-              Effect.forEach(entries, (entry) => hardCancel(entry, true), { concurrency: "unbounded", discard: true })
-            ),
+            Effect.tap((entries) => {
+              // running managed tasks without live children: one interruption
+              // of all their fibers (each one's exit still moves its record);
+              // the rest through their handles, each after its descendants
+              const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+              const others: Array<TaskEntry> = []
+              for (const entry of entries) {
+                const fiber = entry.handle.fiber
+                if (fiber !== undefined && liveChildren(entry).length === 0) fibers.push(fiber)
+                else others.push(entry)
+              }
+              return Effect.andThen(
+                Effect.forEach(others, (entry) => hardCancel(entry, true), { concurrency: "unbounded", discard: true }),
+                Effect.withFiber((current) => {
+                  // a task that cancels its own session stops last
+                  const self = fibers.includes(current)
+                  const rest = self ? fibers.filter((fiber) => fiber !== current) : fibers
+                  return Effect.andThen(Fiber.interruptAll(rest), self ? Effect.interrupt : Effect.void)
+                })
+              )
+            }),
             Effect.map((entries) => entries.map((entry) => entry.record))
           )
         ),

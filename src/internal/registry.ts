@@ -46,6 +46,59 @@ export interface Entry<H> {
   parent: Entry<H> | undefined
   /** The tasks registered under this one, while they are held. */
   children: Set<Entry<H>> | undefined
+  /** Whether the record is in the queue of held terminal records. */
+  retained: boolean
+}
+
+/**
+ * The held terminal records, oldest end first: a queue with a moving head.
+ * Removing one from the middle (a replaced or unregistered record) only clears
+ * its flag; the queue skips it when it reaches it. (A `Set` iterated from the
+ * front after many deletions there walks its deleted slots each time.)
+ */
+class TerminalQueue<H> {
+  private items: Array<Entry<H> | undefined> = []
+  private head = 0
+  size = 0
+
+  push(entry: Entry<H>): void {
+    entry.retained = true
+    this.items.push(entry)
+    this.size++
+  }
+
+  delete(entry: Entry<H>): void {
+    if (!entry.retained) return
+    entry.retained = false
+    this.size--
+  }
+
+  /** The oldest held record, if any. */
+  peek(): Entry<H> | undefined {
+    while (this.head < this.items.length) {
+      const entry = this.items[this.head]!
+      if (entry.retained) return entry
+      this.items[this.head++] = undefined
+    }
+    this.compact()
+    return undefined
+  }
+
+  /** Removes and returns the oldest held record. */
+  shift(): Entry<H> | undefined {
+    const entry = this.peek()
+    if (entry === undefined) return undefined
+    this.items[this.head++] = undefined
+    entry.retained = false
+    this.size--
+    if (this.head > 1024 && this.head * 2 > this.items.length) this.compact()
+    return entry
+  }
+
+  private compact(): void {
+    this.items = this.items.slice(this.head)
+    this.head = 0
+  }
 }
 
 export interface RegistryOptions {
@@ -101,7 +154,7 @@ export class Registry<H> {
   /** Idempotency key → the live record holding it. */
   private readonly keys = new Map<string, Entry<H>>()
   /** Terminal records, oldest end first: the eviction order. */
-  private readonly terminal = new Set<Entry<H>>()
+  private readonly terminal = new TerminalQueue<H>()
 
   private readonly counts = { completed: 0, failed: 0, cancelled: 0, evicted: 0 }
 
@@ -136,7 +189,7 @@ export class Registry<H> {
     if (replaced !== undefined) this.replace(replaced)
     const seq = ++this.seq
     const record = make(seq)
-    const entry: Entry<H> = { order: this.nextOrder++, record, handle, parent, children: undefined }
+    const entry: Entry<H> = { order: this.nextOrder++, record, handle, parent, children: undefined, retained: false }
     if (parent !== undefined) (parent.children ??= new Set()).add(entry)
     this.index(entry)
     this.publishEvent({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record })
@@ -270,13 +323,13 @@ export class Registry<H> {
   evictExpired(nowMillis: number): number | undefined {
     const expired: Array<Entry<H>> = []
     let due: number | undefined
-    for (const entry of this.terminal) {
+    for (let entry = this.terminal.peek(); entry !== undefined; entry = this.terminal.peek()) {
       const endedAt = endOf(entry.record)
       if (nowMillis - endedAt < this.maxAgeMillis) {
         due = endedAt + this.maxAgeMillis
         break
       }
-      expired.push(entry)
+      expired.push(this.terminal.shift()!)
     }
     this.evict(expired, "max_age")
     return due
@@ -336,11 +389,6 @@ export class Registry<H> {
     return Array.from(this.live.values())
   }
 
-  /** When the oldest terminal record ended (epoch millis), if any. */
-  oldestEnd(): number | undefined {
-    for (const entry of this.terminal) return endOf(entry.record)
-    return undefined
-  }
 
   /**
    * Changes a live record's attempt and/or state in one step, publishing
@@ -421,13 +469,10 @@ export class Registry<H> {
 
   /** A record has become terminal: hold it, within the limits. */
   private retire(entry: Entry<H>): void {
-    this.terminal.add(entry)
+    this.terminal.push(entry)
     if (this.terminal.size <= this.maxTerminal) return
     const excess: Array<Entry<H>> = []
-    for (const oldest of this.terminal) {
-      if (this.terminal.size - excess.length <= this.maxTerminal) break
-      excess.push(oldest)
-    }
+    while (this.terminal.size > this.maxTerminal) excess.push(this.terminal.shift()!)
     this.evict(excess, "max_terminal")
   }
 
