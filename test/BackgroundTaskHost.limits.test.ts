@@ -333,6 +333,8 @@ describe("BackgroundTaskHost concurrency limits", () => {
         tags(all).filter((tag) => tag.startsWith("Cancelled")),
         ["Cancelled:running", "Cancelled:p1", "Cancelled:p2"]
       )
+      // a closing host starts nothing: the queued tasks never claim to run
+      assert.deepStrictEqual(startedIds(all), [])
     }))
 
   it.effect("a queued cooperative task cancelled by its session's close never runs, even when a slot frees meanwhile", () =>
