@@ -308,6 +308,8 @@ export const make = (
         if (isTerminal(entry.record.state)) return Effect.void
         const control = entry.handle
         control.stopReason ??= reason
+        // a closing host gives no grace period: everything stops now
+        if (!isOpen()) return hardCancelSelf(entry, true)
         // the request and what the policy does first (a grace timer, a hard cancel)
         let policy: Effect.Effect<unknown> = startGracePeriod(entry)
         if (entry.record.state !== "cancel_requested") {
@@ -409,8 +411,9 @@ export const make = (
           : outcome === "failure"
           ? Option.some(causeMessage(exit.cause))
           : stopSummary(control)
-        // a failed or cancelled parent ends after its children
-        const children = outcome === "success"
+        // a failed or cancelled parent (a task that returns after a cancel request
+        // ends cancelled) ends after its children
+        const children = Lifecycle.exitState(outcome, entry.record.state) === "completed"
           ? Effect.void
           : cancelChildren(entry, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
         return Effect.andThen(
@@ -495,7 +498,11 @@ export const make = (
               )
             })
           )
-          yield* Effect.sleep(delay)
+          // a cancel request ends the wait at once
+          const signal = entry.handle.signal
+          yield* signal === undefined
+            ? Effect.sleep(delay)
+            : Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(signal)))
           const resumed = yield* Effect.withFiber((fiber) =>
             Effect.sync(() => {
               if (entry.record.state !== "waiting" || !isOpen()) return false
