@@ -51,6 +51,17 @@ import type {
 import type { TaskContext } from "./TaskContext.ts"
 
 /**
+ * How registering a task can fail: bad input (`RegistrationError`), an id
+ * already live (`TaskAlreadyExists`), a parent that is unknown
+ * (`TaskNotFound`) or has ended (`InvalidTransition`), a closed host or
+ * session (`SessionError`).
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export type RegisterError = RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
+
+/**
  * The operations of a background task host.
  *
  * Every call on a host whose layer has closed fails with `SessionError`.
@@ -67,10 +78,7 @@ export interface BackgroundTaskHostService {
    */
   readonly register: (
     request: RegisterRequest
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /**
    * Sets a non-terminal state and/or publishes a progress message. A move to
    * `cancel_requested` is a cancellation request: the task's policy acts.
@@ -165,11 +173,7 @@ export interface BackgroundTaskHostService {
     sessionId: string,
     spec: TaskRegistration,
     task: Effect.Effect<A, E, R>
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
-    Exclude<R, TaskContext | Scope.Scope>
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
   /**
    * Records a task owned elsewhere, in state `running`. `cancel` runs (at most
    * once) when the task is cancelled; the record then becomes `cancelled`.
@@ -178,10 +182,7 @@ export interface BackgroundTaskHostService {
     sessionId: string,
     spec: TaskRegistration,
     cancel?: Effect.Effect<void>
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /** Removes an externally owned record without an event; a no-op for any other id. */
   readonly unregisterExternal: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
   /**
@@ -282,26 +283,16 @@ export interface BackgroundTaskSession {
   readonly spawn: <A, E, R>(
     spec: TaskRegistration,
     task: Effect.Effect<A, E, R>
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
-    Exclude<R, TaskContext | Scope.Scope>
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
   /** `registerExternal` in this session. */
   readonly registerExternal: (
     spec: TaskRegistration,
     cancel?: Effect.Effect<void>
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /** `register` in this session: a caller-owned task, `pending`. */
   readonly register: (
     spec: TaskRegistration
-  ) => Effect.Effect<
-    BackgroundTaskRecord,
-    RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
-  >
+  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /** The session's record with this id. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
   /** The session's records (live only unless `includeTerminal`), oldest first. */

@@ -52,6 +52,7 @@ export {
   type BackgroundTaskHostService,
   type BackgroundTaskSession,
   LocalBackgroundTaskHost,
+  type RegisterError,
   type SessionOptions,
   type TaskTree,
   type TaskWatch

@@ -7,18 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { TaskContext } from "../src/index.ts"
-import { makeTestHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
+import { blocking, makeTestHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
 
-/** A managed task body that signals when it starts and when its finalizer ran. */
-const blocking = Effect.gen(function*() {
-  const started = yield* Deferred.make<void>()
-  const finalized = yield* Deferred.make<void>()
-  const task = Deferred.succeed(started, undefined).pipe(
-    Effect.andThen(Effect.never),
-    Effect.ensuring(Deferred.succeed(finalized, undefined))
-  )
-  return { started, finalized, task } as const
-})
 
 describe("BackgroundTaskHost cancellation", () => {
   describe("cancelManaged", () => {

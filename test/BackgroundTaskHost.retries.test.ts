@@ -14,7 +14,7 @@ import {
   type SubscriptionEvent,
   TaskContext
 } from "../src/index.ts"
-import { makeTestHost as makeHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
+import { blocking as stubborn, makeTestHost as makeHost, spec, tags, taskEvents, terminalEvents } from "./utils/host.ts"
 
 /** A test host that keeps terminal records however far the TestClock moves. */
 const makeTestHost = (options: BackgroundTaskHostOptions = {}) =>
@@ -123,16 +123,6 @@ const expectRetry = (
     }
   })
 
-/** A cooperative body that ignores cancel requests; signals its start and its finalizer. */
-const stubborn = Effect.gen(function*() {
-  const started = yield* Deferred.make<void>()
-  const finalized = yield* Deferred.make<void>()
-  const task = Deferred.succeed(started, undefined).pipe(
-    Effect.andThen(Effect.never),
-    Effect.ensuring(Deferred.succeed(finalized, undefined))
-  )
-  return { started, finalized, task } as const
-})
 
 const resultSummary = (record: BackgroundTaskRecord) =>
   Option.getOrUndefined(Option.flatMap(record.result, (outcome) => outcome.summary))

@@ -15,7 +15,7 @@ import {
 } from "../src/index.ts"
 // not exported from the package's index (yet)
 import type { SessionOptions } from "../src/BackgroundTaskHost.ts"
-import { makeTestHost, spec, tags, type TestHost } from "./utils/host.ts"
+import { blocking, makeTestHost, spec, tags, type TestHost } from "./utils/host.ts"
 
 type Host = TestHost["host"]
 
@@ -32,16 +32,6 @@ const failureOf = <A, E extends { readonly _tag: string; readonly message: strin
   effect: Effect.Effect<A, E, Scope.Scope>
 ) => Effect.scoped(effect).pipe(Effect.match({ onFailure: (error): E | undefined => error, onSuccess: () => undefined }))
 
-/** A managed task body that signals when it starts and when its finalizer ran, and ignores cancel requests. */
-const blocking = Effect.gen(function*() {
-  const started = yield* Deferred.make<void>()
-  const finalized = yield* Deferred.make<void>()
-  const task = Deferred.succeed(started, undefined).pipe(
-    Effect.andThen(Effect.never),
-    Effect.ensuring(Deferred.succeed(finalized, undefined))
-  )
-  return { started, finalized, task } as const
-})
 
 const record = (host: Host, taskId: string) => host.get(taskId).pipe(Effect.map(Option.getOrThrow))
 

@@ -44,6 +44,7 @@ import {
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
+  RegisterError,
   SessionOptions,
   TaskTree
 } from "../BackgroundTaskHost.ts"
@@ -943,11 +944,7 @@ export const make = (
             return Effect.succeed(entry.record)
           }
         )
-      ) as Effect.Effect<
-        BackgroundTaskRecord,
-        RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError,
-        Exclude<R, TaskContext | Scope.Scope>
-      >
+      ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
 
     // -- the service --------------------------------------------------------------
 

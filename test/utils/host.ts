@@ -2,7 +2,7 @@
  * Test helpers: a host whose layer the test closes itself, with every event
  * it publishes collected from the moment it opens.
  */
-import { Context, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
@@ -75,3 +75,17 @@ export const terminalEvents = (stream: Stream.Stream<SubscriptionEvent>, taskIds
     Stream.take(taskIds.length),
     Stream.runCollect
   )
+
+/**
+ * A managed task body that never ends by itself (it ignores cancel requests),
+ * with Deferreds completed when it starts and when its finalizer has run.
+ */
+export const blocking = Effect.gen(function*() {
+  const started = yield* Deferred.make<void>()
+  const finalized = yield* Deferred.make<void>()
+  const task = Deferred.succeed(started, undefined).pipe(
+    Effect.andThen(Effect.never),
+    Effect.ensuring(Deferred.succeed(finalized, undefined))
+  )
+  return { started, finalized, task } as const
+})
