@@ -20,6 +20,15 @@ const output = join(root, "docs", "api.md")
 
 /** Snippets for the exports whose JSDoc has no example. */
 const snippets: Record<string, string> = {
+  RegisterError: `import { Effect } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+const spawnOnce = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  return yield* host.spawnManaged("s-1", { id: "t-1", kind: "other", producer: "app" }, Effect.void).pipe(
+    Effect.catchTag("TaskAlreadyExists", () => host.getManaged("s-1", "t-1"))
+  )
+})`,
   DurationInput: `import { Effect } from "effect"
 import { BackgroundTaskHost } from "effect-task-host"
 
