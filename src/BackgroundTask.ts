@@ -131,8 +131,9 @@ export const CancelPolicy = Schema.Literals(["cooperative", "abort_local", "exte
 export type CancelPolicy = typeof CancelPolicy.Type
 
 /**
- * What happens to a live task when its session closes. Stored by this
- * version of the host; it acts once session handles exist.
+ * What happens to a live task when its session (a handle from
+ * `openSession`) closes: `keep` runs on, `cancel` is cancelled through its
+ * cancel policy, `transfer` moves to the session's successor.
  *
  * @category models
  * @since 0.1.0

@@ -183,7 +183,7 @@ export interface BackgroundTaskHostService {
     spec: TaskRegistration,
     cancel?: Effect.Effect<void>
   ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
-  /** Removes an externally owned record without an event; a no-op for any other id. */
+  /** Removes an externally owned record, with an `Evicted` event (reason `unregistered`); a no-op for any other id. */
   readonly unregisterExternal: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
   /**
    * Moves a live task to a terminal state with its event (a managed fiber is
@@ -437,8 +437,9 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
 
   /**
    * The local host with options. Invalid options (a negative or unreadable
-   * duration, a count that is not a non-negative integer, a buffer under 1)
-   * fail the layer with a `SessionError`.
+   * duration, a count that is not a non-negative integer, a buffer under 1, a
+   * concurrency limit under 1 or for an unknown kind, a `retry.schedule` that
+   * is not a `Schedule`) fail the layer with a `SessionError` naming the option.
    *
    * @category layers
    * @since 0.1.0

@@ -69,4 +69,5 @@ export {
   TaskNotFound
 } from "./PluginError.ts"
 export { TaskContext } from "./TaskContext.ts"
+export { TaskMetrics } from "./TaskMetrics.ts"
 export { TaskView } from "./TaskView.ts"

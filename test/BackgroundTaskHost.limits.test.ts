@@ -317,6 +317,20 @@ describe("BackgroundTaskHost concurrency limits", () => {
       assert.deepStrictEqual(yield* counts, { fibers: 0, queued: 0 })
     }))
 
+  it.effect("a queued task transferred to a session with a free slot starts at the transfer", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost({ concurrency: { perSession: 1 } })
+      const g = yield* gates
+      yield* host.spawnManaged("s1", spec("a"), g.task("a"))
+      const queued = yield* host.spawnManaged("s1", spec("b"), g.task("b"))
+      assert.strictEqual(queued.state, "pending")
+      yield* host.transferManaged("s1", "s2", ["b"])
+      // a still runs in s1; b has s2's free slot
+      yield* g.started("b")
+      assert.deepStrictEqual(yield* statesOf(host, ["a", "b"]), ["a:running", "b:running"])
+      assert.strictEqual((yield* host.stats).queued, 0)
+    }))
+
   it.effect("at shutdown the queued tasks end cancelled and never run", () =>
     Effect.gen(function*() {
       const { host, events } = yield* makeTestHost({ concurrency: { perSession: 1 } })

@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Metric, Option, Ref, Schedule, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import type { TaskKind } from "../src/index.ts"
-import { metrics } from "../src/internal/telemetry.ts"
+import { TaskMetrics as metrics } from "../src/index.ts"
 import { makeTestHost, spec, terminalEvents } from "./utils/host.ts"
 
 // -- an in-memory tracer -----------------------------------------------------------------

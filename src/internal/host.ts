@@ -584,14 +584,16 @@ export const make = (
     const transferEntries = (entries: ReadonlyArray<TaskEntry>, to: string, now: DateTime.Utc) => {
       const moved = registry.transfer(entries, to, now)
       if (Result.isFailure(moved)) return moved
-      let freed = false
+      // a moved slot frees one in the old session; a moved queued task may fit in the new one
+      let check = false
       for (const entry of entries) {
+        if (isQueued(entry)) check = true
         const slot = entry.handle.slot
         if (slot === undefined || slot.sessionId === to) continue
         entry.handle.slot = slots.moveSession(slot, to)
-        freed = true
+        check = true
       }
-      if (freed && isOpen()) startQueued(now)
+      if (check && isOpen()) startQueued(now)
       return moved
     }
 

@@ -13,22 +13,8 @@
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import { type BackgroundTaskRecord, TaskKind } from "../BackgroundTask.ts"
+import { TaskMetrics as metrics } from "../TaskMetrics.ts"
 
-/**
- * The metrics, by name; `Metric.withAttributes(metric, { kind })` selects a
- * kind's series.
- */
-export const metrics = {
-  started: Metric.counter("background_tasks_started", { description: "tasks registered", incremental: true }),
-  completed: Metric.counter("background_tasks_completed", { description: "tasks that completed", incremental: true }),
-  failed: Metric.counter("background_tasks_failed", { description: "tasks that failed", incremental: true }),
-  cancelled: Metric.counter("background_tasks_cancelled", { description: "tasks that were cancelled", incremental: true }),
-  live: Metric.gauge("background_tasks_live", { description: "live task records" }),
-  duration: Metric.histogram("background_task_duration_seconds", {
-    description: "from registration to the end, in seconds",
-    boundaries: Metric.exponentialBoundaries({ start: 0.005, factor: 2, count: 20 })
-  })
-} as const
 
 type Series = {
   readonly [K in keyof typeof metrics]: (typeof metrics)[K]
