@@ -162,6 +162,38 @@ describe("examples", () => {
     assert.notStrictEqual(run.lines.indexOf("[summary-1] finalizer ran"), -1, describeRun(run))
   }, 30_000)
 
+  it("task-tree cancels a tree deepest first, and a failed parent's children before its failure", async () => {
+    const run = await runDefault("task-tree")
+    assert.strictEqual(run.code, 0, describeRun(run))
+    const at = (line: string) => {
+      const i = run.lines.indexOf(line)
+      assert.notStrictEqual(i, -1, `missing line: ${line}\n${describeRun(run)}`)
+      return i
+    }
+    // the tree as listTree shows it
+    const tree = at("the tree:")
+    assert.deepStrictEqual(run.lines.slice(tree + 1, tree + 5), [
+      "  research-1 (running)",
+      "    search-1 (running)",
+      "      watch-1 (running)",
+      "    fetch-1 (running)"
+    ])
+    // every child ends before its parent (siblings in either order)
+    assert.isBelow(at("  cancelled watch-1"), at("  cancelled search-1"))
+    assert.isBelow(at("  cancelled search-1"), at("  cancelled research-1"))
+    assert.isBelow(at("  cancelled fetch-1"), at("  cancelled research-1"))
+    assert.isBelow(at("  cancelled draft-1"), at("  failed plan-1"))
+    const after = at("after:")
+    assert.deepStrictEqual(run.lines.slice(after + 1, after + 7), [
+      "  research-1 (cancelled)",
+      "    search-1 (cancelled)",
+      "      watch-1 (cancelled)",
+      "    fetch-1 (cancelled)",
+      "  plan-1 (failed)",
+      "    draft-1 (cancelled)"
+    ])
+  }, 30_000)
+
   it("testing runs its TestClock tests, each on a fresh host", async () => {
     const run = await runDefault("testing")
     assert.strictEqual(run.code, 0, describeRun(run))
