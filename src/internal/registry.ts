@@ -101,14 +101,14 @@ class TerminalQueue<H> {
   }
 }
 
-export interface RegistryOptions {
+export interface RegistryOptions<H> {
   readonly publish: (event: BackgroundTaskEvent) => void
   /** Terminal records held at most; the oldest are evicted beyond it. */
   readonly maxTerminal: number
   /** Milliseconds a terminal record is held after it ended (`Infinity`: no limit). */
   readonly maxAgeMillis: number
   /** Called in the step that made a record terminal, after its event. */
-  readonly onTerminal?: ((entry: Entry<any>) => void) | undefined
+  readonly onTerminal?: ((entry: Entry<H>) => void) | undefined
 }
 
 /** A `Map` of sets, whose empty sets are removed. */
@@ -158,7 +158,7 @@ export class Registry<H> {
 
   private readonly counts = { completed: 0, failed: 0, cancelled: 0, evicted: 0 }
 
-  constructor(options: RegistryOptions) {
+  constructor(options: RegistryOptions<H>) {
     this.publishEvent = options.publish
     this.maxTerminal = options.maxTerminal
     this.maxAgeMillis = options.maxAgeMillis
