@@ -372,6 +372,52 @@ describe("BackgroundTaskHost concurrency limits", () => {
       assert.strictEqual((yield* host.stats).queued, 0)
     }))
 
+  it.effect("closing a session cancels its queued cooperative task at once: nothing to wait a grace period for", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost({ concurrency: { perSession: 1 } })
+      const g = yield* gates
+      const ran = yield* Ref.make(false)
+      const scope = yield* Scope.make()
+      const session = yield* host.openSession("s1").pipe(Scope.provide(scope))
+      yield* session.spawn(spec("running"), g.task("running"))
+      yield* session.spawn(spec("queued", { closePolicy: "cancel" }), Ref.set(ran, true))
+      yield* g.started("running")
+      // no TestClock.adjust: the close returns by itself
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(yield* stateOf(host, "queued"), "cancelled")
+      assert.strictEqual((yield* host.stats).queued, 0)
+      assert.isFalse(yield* Ref.get(ran))
+    }))
+
+  it.effect("a queued task does not start on request: update fails, markLiveState does nothing", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost({ concurrency: { perSession: 1 } })
+      const g = yield* gates
+      yield* host.spawnManaged("s1", spec("a"), g.task("a"))
+      yield* host.spawnManaged("s1", spec("b"), g.task("b"))
+      const error = yield* Effect.flip(host.update("b", { state: "running" }))
+      assert.strictEqual(error._tag, "InvalidTransition")
+      yield* host.markLiveState("s1", "b", "running")
+      assert.deepStrictEqual(yield* statesOf(host, ["a", "b"]), ["a:running", "b:pending"])
+      assert.strictEqual((yield* host.stats).queued, 1)
+      // it starts, and runs, when the slot frees
+      yield* g.release("a")
+      yield* g.started("b")
+      assert.deepStrictEqual(yield* g.log, ["a", "b"])
+    }))
+
+  it.effect("a running task's slot follows it to another session", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost({ concurrency: { perSession: 1 } })
+      const g = yield* gates
+      yield* host.spawnManaged("s1", spec("a"), g.task("a"))
+      yield* g.started("a")
+      yield* host.transferManaged("s1", "s2", ["a"])
+      // s1's slot is free; s2's is taken by a
+      assert.strictEqual((yield* host.spawnManaged("s1", spec("b"), g.task("b"))).state, "running")
+      assert.strictEqual((yield* host.spawnManaged("s2", spec("c"), g.task("c"))).state, "pending")
+    }))
+
   it.effect("external and caller-registered tasks do not count against the limits", () =>
     Effect.gen(function*() {
       const { host } = yield* makeTestHost({ concurrency: { perSession: 1, perKind: { monitor: 1 } } })
