@@ -809,6 +809,13 @@ export const make = (
         })
       })
 
+    /** Why `successor` cannot take over `sessionId`'s tasks, if it cannot. */
+    const successorError = (sessionId: string, successor: string): SessionError | undefined =>
+      checkSession(successor) ??
+        (successor === sessionId
+          ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
+          : undefined)
+
     const openSession = (sessionId: string, sessionOptions: SessionOptions = {}) =>
       withSession(
         sessionId,
@@ -818,13 +825,8 @@ export const make = (
               return Effect.fail(new SessionError({ message: `session ${JSON.stringify(sessionId)} is already open` }))
             }
             const successor = sessionOptions.successor
-            if (successor !== undefined) {
-              const invalid = checkSession(successor) ??
-                (successor === sessionId
-                  ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
-                  : undefined)
-              if (invalid !== undefined) return Effect.fail(invalid)
-            }
+            const invalid = successor === undefined ? undefined : successorError(sessionId, successor)
+            if (invalid !== undefined) return Effect.fail(invalid)
             const state = { successor }
             openSessions.set(sessionId, state)
             return Effect.succeed(state)
@@ -835,10 +837,7 @@ export const make = (
             makeSession(service, sessionId, {
               isOpen: () => openSessions.get(sessionId) === sessionState,
               handoff: (successor) => {
-                const invalid = checkSession(successor) ??
-                  (successor === sessionId
-                    ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
-                    : undefined)
+                const invalid = successorError(sessionId, successor)
                 if (invalid !== undefined) return invalid
                 sessionState.successor = successor
                 return undefined
