@@ -201,9 +201,9 @@ export const make = (
     /** The summary the host gives a record it cancels: why, when it knows. */
     const stopSummary = (control: Control) => Option.fromUndefinedOr(control.stopReason)
 
+    // (a terminal move stops the record's grace timer: see `ended`)
     const markCancelled = (entry: TaskEntry, now: DateTime.Utc) => {
       if (!isTerminal(entry.record.state)) registry.move(entry, "cancelled", now, { summary: stopSummary(entry.handle) })
-      stopTimer(entry.handle)
     }
 
     const stopTimer = (control: Control) => {
@@ -222,7 +222,6 @@ export const make = (
 
     /** After a terminal move by someone else: stop the task's fiber, if it runs. */
     const stopTask = (entry: TaskEntry): Effect.Effect<void> => {
-      stopTimer(entry.handle)
       const fiber = entry.handle.fiber
       return fiber === undefined ? Effect.void : interruptFiber(fiber)
     }
@@ -1003,7 +1002,7 @@ export const make = (
             const move = (now: DateTime.Utc) => {
               const moved = registry.move(entry, to, now, { summary: Option.fromUndefinedOr(completion.summary) })
               if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-              return entry.handle.fiber === undefined && entry.handle.timer === undefined
+              return entry.handle.fiber === undefined
                 ? Effect.succeed(moved.success)
                 : Effect.as(stopTask(entry), moved.success)
             }

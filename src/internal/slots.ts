@@ -31,13 +31,12 @@ export class Slots<T> {
 
   constructor(limits: Limits) {
     this.limits = limits
+    this.limited = limits.perSession !== Infinity ||
+      Object.values(limits.perKind).some((limit) => limit !== undefined && limit !== Infinity)
   }
 
   /** Whether any limit is set: without one, nothing is counted. */
-  get limited(): boolean {
-    return this.limits.perSession !== Infinity ||
-      Object.values(this.limits.perKind).some((limit) => limit !== undefined && limit !== Infinity)
-  }
+  readonly limited: boolean
 
   /** Takes a slot if both limits allow it. */
   tryAcquire(slot: Slot): boolean {
@@ -79,11 +78,6 @@ export class Slots<T> {
     }
     this.queue = waiting
     return started
-  }
-
-  /** Items queued, cancelled ones not yet swept included. */
-  get queued(): number {
-    return this.queue.length
   }
 
   private fits(slot: Slot): boolean {
