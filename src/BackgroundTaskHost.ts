@@ -49,6 +49,7 @@ import type {
   TaskNotFound
 } from "./PluginError.ts"
 import type { TaskContext } from "./TaskContext.ts"
+import { type CorruptRecord, type LeaseHeld, TaskStore, type TaskStoreError } from "./TaskStore.ts"
 
 /**
  * How registering a task can fail: bad input (`RegistrationError`), an id
@@ -134,9 +135,15 @@ export interface BackgroundTaskHostService {
    * and a subscription to exactly the matching events after `seq`: no gap and
    * no duplicate, whatever runs concurrently. Fold the events into the
    * snapshot with `TaskView`; after a `Lagged`, take a new `watch` or `list`.
+   *
+   * With `fromSeq` (a durable store), `events` first replays the stored
+   * matching events after `fromSeq` up to `seq`, then goes on live: a reader
+   * that kept its own state as of `fromSeq`, even in an earlier process,
+   * resumes without a gap. A `fromSeq` the host cannot replay (beyond `seq`,
+   * or older than `seq` without a durable store) fails with `SnapshotError`.
    */
   readonly watch: (
-    filter?: TaskFilter
+    filter?: WatchOptions
   ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
   /** The host's counters: records held, tasks ended by outcome (exact after eviction), the last `seq`. */
   readonly stats: Effect.Effect<TaskStats, SessionError>
@@ -246,6 +253,82 @@ export interface BackgroundTaskHostService {
   ) => Effect.Effect<BackgroundTaskSession, SessionError, Scope.Scope>
   /** A task (the live one with this id, else the latest terminal one) with its held descendants. */
   readonly listTree: (taskId: string) => Effect.Effect<TaskTree, TaskNotFound | SessionError>
+  /**
+   * What the host did at start with the records a previous process left
+   * live in its durable store (empty for an in-memory host).
+   */
+  readonly recovery: Effect.Effect<RecoveryReport, SessionError>
+}
+
+/**
+ * `watch`'s argument: a filter, and where to resume.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface WatchOptions extends TaskFilter {
+  /** Replay the stored events after this `seq` first (needs a durable store unless it is the current `seq`). */
+  readonly fromSeq?: number | undefined
+}
+
+/**
+ * Re-runs a task that a previous process left live: given its record as it
+ * was stored, returns the task's body (as for `spawnManaged`).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export type RecoveryHandler = (
+  record: BackgroundTaskRecord
+) => Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
+
+/**
+ * What a host on a durable store did with the records it found live at
+ * start, by task id, and the rows it had to quarantine.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface RecoveryReport {
+  /** Re-spawned by their producer's handler with the next attempt. */
+  readonly respawned: ReadonlyArray<string>
+  /** Ended `failed`: "host stopped before the task finished". */
+  readonly failed: ReadonlyArray<string>
+  /** External tasks (and tasks being cancelled), ended `cancelled` with that reason. */
+  readonly cancelled: ReadonlyArray<string>
+  /** Rows that no longer decoded, now in the quarantine table. */
+  readonly quarantined: ReadonlyArray<CorruptRecord>
+}
+
+/**
+ * Options of a host on a durable store (`BackgroundTaskHost.layerStore`).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOptions {
+  /**
+   * Handlers by producer. At start, a task left live by a previous process
+   * is re-spawned by its producer's handler, with `attempt + 1` and the same
+   * idempotency key, when its attempts allow one more (`attempt + 1 <
+   * maxAttempts`); otherwise it ends `failed` with "host stopped before the
+   * task finished". External tasks end `cancelled` with that reason.
+   */
+  readonly recovery?: { readonly [producer: string]: RecoveryHandler } | undefined
+  /**
+   * The store's lease: one host at a time runs a store's tasks. The holder
+   * renews it every `renewEvery` (default a third of `ttl`) for `ttl` more
+   * (default 30 seconds). A host that finds it held fails to start with
+   * `LeaseHeld` (`onHeld: "fail"`, the default) or waits until it is free
+   * (`"wait"`). `owner` names this host (default host name, pid and a random
+   * suffix).
+   */
+  readonly lease?: {
+    readonly ttl?: Duration.Input | undefined
+    readonly renewEvery?: Duration.Input | undefined
+    readonly onHeld?: "fail" | "wait" | undefined
+    readonly owner?: string | undefined
+  } | undefined
 }
 
 /**
@@ -447,6 +530,29 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
   static readonly layerWith = (
     options: BackgroundTaskHostOptions
   ): Layer.Layer<BackgroundTaskHost, SessionError> => Layer.effect(BackgroundTaskHost, internal.make(options))
+
+  /**
+   * A host that writes through the `TaskStore` it is given. With a durable
+   * store (`TaskStore.layerSql`) every call returns once its writes are
+   * committed, and the layer, before it is ready: takes the store's lease,
+   * reads the records back and resolves the tasks a previous process left
+   * live (see {@link BackgroundTaskHostStoreOptions}). It fails with
+   * `LeaseHeld` while another host holds the store, `TaskStoreError` when
+   * the store cannot be read, `SessionError` for an invalid option.
+   *
+   * @category layers
+   * @since 0.3.0
+   */
+  static readonly layerStore = (
+    options: BackgroundTaskHostStoreOptions = {}
+  ): Layer.Layer<BackgroundTaskHost, SessionError | TaskStoreError | LeaseHeld, TaskStore> =>
+    Layer.effect(
+      BackgroundTaskHost,
+      Effect.gen(function*() {
+        const store = yield* TaskStore
+        return yield* internal.makeWith(options, store)
+      })
+    )
 }
 
 /**

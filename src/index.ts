@@ -50,12 +50,16 @@ export {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
   type BackgroundTaskHostService,
+  type BackgroundTaskHostStoreOptions,
   type BackgroundTaskSession,
   LocalBackgroundTaskHost,
+  type RecoveryHandler,
+  type RecoveryReport,
   type RegisterError,
   type SessionOptions,
   type TaskTree,
-  type TaskWatch
+  type TaskWatch,
+  type WatchOptions
 } from "./BackgroundTaskHost.ts"
 export {
   InvalidTransition,
@@ -70,4 +74,16 @@ export {
 } from "./PluginError.ts"
 export { TaskContext } from "./TaskContext.ts"
 export { TaskMetrics } from "./TaskMetrics.ts"
+export {
+  CorruptRecord,
+  LeaseHeld,
+  type StoredState,
+  type StoredTask,
+  type TaskOwner,
+  TaskStore,
+  type TaskStoreBatch,
+  TaskStoreError,
+  type TaskStoreService,
+  type TaskStoreSqlOptions
+} from "./TaskStore.ts"
 export { TaskView } from "./TaskView.ts"

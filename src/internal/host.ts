@@ -15,6 +15,7 @@
  *
  * @internal
  */
+import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
@@ -30,10 +31,13 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import {
   type BackgroundTaskRecord,
   defaultAttempt,
   isTerminal,
+  matchesEvent,
+  type SubscriptionEvent,
   RegisterRequest,
   type TaskAttempt,
   TaskFilter,
@@ -44,9 +48,13 @@ import {
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
+  BackgroundTaskHostStoreOptions,
+  RecoveryHandler,
+  RecoveryReport,
   RegisterError,
   SessionOptions,
-  TaskTree
+  TaskTree,
+  TaskWatch
 } from "../BackgroundTaskHost.ts"
 import {
   InvalidTransition,
@@ -58,11 +66,13 @@ import {
   TaskNotFound
 } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
+import type { CorruptRecord, LeaseHeld, TaskStoreError, TaskStoreService } from "../TaskStore.ts"
 import { afterStep, EventHub } from "./eventHub.ts"
 import { HiddenTasks } from "./hidden.ts"
+import { Journal } from "./journal.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
-import { optionsOf } from "./options.ts"
+import { optionsOf, storeOptionsOf } from "./options.ts"
 import { type Entry, Registry } from "./registry.ts"
 import { makeSession } from "./session.ts"
 import { type Slot, Slots } from "./slots.ts"
@@ -105,11 +115,61 @@ const closedError = new SessionError({ message: "the background task host has sh
 /** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
 type Mode = "policy" | "now"
 
+/** The in-memory host. */
 export const make = (
   options: BackgroundTaskHostOptions
 ): Effect.Effect<BackgroundTaskHostService, SessionError, Scope.Scope> =>
+  makeWith(options, undefined) as Effect.Effect<BackgroundTaskHostService, SessionError, Scope.Scope>
+
+/** Why a task left live by a previous process was not re-run. */
+const stoppedReason = "host stopped before the task finished"
+
+/** Stored events read per query when `watch` replays. */
+const replayPage = 1_000
+
+/**
+ * The stored events after `fromSeq` up to `toSeq` that match `filter`, read a
+ * page at a time. A row that no longer decodes is quarantined by the store
+ * and stands here as a `Lagged`: the reader knows it missed something.
+ */
+const replay = (
+  store: TaskStoreService,
+  fromSeq: number,
+  toSeq: number,
+  filter: TaskFilter | undefined
+): Stream.Stream<SubscriptionEvent> =>
+  Stream.paginate(fromSeq, (from: number) =>
+    store.events(from, toSeq, replayPage).pipe(
+      Effect.tap(({ quarantined }) =>
+        Effect.forEach(quarantined, (error) => Effect.logWarning(`quarantined a stored event: ${error.message}`, error))
+      ),
+      Effect.map(({ events, lastRead, quarantined }) => {
+        const out: Array<SubscriptionEvent> = events.filter((event) => matchesEvent(filter, event))
+        if (quarantined.length > 0) out.push({ _tag: "Lagged", skipped: quarantined.length })
+        const more = lastRead > from && lastRead < toSeq
+        return [out, more ? Option.some(lastRead) : Option.none()] as const
+      }),
+      Effect.orDie
+    ))
+
+/** A host on a store: a durable one adds the lease, the journal and recovery. */
+export const makeWith = (
+  options: BackgroundTaskHostStoreOptions,
+  store: TaskStoreService | undefined
+): Effect.Effect<BackgroundTaskHostService, SessionError | TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
     const { grace, limits, maxAge, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
+    const durable = store?.durable === true ? store : undefined
+    const storeOptions = durable === undefined ? undefined : yield* storeOptionsOf(options)
+    const leaseOwner = storeOptions === undefined
+      ? ""
+      : storeOptions.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`
+    const leaseTtl = storeOptions === undefined ? 0 : Duration.toMillis(storeOptions.ttl)
+    const journal = durable === undefined ? undefined : new Journal(
+      durable,
+      Effect.map(Clock.currentTimeMillis, (now) => ({ owner: leaseOwner, expiresAt: now + leaseTtl }))
+    )
+    const syncWrites = journal === undefined ? Effect.void : journal.sync
     const layerContext = yield* Effect.context<never>()
     const telemetry = new Telemetry(layerContext)
     const hub = new EventHub(subscriberBuffer)
@@ -119,7 +179,10 @@ export const make = (
       publish: (event) => hub.publish(event),
       maxTerminal,
       maxAgeMillis,
-      onTerminal: (entry) => ended(entry)
+      onTerminal: (entry) => ended(entry),
+      journal: journal === undefined
+        ? undefined
+        : (event, entry) => journal.record(event, entry?.order ?? 0, entry?.handle.owner)
     })
     const state = yield* Ref.make<HostState>({ _tag: "Open" })
     const hidden = new HiddenTasks(() => Ref.getUnsafe(state)._tag === "Open")
@@ -806,7 +869,7 @@ export const make = (
             discard: true
           })
         })
-      })
+      }).pipe(Effect.ensuring(syncWrites))
 
     /** Why `successor` cannot take over `sessionId`'s tasks, if it cannot. */
     const successorError = (sessionId: string, successor: string): SessionError | undefined =>
@@ -846,6 +909,59 @@ export const make = (
         )
       )
 
+    // -- the durable store: lease, writer, records back -------------------------
+
+    const report: { respawned: Array<string>; failed: Array<string>; cancelled: Array<string>; quarantined: Array<CorruptRecord> } = {
+      respawned: [],
+      failed: [],
+      cancelled: [],
+      quarantined: []
+    }
+    let restoredLive: Array<TaskEntry> = []
+    if (durable !== undefined && journal !== undefined && storeOptions !== undefined) {
+      const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => durable.acquireLease(leaseOwner, now, now + leaseTtl))
+      yield* storeOptions.onHeld === "fail"
+        ? takeLease
+        : takeLease.pipe(
+          Effect.retry({
+            while: (error) => error._tag === "LeaseHeld",
+            schedule: Schedule.spaced(Duration.min(storeOptions.renewEvery, Duration.seconds(1)))
+          })
+        )
+      // closed last: after the shutdown below has written its last batch
+      yield* Effect.addFinalizer(() => Effect.ignore(durable.releaseLease(leaseOwner)))
+      const renew = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const held = yield* durable.renewLease(leaseOwner, now + leaseTtl)
+        if (!held) {
+          yield* Effect.logError(
+            `the background task host ${leaseOwner} lost its store's lease: its writes will fail until it restarts`
+          )
+        }
+      }).pipe(
+        Effect.catch((error) => Effect.logWarning(`renewing the store's lease failed: ${error.message}`)),
+        Effect.repeat(Schedule.spaced(storeOptions.renewEvery)),
+        Effect.delay(storeOptions.renewEvery)
+      )
+      yield* Effect.forkScoped(renew)
+      yield* Effect.forkScoped(journal.run)
+      const stored = yield* durable.load
+      report.quarantined.push(...stored.quarantined)
+      for (const error of stored.quarantined) {
+        yield* Effect.logWarning(`quarantined a stored row: ${error.message}`, error)
+      }
+      const restored = registry.restore(
+        stored.tasks.map(({ order, owner, record }) => ({
+          order,
+          record,
+          handle: control(owner, { id: record.id, kind: record.kind, producer: record.producer })
+        })),
+        stored.lastSeq
+      )
+      restoredLive = restored.filter((entry) => !isTerminal(entry.record.state))
+      for (const entry of restoredLive) telemetry.registered(entry.record)
+    }
+
     // -- shutdown ---------------------------------------------------------------
 
     yield* Effect.addFinalizer(() =>
@@ -866,6 +982,7 @@ export const make = (
           })
         )
         yield* Ref.set<HostState>(state, { _tag: "Closed" })
+        if (journal !== undefined) yield* Effect.exit(journal.flush)
       })
     )
 
@@ -1041,13 +1158,39 @@ export const make = (
 
       subscribe: (filter) => Effect.map(attach(filter, () => undefined), ({ subscription }) => subscription.stream),
 
-      watch: (filter) =>
-        Effect.map(attach(filter, (valid) => registry.list(valid)), ({ filter, snapshot, subscription }) => ({
-          filter,
-          snapshot,
-          seq: subscription.seq,
-          events: subscription.stream
-        })),
+      watch: (options) => {
+        const { fromSeq, ...rest } = options ?? {}
+        if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
+          return Effect.fail(new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${String(fromSeq)}` }))
+        }
+        const filter = options === undefined || (fromSeq !== undefined && Object.keys(rest).length === 0)
+          ? undefined
+          : rest
+        return Effect.flatMap(
+          attach(filter, (valid) => registry.list(valid)),
+          ({ filter, snapshot, subscription }): Effect.Effect<TaskWatch, SnapshotError> => {
+            const watch = { filter, snapshot, seq: subscription.seq, events: subscription.stream }
+            if (fromSeq === undefined || fromSeq === watch.seq) return Effect.succeed(watch)
+            if (fromSeq > watch.seq) {
+              return Effect.fail(
+                new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${watch.seq}` })
+              )
+            }
+            if (durable === undefined) {
+              return Effect.fail(
+                new SnapshotError({
+                  message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
+                })
+              )
+            }
+            // everything up to `seq` is committed before it is read back
+            return Effect.as(syncWrites, {
+              ...watch,
+              events: Stream.concat(replay(durable, fromSeq, watch.seq, filter), watch.events)
+            })
+          }
+        )
+      },
 
       stats: whenOpen(() =>
         Effect.sync(() => {
@@ -1187,8 +1330,112 @@ export const make = (
 
       openSession,
 
-      listTree: (taskId) => whenOpen(() => withTask(taskId, (entry) => Effect.succeed(treeOf(entry))))
+      listTree: (taskId) => whenOpen(() => withTask(taskId, (entry) => Effect.succeed(treeOf(entry)))),
+
+      recovery: whenOpen(() =>
+        Effect.succeed<RecoveryReport>({
+          respawned: [...report.respawned],
+          failed: [...report.failed],
+          cancelled: [...report.cancelled],
+          quarantined: [...report.quarantined]
+        })
+      )
     }
+
+    // -- durability: a call returns once its writes are committed ------------------
+
+    if (journal !== undefined) {
+      const writes = service as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown, unknown>>
+      for (
+        const method of [
+          "register",
+          "update",
+          "complete",
+          "requestCancel",
+          "transfer",
+          "spawnManaged",
+          "registerExternal",
+          "unregisterExternal",
+          "markTerminal",
+          "markLiveState",
+          "cancelManaged",
+          "transferManaged",
+          "cancelAllManaged"
+        ] as const
+      ) {
+        const write = writes[method]!
+        writes[method] = (...args) => Effect.ensuring(write(...args), syncWrites)
+      }
+    }
+
+    // -- recovery -------------------------------------------------------------------
+
+    /**
+     * Re-runs a task a previous process left live, in one step: the record
+     * moves to its next attempt and the handler's body starts (or queues for
+     * a slot), as a retry does.
+     */
+    const respawn = (entry: TaskEntry, handler: RecoveryHandler, now: DateTime.Utc) => {
+      const handle = entry.handle
+      const { attempt } = entry.record
+      const slot: Slot = { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
+      const runsNow = !slots.limited || slots.tryAcquire(slot)
+      registry.update(entry, (record) => ({
+        ...record,
+        state: runsNow ? "running" : "pending",
+        attempt: { ...attempt, attempt: attempt.attempt + 1 }
+      }), now)
+      registry.progress(
+        entry,
+        `recovered after the host stopped: attempt ${attempt.attempt + 2} of ${
+          Option.getOrElse(attempt.maxAttempts, () => 1)
+        }`
+      )
+      const body = Effect.suspend(() => handler(entry.record))
+      const launch: Launch = {
+        run: Effect.scoped(Effect.provideService(body, TaskContext, taskContext(entry, handle.signal!))),
+        timeout: undefined,
+        schedule: retrySchedule,
+        context: layerContext
+      }
+      handle.launch = () => launchTask(entry, launch)
+      if (runsNow) {
+        if (slots.limited) handle.slot = slot
+        handle.launch()
+      } else {
+        slots.enqueue(entry, () =>
+          entry.record.state === "pending" && entry.handle.fiber === undefined
+            ? { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
+            : undefined)
+      }
+    }
+
+    if (storeOptions !== undefined && restoredLive.length > 0) {
+      // newest first: a child is resolved before its parent, as a cancellation would
+      const pending = restoredLive.sort((a, b) => b.order - a.order)
+      yield* internal((now) =>
+        Effect.sync(() => {
+          for (const entry of pending) {
+            if (isTerminal(entry.record.state)) continue
+            const { attempt, producer, state } = entry.record
+            const handler = storeOptions.recovery.get(producer)
+            const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+            if (entry.handle.owner === "host" && state !== "cancel_requested" && handler !== undefined && allowed) {
+              respawn(entry, handler, now)
+              report.respawned.push(entry.record.id)
+            } else if (entry.handle.owner === "external" || state === "cancel_requested") {
+              registry.move(entry, "cancelled", now, { summary: Option.some(stoppedReason) })
+              report.cancelled.push(entry.record.id)
+            } else {
+              registry.move(entry, "failed", now, { summary: Option.some(stoppedReason) })
+              report.failed.push(entry.record.id)
+            }
+          }
+        })
+      )
+    }
+    // the layer is ready once everything it found is resolved, and written
+    yield* syncWrites
 
     /**
      * A cancel request: the live descendants are cancelled first, then the

@@ -9,7 +9,11 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import { TaskKind } from "../BackgroundTask.ts"
-import type { BackgroundTaskHostOptions } from "../BackgroundTaskHost.ts"
+import type {
+  BackgroundTaskHostOptions,
+  BackgroundTaskHostStoreOptions,
+  RecoveryHandler
+} from "../BackgroundTaskHost.ts"
 import { SessionError } from "../PluginError.ts"
 import type { Limits } from "./slots.ts"
 
@@ -92,4 +96,35 @@ export const optionsOf = (options: BackgroundTaskHostOptions) =>
       ? Effect.succeed(options.retry.schedule)
       : Effect.fail(invalidOption("retry.schedule", "a Schedule", "something else")),
     limits: limitsOf(options)
+  })
+
+/** The durable-store options: the lease and the recovery handlers. */
+export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
+  Effect.gen(function*() {
+    const lease = options.lease ?? {}
+    const ttl = yield* durationOption("lease.ttl", lease.ttl, "30 seconds")
+    if (Duration.toMillis(ttl) < 1 || !Duration.isFinite(ttl)) {
+      return yield* Effect.fail(invalidOption("lease.ttl", "a finite duration of at least 1 millisecond", lease.ttl))
+    }
+    const renewEvery = yield* durationOption("lease.renewEvery", lease.renewEvery, Duration.toMillis(ttl) / 3)
+    if (!Duration.isLessThan(renewEvery, ttl) || Duration.toMillis(renewEvery) < 1) {
+      return yield* Effect.fail(
+        invalidOption("lease.renewEvery", "at least 1 millisecond and shorter than lease.ttl", lease.renewEvery)
+      )
+    }
+    const onHeld = lease.onHeld ?? "fail"
+    if (onHeld !== "fail" && onHeld !== "wait") {
+      return yield* Effect.fail(invalidOption("lease.onHeld", "\"fail\" or \"wait\"", onHeld))
+    }
+    if (lease.owner !== undefined && (typeof lease.owner !== "string" || lease.owner.length === 0)) {
+      return yield* Effect.fail(invalidOption("lease.owner", "a non-empty string", lease.owner))
+    }
+    const recovery = new Map<string, RecoveryHandler>()
+    for (const [producer, handler] of Object.entries(options.recovery ?? {})) {
+      if (typeof handler !== "function") {
+        return yield* Effect.fail(invalidOption(`recovery.${producer}`, "a function", typeof handler))
+      }
+      recovery.set(producer, handler)
+    }
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery }
   })

@@ -109,6 +109,11 @@ export interface RegistryOptions<H> {
   readonly maxAgeMillis: number
   /** Called in the step that made a record terminal, after its event. */
   readonly onTerminal?: ((entry: Entry<H>) => void) | undefined
+  /**
+   * Sees every event with the record it is about (none for `Evicted`), in the
+   * step that publishes it: the durable store's write-ahead hook.
+   */
+  readonly journal?: ((event: BackgroundTaskEvent, entry: Entry<H> | undefined) => void) | undefined
 }
 
 /** A `Map` of sets, whose empty sets are removed. */
@@ -132,9 +137,9 @@ class Index<K, H> {
 const empty: ReadonlySet<never> = new Set()
 
 export class Registry<H> {
-  private nextOrder = 0
   private seq = 0
   private readonly publishEvent: (event: BackgroundTaskEvent) => void
+  private readonly journal: ((event: BackgroundTaskEvent, entry: Entry<H> | undefined) => void) | undefined
   private readonly maxTerminal: number
   private readonly maxAgeMillis: number
   private readonly onTerminal: ((entry: Entry<H>) => void) | undefined
@@ -163,6 +168,7 @@ export class Registry<H> {
     this.maxTerminal = options.maxTerminal
     this.maxAgeMillis = options.maxAgeMillis
     this.onTerminal = options.onTerminal
+    this.journal = options.journal
   }
 
   /** The `seq` of the last event published (0 before the first). */
@@ -189,10 +195,10 @@ export class Registry<H> {
     if (replaced !== undefined) this.replace(replaced)
     const seq = ++this.seq
     const record = make(seq)
-    const entry: Entry<H> = { order: this.nextOrder++, record, handle, parent, children: undefined, retained: false }
+    const entry: Entry<H> = { order: seq, record, handle, parent, children: undefined, retained: false }
     if (parent !== undefined) (parent.children ??= new Set()).add(entry)
     this.index(entry)
-    this.publishEvent({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record })
+    this.emit({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record }, entry)
     return Result.succeed(entry)
   }
 
@@ -248,7 +254,7 @@ export class Registry<H> {
     const record = Lifecycle.moveRecord(entry.record, to, now, ++this.seq, options?.summary)
     entry.record = record
     if (isTerminal(to)) this.unindexLive(entry)
-    this.publishEvent(Lifecycle.moveEvent(record, options?.reason ?? Option.none()))
+    this.emit(Lifecycle.moveEvent(record, options?.reason ?? Option.none()), entry)
     if (isTerminal(to)) {
       this.counts[to]++
       this.onTerminal?.(entry)
@@ -260,14 +266,14 @@ export class Registry<H> {
   /** Publishes a `Progress` event for a record; the record does not change. */
   progress(entry: Entry<H>, message: string): void {
     const { record } = entry
-    this.publishEvent({
+    this.emit({
       _tag: "Progress",
       seq: ++this.seq,
       taskId: record.id,
       sessionId: record.scope.sessionId,
       kind: record.kind,
       message
-    })
+    }, entry)
   }
 
   /**
@@ -302,7 +308,7 @@ export class Registry<H> {
       entry.record = record
       this.indexSession(entry)
       moved.push(record)
-      this.publishEvent({
+      this.emit({
         _tag: "Transferred",
         seq,
         taskId: record.id,
@@ -311,7 +317,7 @@ export class Registry<H> {
         scope,
         fromSessionId: from,
         record
-      })
+      }, entry)
     }
     return Result.succeed(moved)
   }
@@ -402,7 +408,7 @@ export class Registry<H> {
   ): BackgroundTaskRecord {
     const record = { ...change(entry.record), updatedAt: now, revision: ++this.seq }
     entry.record = record
-    this.publishEvent({
+    this.emit({
       _tag: "StateChanged",
       seq: record.revision,
       taskId: record.id,
@@ -410,7 +416,7 @@ export class Registry<H> {
       kind: record.kind,
       state: record.state,
       record
-    })
+    }, entry)
     return record
   }
 
@@ -429,19 +435,58 @@ export class Registry<H> {
     }
   }
 
+  /**
+   * Puts back the records a durable store held, before anything runs: no
+   * event is published (they are already in the store's history). `records`
+   * come oldest registration first; `lastSeq` is the store's last event.
+   */
+  restore(
+    records: ReadonlyArray<{ readonly order: number; readonly record: BackgroundTaskRecord; readonly handle: H }>,
+    lastSeq: number
+  ): Array<Entry<H>> {
+    this.seq = Math.max(this.seq, lastSeq)
+    const restored: Array<Entry<H>> = []
+    for (const { handle, order, record } of records) {
+      if (this.live.has(record.id) && !isTerminal(record.state)) continue
+      if (this.sessions.get(record.scope.sessionId)?.has(record.id) === true) continue
+      const entry: Entry<H> = { order, record, handle, parent: undefined, children: undefined, retained: false }
+      this.seq = Math.max(this.seq, record.revision, order)
+      this.index(entry)
+      restored.push(entry)
+    }
+    for (const entry of restored) {
+      const parentId = Option.getOrUndefined(entry.record.parentTaskId)
+      const parent = parentId === undefined || isTerminal(entry.record.state) ? undefined : this.live.get(parentId)
+      if (parent !== undefined && parent !== entry) {
+        entry.parent = parent
+        ;(parent.children ??= new Set()).add(entry)
+      }
+    }
+    const ended = restored.filter((entry) => isTerminal(entry.record.state))
+    ended.sort((a, b) => endOf(a.record) - endOf(b.record) || a.order - b.order)
+    // the outcome counters count what ends in this process
+    for (const entry of ended) this.retire(entry)
+    return restored
+  }
+
   // internal
+
+  private emit(event: BackgroundTaskEvent, entry: Entry<H> | undefined): void {
+    this.publishEvent(event)
+    this.journal?.(event, entry)
+  }
 
   private publishEvicted(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
     if (entries.length === 1) {
       const { record } = entries[0]!
-      this.publishEvent({
+      this.emit({
         _tag: "Evicted",
         seq: ++this.seq,
         sessionId: record.scope.sessionId,
         kind: record.kind,
         taskIds: [record.id],
         reason
-      })
+      }, undefined)
       return
     }
     // one event per (session, kind), in the order of each group's first record
@@ -456,14 +501,14 @@ export class Registry<H> {
       }
     }
     for (const { kind, sessionId, taskIds } of groups.values()) {
-      this.publishEvent({
+      this.emit({
         _tag: "Evicted",
         seq: ++this.seq,
         sessionId,
         kind,
         taskIds: taskIds as [string, ...Array<string>],
         reason
-      })
+      }, undefined)
     }
   }
 

@@ -1,0 +1,164 @@
+/**
+ * Group commit: the host's writes to a durable store.
+ *
+ * The registry hands every event (and the record it carries) to `record`, in
+ * the step that publishes it. Writes collect in the open batch; one writer
+ * fiber commits a batch per transaction, oldest first, so the store always
+ * holds a prefix of the host's history: events without a gap in `seq`. A
+ * caller waits with `sync` for the batch its own writes are in; callers that
+ * arrive while a batch commits share the next one.
+ *
+ * A batch keeps only the latest version of each record: a task registered,
+ * started and ended between two commits is written once.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type { BackgroundTaskEvent } from "../BackgroundTask.ts"
+import {
+  type LeaseHeld,
+  type StoredTask,
+  type TaskOwner,
+  type TaskStoreBatch,
+  TaskStoreError,
+  type TaskStoreService
+} from "../TaskStore.ts"
+import { afterStep } from "./eventHub.ts"
+
+type Change =
+  | { readonly _tag: "Put"; readonly task: StoredTask }
+  | { readonly _tag: "Delete"; readonly sessionId: string; readonly taskId: string }
+
+interface Batch {
+  readonly events: Array<BackgroundTaskEvent>
+  readonly changes: Map<string, Change>
+  /** Completed once the batch is committed; made when the first caller waits. */
+  done: Deferred.Deferred<void, TaskStoreError | LeaseHeld> | undefined
+}
+
+const emptyBatch = (): Batch => ({ events: [], changes: new Map(), done: undefined })
+
+const keyOf = (sessionId: string, taskId: string) => `${sessionId.length}:${sessionId}${taskId}`
+
+export class Journal {
+  private open: Batch = emptyBatch()
+  private committing: Batch | undefined
+  /** Set while the writer waits for work. */
+  private idle: Deferred.Deferred<void> | undefined
+  /** Set once a commit has failed: every later write fails the same way. */
+  private broken: TaskStoreError | LeaseHeld | undefined
+  /** Commits made, and the events they held (for the benchmark and tests). */
+  commits = 0
+
+  private readonly store: TaskStoreService
+  private readonly lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
+
+  constructor(
+    store: TaskStoreService,
+    lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
+  ) {
+    this.store = store
+    this.lease = lease
+  }
+
+  /** Takes one event (and the record it changes) into the open batch; inside a step. */
+  record(event: BackgroundTaskEvent, order: number, owner: TaskOwner | undefined): void {
+    const batch = this.open
+    batch.events.push(event)
+    switch (event._tag) {
+      case "Progress":
+        break
+      case "Evicted":
+        for (const taskId of event.taskIds) {
+          batch.changes.set(keyOf(event.sessionId, taskId), { _tag: "Delete", sessionId: event.sessionId, taskId })
+        }
+        break
+      case "Transferred":
+        batch.changes.set(keyOf(event.fromSessionId, event.taskId), {
+          _tag: "Delete",
+          sessionId: event.fromSessionId,
+          taskId: event.taskId
+        })
+        batch.changes.set(keyOf(event.sessionId, event.taskId), {
+          _tag: "Put",
+          task: { order, owner: owner ?? "caller", record: event.record }
+        })
+        break
+      default:
+        batch.changes.set(keyOf(event.sessionId, event.taskId), {
+          _tag: "Put",
+          task: { order, owner: owner ?? "caller", record: event.record }
+        })
+    }
+    const idle = this.idle
+    if (idle !== undefined) {
+      this.idle = undefined
+      afterStep(() => Deferred.doneUnsafe(idle, Exit.void))
+    }
+  }
+
+  /** Waits until every write made so far is committed; a failed commit is a defect. */
+  readonly sync: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.broken !== undefined) return Effect.die(this.broken)
+    const batch = this.open.events.length > 0 ? this.open : this.committing
+    if (batch === undefined) return Effect.void
+    return Effect.orDie(Deferred.await(batch.done ??= Deferred.makeUnsafe()))
+  })
+
+  /** The writer: commits batch after batch, for as long as the host lives. */
+  readonly run: Effect.Effect<never> = Effect.suspend(() => {
+    if (this.open.events.length > 0) return this.commitOpen
+    const idle = Deferred.makeUnsafe<void>()
+    this.idle = idle
+    return Deferred.await(idle)
+  }).pipe(Effect.forever)
+
+  /** Commits the open batch, if there is one, and waits for it. */
+  private readonly commitOpen: Effect.Effect<void> = Effect.suspend(() => {
+    const batch = this.open
+    if (batch.events.length === 0 || this.broken !== undefined) return Effect.void
+    this.open = emptyBatch()
+    this.committing = batch
+    const write = Effect.flatMap(this.lease, (lease) => this.store.write(toStoreBatch(batch), lease))
+    return write.pipe(
+      // a transaction is all or nothing: a failed one can be tried again
+      Effect.retry({ times: 2, while: (error) => error._tag === "TaskStoreError" }),
+      Effect.exit,
+      Effect.flatMap((exit) =>
+        Effect.sync(() => {
+          this.committing = undefined
+          this.commits++
+          if (Exit.isFailure(exit)) {
+            // nothing more is committed after a batch that was not: the store keeps a prefix
+            const error = Cause.findError(exit.cause)
+            this.broken = error._tag === "Success"
+              ? error.success
+              : new TaskStoreError({ operation: "write", message: Cause.pretty(exit.cause) })
+          }
+          if (batch.done !== undefined) Deferred.doneUnsafe(batch.done, exit)
+        })
+      ),
+      Effect.uninterruptible
+    )
+  })
+
+  /** Waits until the writer has committed everything (at shutdown, after the last step). */
+  readonly flush: Effect.Effect<void> = Effect.suspend(() =>
+    this.open.events.length === 0 && this.committing === undefined
+      ? Effect.void
+      : Effect.andThen(this.sync, this.flush)
+  )
+}
+
+const toStoreBatch = (batch: Batch): TaskStoreBatch => {
+  const puts: Array<StoredTask> = []
+  const deletes: Array<{ readonly sessionId: string; readonly taskId: string }> = []
+  for (const change of batch.changes.values()) {
+    if (change._tag === "Put") puts.push(change.task)
+    else deletes.push(change)
+  }
+  return { events: batch.events, puts, deletes }
+}
