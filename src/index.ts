@@ -71,3 +71,4 @@ export {
 export { TaskContext } from "./TaskContext.ts"
 export { TaskMetrics } from "./TaskMetrics.ts"
 export { TaskView } from "./TaskView.ts"
+export * as NodeSqliteClient from "./NodeSqliteClient.ts"
