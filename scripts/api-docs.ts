@@ -330,7 +330,7 @@ const cancelIfKnown = (taskId: string) =>
   )`
 }
 
-const categories = ["services", "layers", "models", "constructors", "guards", "getters", "filters", "events", "errors"]
+const categories = ["services", "layers", "models", "constructors", "guards", "getters", "filters", "events", "errors", "modules"]
 
 interface Entry {
   readonly name: string
@@ -339,6 +339,8 @@ interface Entry {
   readonly summary: string
   readonly snippet: string
   readonly file: string
+  /** A namespace's exports, with their one-line descriptions. */
+  readonly members: ReadonlyArray<readonly [name: string, summary: string]>
 }
 
 const program = ts.createProgram([join(root, "src", "index.ts")], {
@@ -356,6 +358,7 @@ const moduleSymbol = checker.getSymbolAtLocation(index)!
 
 /** The raw JSDoc of a declaration, without the comment markers. */
 const jsdocOf = (node: ts.Node): string | undefined => {
+  if (ts.isSourceFile(node)) return moduleDocOf(node)
   const holder = ts.isVariableDeclaration(node) ? node.parent.parent : node
   const docs = ts.getJSDocCommentsAndTags(holder).filter(ts.isJSDoc)
   const doc = docs.at(-1)
@@ -363,6 +366,21 @@ const jsdocOf = (node: ts.Node): string | undefined => {
   return doc.getFullText().replace(/^\s*\/\*\*/, "").replace(/\*\/\s*$/, "").split("\n")
     .map((line) => line.replace(/^\s*\* ?/, "")).join("\n").trim()
 }
+
+/** The leading JSDoc of a module file (the one above its imports). */
+const moduleDocOf = (file: ts.SourceFile): string | undefined => {
+  const range = ts.getLeadingCommentRanges(file.text, 0)?.find((r) => file.text.startsWith("/**", r.pos))
+  if (range === undefined) return undefined
+  return file.text.slice(range.pos, range.end).replace(/^\/\*\*/, "").replace(/\*\/$/, "").split("\n")
+    .map((line) => line.replace(/^\s*\* ?/, "")).join("\n").trim()
+}
+
+/** The exports of a namespace export, each with its JSDoc. */
+const membersOf = (symbol: ts.Symbol): Array<readonly [name: string, doc: string]> =>
+  checker.getExportsOfModule(symbol).map((member) => {
+    const doc = (member.declarations ?? []).map(jsdocOf).find((d) => d !== undefined) ?? ""
+    return [member.name, doc] as const
+  })
 
 const firstSentence = (doc: string): string => {
   const paragraph = doc.split(/\n\s*\n/)[0]!.replace(/\s*\n\s*/g, " ").trim()
@@ -377,7 +395,9 @@ const exampleOf = (doc: string): string | undefined => {
 }
 
 const kindOf = (declaration: ts.Declaration): string =>
-  ts.isClassDeclaration(declaration)
+  ts.isSourceFile(declaration)
+    ? "namespace"
+    : ts.isClassDeclaration(declaration)
     ? "class"
     : ts.isInterfaceDeclaration(declaration)
     ? "interface"
@@ -396,14 +416,21 @@ for (const exported of checker.getExportsOfModule(moduleSymbol)) {
   const docs = documented.map(([, doc]) => doc ?? "")
   const summary = docs.map(firstSentence).find((s) => s !== "") ?? ""
   const category = docs.map((doc) => /@category (\w+)/.exec(doc)?.[1]).find((c) => c !== undefined) ?? "models"
-  const snippet = docs.map(exampleOf).find((e) => e !== undefined) ?? snippets[exported.name]
+  const members = declarations.some(ts.isSourceFile) ? membersOf(symbol) : []
+  const memberExample = [...members].sort(([a], [b]) => Number(b === "layer") - Number(a === "layer"))
+    .map(([, doc]) => exampleOf(doc)).find((e) => e !== undefined)
+  const snippet = docs.map(exampleOf).find((e) => e !== undefined) ?? memberExample ?? snippets[exported.name]
+  for (const [name, doc] of members) {
+    if (firstSentence(doc) === "") problems.push(`${exported.name}.${name}: no JSDoc summary`)
+  }
   const kinds = [...new Set(declarations.map(kindOf))]
   if (summary === "") problems.push(`${exported.name}: no JSDoc summary`)
   if (snippet === undefined) problems.push(`${exported.name}: neither a JSDoc example nor a snippet in scripts/api-docs.ts`)
   entries.push({
     name: exported.name,
     kind: kinds.join(" + "),
-    category: categories.includes(category) ? category : "models",
+    category: members.length > 0 ? "modules" : categories.includes(category) ? category : "models",
+    members: members.map(([name, doc]) => [name, firstSentence(doc)] as const),
     summary,
     snippet: snippet ?? "",
     file: declarations[0]?.getSourceFile().fileName.slice(root.length + 1) ?? "?"
@@ -449,6 +476,10 @@ for (const category of categories) {
   lines.push("", `## ${category}`)
   for (const entry of inCategory) {
     lines.push("", `### ${entry.name}`, "", `${entry.kind} · \`${entry.file}\` — ${entry.summary}`, "", "```ts", entry.snippet, "```")
+    if (entry.members.length > 0) {
+      lines.push("", "| export | what it is |", "|---|---|")
+      for (const [name, doc] of entry.members) lines.push(`| \`${entry.name}.${name}\` | ${doc.replaceAll("|", "\\|")} |`)
+    }
     if (entry.name === "BackgroundTaskHostService") {
       lines.push("", "| method | what it does |", "|---|---|")
       for (const [name, doc] of methods) lines.push(`| \`${name}\` | ${doc.replaceAll("|", "\\|")} |`)

@@ -87,3 +87,4 @@ export {
   type TaskStoreSqlOptions
 } from "./TaskStore.ts"
 export { TaskView } from "./TaskView.ts"
+export * as NodeSqliteClient from "./NodeSqliteClient.ts"
