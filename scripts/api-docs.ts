@@ -327,7 +327,117 @@ const cancelIfKnown = (taskId: string) =>
   BackgroundTaskHost.use((host) => host.requestCancel(taskId)).pipe(
     Effect.asVoid,
     Effect.catchTag("TaskNotFound", () => Effect.void)
-  )`
+  )`,
+  BackgroundTaskHostStoreOptions: `import { Effect, Layer } from "effect"
+import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+
+const HostLive = BackgroundTaskHost.layerStore({
+  lease: { ttl: "15 seconds", onHeld: "wait" },
+  recovery: { indexer: (record) => Effect.log(\`re-indexing for \${record.id}\`).pipe(Effect.as("re-indexed")) }
+}).pipe(Layer.provide(TaskStore.layerSql()), Layer.provide(NodeSqliteClient.layer({ filename: "tasks.db" })))`,
+  RecoveryHandler: `import { Effect } from "effect"
+import { type RecoveryHandler, TaskContext } from "effect-task-host"
+
+// re-runs a crawl from where its record says it was
+const resumeCrawl: RecoveryHandler = (record) =>
+  Effect.gen(function*() {
+    const ctx = yield* TaskContext
+    yield* ctx.progress(\`resuming \${record.id} (attempt \${record.attempt.attempt})\`)
+    return "crawled"
+  })`,
+  RecoveryReport: `import { Effect } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+const logRecovery = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  const { failed, quarantined, respawned } = yield* host.recovery
+  yield* Effect.log(\`re-spawned \${respawned.length}, failed \${failed.length}, quarantined \${quarantined.length}\`)
+})`,
+  WatchOptions: `import { Effect, Stream } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+// a reader that stored the last seq it handled resumes after a restart
+const resume = (lastSeen: number) =>
+  Effect.gen(function*() {
+    const host = yield* BackgroundTaskHost
+    const watched = yield* host.watch({ sessionId: "s-1", fromSeq: lastSeen })
+    yield* Stream.runForEach(watched.events, (event) => Effect.log(event._tag))
+  }).pipe(Effect.scoped)`,
+  CorruptRecord: `import { Effect } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+const reportCorruption = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  const { quarantined } = yield* host.recovery
+  for (const error of quarantined) yield* Effect.logWarning(\`\${error.table} row \${error.key}: \${error.message}\`)
+})`,
+  LeaseHeld: `import { Effect, Layer } from "effect"
+import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+
+const HostLive = BackgroundTaskHost.layerStore().pipe(
+  Layer.provide(TaskStore.layerSql()),
+  Layer.provide(NodeSqliteClient.layer({ filename: "tasks.db" }))
+)
+const program = BackgroundTaskHost.use((host) => host.stats).pipe(
+  Effect.provide(HostLive),
+  Effect.catchTag("LeaseHeld", (held) => Effect.logError(\`another host runs these tasks: \${held.holder}\`))
+)`,
+  StoredState: `import { Effect } from "effect"
+import { TaskStore } from "effect-task-host"
+
+const countStored = Effect.gen(function*() {
+  const store = yield* TaskStore
+  const { lastSeq, tasks } = yield* store.load
+  return { tasks: tasks.length, lastSeq }
+})`,
+  StoredTask: `import type { StoredTask } from "effect-task-host"
+
+const liveManaged = (tasks: ReadonlyArray<StoredTask>) =>
+  tasks.filter((task) => task.owner === "host" && task.record.completedAt._tag === "None")`,
+  TaskOwner: `import type { TaskOwner } from "effect-task-host"
+
+const describeOwner = (owner: TaskOwner) =>
+  owner === "host" ? "a managed fiber" : owner === "external" ? "work run elsewhere" : "a registered record"`,
+  TaskStoreBatch: `import { Effect, Layer } from "effect"
+import { TaskStore, type TaskStoreBatch } from "effect-task-host"
+
+// a store that counts its commits (as the tests do)
+let commits = 0
+const Counting = Layer.effect(
+  TaskStore,
+  Effect.gen(function*() {
+    const store = yield* TaskStore
+    return {
+      ...store,
+      write: (batch: TaskStoreBatch, lease: Parameters<typeof store.write>[1]) => {
+        commits++
+        return store.write(batch, lease)
+      }
+    }
+  })
+)`,
+  TaskStoreError: `import { Effect, Layer } from "effect"
+import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+
+const HostLive = BackgroundTaskHost.layerStore().pipe(
+  Layer.provide(TaskStore.layerSql({ tablePrefix: "agent_" })),
+  Layer.provide(NodeSqliteClient.layer({ filename: "tasks.db" }))
+)
+const program = BackgroundTaskHost.use((host) => host.stats).pipe(
+  Effect.provide(HostLive),
+  Effect.catchTag("TaskStoreError", (error) => Effect.logError(\`\${error.operation}: \${error.message}\`))
+)`,
+  TaskStoreService: `import { Effect } from "effect"
+import { TaskStore } from "effect-task-host"
+
+const isDurable = Effect.gen(function*() {
+  const store = yield* TaskStore
+  return store.durable
+})`,
+  TaskStoreSqlOptions: `import { TaskStore } from "effect-task-host"
+
+// two applications in one database, each with its own tables
+const StoreLive = TaskStore.layerSql({ tablePrefix: "billing_tasks_" })`
 }
 
 const categories = ["services", "layers", "models", "constructors", "guards", "getters", "filters", "events", "errors", "modules"]
