@@ -17,10 +17,14 @@
  *   npm start                       (or: npm exec -- node examples/agent-session.ts)
  *   npm start -- --speed 0.5        half speed
  *   npm start -- --json | head      JSON lines, in the host's wire form
+ *   npm start -- --store sqlite:demo.db
+ *                                   records in a SQLite file: a second run
+ *                                   starts with the first one's, and a run
+ *                                   killed part-way has its live tasks resolved
  *   npm start -- --help
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Deferred, Duration, Effect, Fiber, Option, Ref, type Scope } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Option, Ref, type Scope } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   BackgroundTaskHost,
@@ -28,8 +32,10 @@ import {
   type BackgroundTaskRecord,
   InvokeError,
   isTerminal,
+  NodeSqliteClient,
   TaskContext,
-  type TaskRegistration
+  type TaskRegistration,
+  TaskStore
 } from "../src/index.ts"
 import * as View from "./internal/view.ts"
 
@@ -38,7 +44,32 @@ interface Config {
   readonly tasks: number
   readonly speed: number
   readonly json: boolean
+  /** `memory`, or `sqlite:<file>`. */
+  readonly store: string
 }
+
+/** The host: in memory, or on a SQLite file (its records outlive the run). */
+const hostLayer = (store: string) => {
+  if (!store.startsWith("sqlite:")) return BackgroundTaskHost.layer
+  return BackgroundTaskHost.layerStore({ lease: { ttl: "5 seconds", onHeld: "wait" } }).pipe(
+    Layer.provide(TaskStore.layerSql()),
+    Layer.provide(NodeSqliteClient.layer({ filename: store.slice("sqlite:".length) }))
+  )
+}
+
+/** On a durable store: what the run found from earlier runs. */
+const storeNotice = (config: Config, view: View.View) =>
+  Effect.gen(function*() {
+    if (config.store === "memory") return
+    const host = yield* BackgroundTaskHost
+    const { cancelled, failed, quarantined, respawned } = yield* host.recovery
+    const stats = yield* host.stats
+    yield* view.notice(
+      `store ${config.store}: ${stats.retained + stats.live} records and ${stats.seq} events from earlier runs; ` +
+        `left live by a run that did not finish: ${failed.length} failed, ${cancelled.length} cancelled, ` +
+        `${respawned.length} re-spawned` + (quarantined.length > 0 ? `; ${quarantined.length} corrupt rows quarantined` : "")
+    )
+  })
 
 // -----------------------------------------------------------------------------
 // simulated time: one tick is 150 ms at --speed 1
@@ -267,12 +298,13 @@ const run = (config: Config) =>
       const host = yield* BackgroundTaskHost
       const items = yield* View.feed(host) // live before the first task starts
       yield* Ref.set(renderer, Option.some(yield* Effect.forkScoped(view.run(items))))
+      yield* storeNotice(config, view)
       yield* scenario(config, view)
     }).pipe(
       interrupted(view),
       // closing the host (at the end, or on Ctrl-C) cancels every live task
       // through its policy, publishes their events and ends the feed
-      Effect.provide(BackgroundTaskHost.layer),
+      Effect.provide(hostLayer(config.store)),
       // then the view has seen every event: draw the last frame, print the summary
       Effect.ensuring(Effect.gen(function*() {
         const fiber = yield* Ref.get(renderer)
@@ -308,6 +340,16 @@ const command = Command.make("agent-session", {
   json: Flag.Boolean("json").pipe(
     Flag.withDefault(false),
     Flag.withDescription("print every event as a JSON line (the host's snake_case wire form)")
+  ),
+  store: Flag.String("store").pipe(
+    Flag.withDefault("memory"),
+    Flag.filter(
+      (store) => store === "memory" || (store.startsWith("sqlite:") && store.length > "sqlite:".length),
+      (store) => `--store must be memory or sqlite:<file>, got ${store}`
+    ),
+    Flag.withDescription(
+      "where task records live: memory (default), or sqlite:<file>, durable: a later run starts with them"
+    )
   )
 }, run).pipe(Command.withDescription(
   "A simulated agent runtime on effect-task-host: sessions, monitors, subagents and observers, " +
