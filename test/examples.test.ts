@@ -2,9 +2,11 @@
  * The examples are programs: run each one as a child process (with the Node
  * that runs vitest, Node 24, which strips types) and check what it prints.
  */
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
-import { readdirSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { BackgroundTaskEvent } from "../src/index.ts"
 import { describeEnd, type Ended, parseTable, printable, runNode, start } from "./utils/child.ts"
 
@@ -354,7 +356,7 @@ describe("examples", () => {
     it("--help describes the flags", async () => {
       const run = await runExample("agent-session", ["--help"])
       assert.strictEqual(run.code, 0, describeRun(run))
-      for (const flag of ["--sessions", "--tasks", "--speed", "--json"]) assert.include(run.stdout, flag)
+      for (const flag of ["--sessions", "--tasks", "--speed", "--json", "--store"]) assert.include(run.stdout, flag)
       assert.include(run.stdout, "Ctrl-C")
     }, 30_000)
 
@@ -365,7 +367,8 @@ describe("examples", () => {
         [["--speed", "0"], "--speed must be between 0.01 and 100, got 0"],
         [["--speed", "fast"], "Invalid value for flag --speed"],
         [["--sessions", "two"], "Invalid value for flag --sessions"],
-        [["--store", "sqlite:x.db"], "Unrecognized flag: --store"]
+        [["--store", "mysql:x.db"], "--store must be memory or sqlite:<file>, got mysql:x.db"],
+        [["--store", "sqlite:"], "--store must be memory or sqlite:<file>, got sqlite:"]
       ] as const
     ) {
       it(`rejects ${args.join(" ")} with a clear message and exit code 1`, async () => {
@@ -375,6 +378,55 @@ describe("examples", () => {
         assert.notInclude(run.stdout, "registered", "nothing ran")
       }, 30_000)
     }
+
+    describe("--store sqlite:<file>", () => {
+      const dir = mkdtempSync(join(tmpdir(), "eth-demo-"))
+      afterAll(() => rmSync(dir, { recursive: true, force: true }))
+      const noticeOf = (run: Ended) => eventLines(run).find((line) => line.startsWith("store sqlite:"))
+
+      it("keeps the records: a second run starts with the first one's", async () => {
+        const store = `sqlite:${join(dir, "twice.db")}`
+        const first = await runExample("agent-session", ["--store", store, "--speed", "5"])
+        assert.strictEqual(first.code, 0, describeRun(first))
+        assert.strictEqual(
+          noticeOf(first),
+          `store ${store}: 0 records and 0 events from earlier runs; ` +
+            "left live by a run that did not finish: 0 failed, 0 cancelled, 0 re-spawned"
+        )
+        const firstRows = summaryOf(first)
+        const second = await runExample("agent-session", ["--store", store, "--speed", "5"])
+        assert.strictEqual(second.code, 0, describeRun(second))
+        const notice = noticeOf(second) ?? ""
+        const found = /^store .*: (\d+) records and (\d+) events from earlier runs; left live by a run that did not finish: 0 failed, 0 cancelled, 0 re-spawned$/
+          .exec(notice)
+        assert.isNotNull(found, describeRun(second))
+        assert.strictEqual(Number(found![1]), firstRows.length, "every record of the first run")
+        assert.isAbove(Number(found![2]), firstRows.length)
+        // the same tasks, ending the same way
+        assert.deepStrictEqual(cells(summaryOf(second), "task", "state"), cells(firstRows, "task", "state"))
+      }, 60_000)
+
+      it("resolves what a run killed part-way left live, before the next run starts", async () => {
+        const store = `sqlite:${join(dir, "killed.db")}`
+        const running = start(process.execPath, ["examples/agent-session.ts", "--store", store, "--speed", "0.05"], {
+          env
+        })
+        await running.waitFor("every task of session 1", (out) => out.includes("progress job-1.2: indexing shard (1/4)"))
+        running.kill("SIGKILL")
+        const killed = await running.ended
+        assert.strictEqual(killed.signal, "SIGKILL")
+        // the next run waits for the dead run's lease (5 s) to expire
+        const next = await runExample("agent-session", ["--store", store, "--speed", "5"], 40_000)
+        assert.strictEqual(next.code, 0, describeRun(next))
+        // the monitor, the observer, the test run and the two jobs were
+        // managed: failed; the two subagents were external: cancelled
+        assert.match(
+          noticeOf(next) ?? "",
+          /: 7 records and \d+ events from earlier runs; left live by a run that did not finish: 5 failed, 2 cancelled, 0 re-spawned$/,
+          describeRun(next)
+        )
+      }, 60_000)
+    })
 
     it("SIGINT cancels the live tasks, prints the summary and exits with code 130", async () => {
       // slowed down so the run is far from its end when the signal arrives
