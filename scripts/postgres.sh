@@ -7,7 +7,8 @@
 #                                     accepts connections; print `export PG...=...` for `eval`
 #   scripts/postgres.sh stop [DIR]    stop the cluster and delete what `start` created in DIR
 #                                     (DIR defaults to $PG_CLUSTER_DIR, which `start` exports)
-#   scripts/postgres.sh bindir        print the directory of the PostgreSQL binaries; exit 1 if none
+#   scripts/postgres.sh bindir        print the directory of the PostgreSQL binaries ($PG_BINDIR, else
+#                                     /usr/lib/postgresql/*/bin, else initdb's on PATH); exit 1 if none
 #
 # `eval "$(scripts/postgres.sh start)"` sets PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE (the
 # libpq names, read by psql and by the tests) and PG_CLUSTER_DIR. The user may create databases
@@ -28,7 +29,7 @@ pending_created=""
 log() { printf 'postgres.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-# The newest /usr/lib/postgresql/*/bin (Debian), else $PG_BINDIR, else initdb on PATH.
+# $PG_BINDIR if set, else the newest /usr/lib/postgresql/*/bin (Debian), else where initdb on PATH is.
 bindir() {
   if [[ -n "${PG_BINDIR:-}" ]]; then
     [[ -x "$PG_BINDIR/initdb" ]] || die "PG_BINDIR=$PG_BINDIR has no initdb"
@@ -220,7 +221,7 @@ stop() {
 }
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
