@@ -37,6 +37,8 @@ export class Subscription {
   /** `undefined`: every event. */
   readonly filter: TaskFilter | undefined
   readonly capacity: number
+  /** Events up to this `seq` are not this subscriber's (they came before it). */
+  readonly after: number
   /**
    * The buffered events: a plain array while it holds fewer than `capacity`;
    * once full, a ring whose oldest event is at `start` (each new event
@@ -48,11 +50,12 @@ export class Subscription {
   private ended = false
   private wake: ((effect: Effect.Effect<void>) => void) | undefined = undefined
 
-  constructor(filter: TaskFilter | undefined, capacity: number) {
+  constructor(filter: TaskFilter | undefined, capacity: number, after: number) {
     this.filter = filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
       ? undefined
       : filter
     this.capacity = capacity
+    this.after = after
   }
 
   push(event: BackgroundTaskEvent): void {
@@ -133,14 +136,19 @@ export class EventHub {
   /** Publishes one event; never waits. Call it only from a synchronous step. */
   publish(event: BackgroundTaskEvent): void {
     for (const subscriber of this.subscribers) {
+      if (event.seq <= subscriber.after) continue
       if (subscriber.filter === undefined || matchesEvent(subscriber.filter, event)) subscriber.push(event)
     }
   }
 
-  /** A new subscriber, live from now; `undefined` once the hub has closed. */
-  attach(filter: TaskFilter | undefined): Subscription | undefined {
+  /**
+   * A new subscriber, for the events after `after` (the registry's last
+   * `seq`: with a durable store, events reach the hub once committed, so
+   * some up to `after` may still come); `undefined` once the hub has closed.
+   */
+  attach(filter: TaskFilter | undefined, after = 0): Subscription | undefined {
     if (this.closed) return undefined
-    const subscriber = new Subscription(filter, this.capacity)
+    const subscriber = new Subscription(filter, this.capacity, after)
     this.subscribers.add(subscriber)
     return subscriber
   }

@@ -167,7 +167,10 @@ export const makeWith = (
     const leaseTtl = storeOptions === undefined ? 0 : Duration.toMillis(storeOptions.ttl)
     const journal = durable === undefined ? undefined : new Journal(
       durable,
-      Effect.map(Clock.currentTimeMillis, (now) => ({ owner: leaseOwner, expiresAt: now + leaseTtl }))
+      Effect.map(Clock.currentTimeMillis, (now) => ({ owner: leaseOwner, expiresAt: now + leaseTtl })),
+      (events) => {
+        for (const event of events) hub.publish(event)
+      }
     )
     const syncWrites = journal === undefined ? Effect.void : journal.sync
     const layerContext = yield* Effect.context<never>()
@@ -176,7 +179,8 @@ export const makeWith = (
     const maxAgeMillis = Duration.toMillis(maxAge)
     const slots = new Slots<TaskEntry>(limits)
     const registry = new Registry<Control>({
-      publish: (event) => hub.publish(event),
+      // with a durable store, events reach subscribers once committed (the journal publishes them)
+      publish: journal === undefined ? (event) => hub.publish(event) : () => {},
       maxTerminal,
       maxAgeMillis,
       onTerminal: (entry) => ended(entry),
@@ -978,11 +982,12 @@ export const makeWith = (
         yield* internal((now) =>
           Effect.sync(() => {
             for (const entry of registry.liveEntries()) markCancelled(entry, now)
-            hub.close()
           })
         )
         yield* Ref.set<HostState>(state, { _tag: "Closed" })
+        // the last events reach subscribers once committed; then their streams end
         if (journal !== undefined) yield* Effect.exit(journal.flush)
+        hub.close()
       })
     )
 
@@ -1007,7 +1012,7 @@ export const makeWith = (
       Effect.flatMap(filterOf(filter), (valid) =>
         Effect.acquireRelease(
           whenOpen(() => {
-            const subscription = hub.attach(valid)
+            const subscription = hub.attach(valid, registry.lastSeq)
             if (subscription === undefined) return Effect.fail(closedError)
             return Effect.succeed({
               filter: valid,

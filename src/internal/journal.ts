@@ -2,7 +2,8 @@
  * Group commit: the host's writes to a durable store.
  *
  * The registry hands every event (and the record it carries) to `record`, in
- * the step that publishes it. Writes collect in the open batch; one writer
+ * the step that makes it. Subscribers get the events of a batch once it is
+ * committed: an event a reader has seen is never lost to a crash. Writes collect in the open batch; one writer
  * fiber commits a batch per transaction, oldest first, so the store always
  * holds a prefix of the host's history: events without a gap in `seq`. A
  * caller waits with `sync` for the batch its own writes are in; callers that
@@ -55,13 +56,20 @@ export class Journal {
 
   private readonly store: TaskStoreService
   private readonly lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
+  private readonly committed: (events: ReadonlyArray<BackgroundTaskEvent>) => void
 
+  /**
+   * `lease` says which lease each commit checks and renews; `committed` gets
+   * each committed batch's events, in order (the host publishes them then).
+   */
   constructor(
     store: TaskStoreService,
-    lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
+    lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>,
+    committed: (events: ReadonlyArray<BackgroundTaskEvent>) => void
   ) {
     this.store = store
     this.lease = lease
+    this.committed = committed
   }
 
   /** Takes one event (and the record it changes) into the open batch; inside a step. */
@@ -137,6 +145,8 @@ export class Journal {
             this.broken = error._tag === "Success"
               ? error.success
               : new TaskStoreError({ operation: "write", message: Cause.pretty(exit.cause) })
+          } else {
+            this.committed(batch.events)
           }
           if (batch.done !== undefined) Deferred.doneUnsafe(batch.done, exit)
         })

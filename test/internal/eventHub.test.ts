@@ -29,6 +29,16 @@ const readUntil = (stream: Stream.Stream<SubscriptionEvent>, last: number) =>
   )
 
 describe("EventHub", () => {
+  it.effect("a subscriber attached after seq n never gets events up to n, even published later", () =>
+    Effect.gen(function*() {
+      const hub = new EventHub(16)
+      // a durable host publishes a batch once committed: seq 3..5 may arrive after a watch at seq 5
+      const subscription = hub.attach(undefined, 5)!
+      const reader = yield* Effect.forkChild(readUntil(subscription.stream, 8))
+      for (const seq of range(3, 8)) hub.publish(progress(seq))
+      assert.deepStrictEqual(seqs(yield* Fiber.join(reader)), [6, 7, 8])
+    }))
+
   it.effect("a reader that keeps up gets every event, in order, without Lagged", () =>
     Effect.gen(function*() {
       const hub = new EventHub(4)
