@@ -196,6 +196,30 @@ describe("examples", () => {
     ])
   }, 30_000)
 
+  it("durable resolves what a killed process left live: crawls re-run once, the rest ended with the reason", async () => {
+    const run = await runDefault("durable")
+    assert.strictEqual(run.code, 0, describeRun(run))
+    assert.include(run.lines, "process 1 was killed with SIGKILL while its tasks ran")
+    const started = run.lines.find((line) => line.startsWith("process 2 started:")) ?? ""
+    const respawned = /re-spawned ([^;]*);/.exec(started)?.[1]?.split(", ").sort()
+    assert.deepStrictEqual(respawned, ["a.example", "b.example"], describeRun(run))
+    assert.include(started, "failed monitor; cancelled build")
+    const rows = run.lines.filter((line) => line.startsWith("  ")).map((line) => line.trim().split(/\s{2,}|\s(?=attempt)/))
+    assert.deepStrictEqual(rows.map((row) => row.join("|")).sort(), [
+      "a.example|completed|attempt 1|crawled a.example",
+      "b.example|completed|attempt 1|crawled b.example",
+      "build|cancelled|attempt 0|host stopped before the task finished",
+      "monitor|failed|attempt 0|host stopped before the task finished",
+      "quick|completed|attempt 0|done"
+    ], describeRun(run))
+    // process 1: 5 Registered + quick's Completed; process 2: 1 cancelled + 2 × (StateChanged, Progress)
+    // + 1 failed + 2 × (Progress, Completed) from the crawls
+    const history = /^events stored: (\d+), replayed from seq 0: (.*)$/.exec(run.lines.find((l) => l.startsWith("events stored")) ?? "")
+    assert.isNotNull(history, describeRun(run))
+    assert.strictEqual(Number(history![1]), 16)
+    assert.strictEqual(history![2]!.split(" ").length, 16, "every stored event is replayed")
+  }, 30_000)
+
   it("testing runs its TestClock tests, each on a fresh host", async () => {
     const run = await runDefault("testing")
     assert.strictEqual(run.code, 0, describeRun(run))
