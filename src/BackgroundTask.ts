@@ -716,7 +716,9 @@ export const TaskStats = Schema.Struct({
   /** Fibers the host runs now: managed tasks, hidden tasks, timers. */
   fibers: Count,
   /** Managed tasks waiting in `pending` for a concurrency slot. */
-  queued: Count
+  queued: Count,
+  /** Transactions committed to a durable store (each holds every write made while the one before committed); 0 in memory. */
+  commits: Count
 })
 
 /**

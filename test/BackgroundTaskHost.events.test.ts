@@ -351,7 +351,8 @@ describe("BackgroundTaskHost events (issue 3)", () => {
             evicted: 19,
             subscribers: 0,
             fibers: 1,
-            queued: 0
+            queued: 0,
+            commits: 0
           }
         )
       }))

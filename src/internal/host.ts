@@ -1203,7 +1203,12 @@ export const makeWith = (
           for (const entry of registry.liveEntries()) {
             if (entry.handle.owner === "host" && entry.handle.launch !== undefined) queued++
           }
-          return registry.stats(hub.subscriberCount, managed.size + timers.size + hidden.fibers().length, queued)
+          return registry.stats(
+            hub.subscriberCount,
+            managed.size + timers.size + hidden.fibers().length,
+            queued,
+            journal?.commits ?? 0
+          )
         })
       ),
 

@@ -51,7 +51,7 @@ export class Journal {
   private idle: Deferred.Deferred<void> | undefined
   /** Set once a commit has failed: every later write fails the same way. */
   private broken: TaskStoreError | LeaseHeld | undefined
-  /** Commits made, and the events they held (for the benchmark and tests). */
+  /** Transactions committed (`stats.commits`). */
   commits = 0
 
   private readonly store: TaskStoreService
@@ -138,7 +138,6 @@ export class Journal {
       Effect.flatMap((exit) =>
         Effect.sync(() => {
           this.committing = undefined
-          this.commits++
           if (Exit.isFailure(exit)) {
             // nothing more is committed after a batch that was not: the store keeps a prefix
             const error = Cause.findError(exit.cause)
@@ -146,6 +145,7 @@ export class Journal {
               ? error.success
               : new TaskStoreError({ operation: "write", message: Cause.pretty(exit.cause) })
           } else {
+            this.commits++
             this.committed(batch.events)
           }
           if (batch.done !== undefined) Deferred.doneUnsafe(batch.done, exit)

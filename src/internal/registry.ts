@@ -420,7 +420,7 @@ export class Registry<H> {
     return record
   }
 
-  stats(subscribers: number, fibers: number, queued: number): TaskStats {
+  stats(subscribers: number, fibers: number, queued: number, commits: number): TaskStats {
     return {
       seq: this.seq,
       live: this.live.size,
@@ -431,7 +431,8 @@ export class Registry<H> {
       evicted: this.counts.evicted,
       subscribers,
       fibers,
-      queued
+      queued,
+      commits
     }
   }
 
