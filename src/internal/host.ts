@@ -1023,6 +1023,24 @@ export const makeWith = (
           ({ subscription }) => Effect.sync(() => hub.detach(subscription.handle))
         ))
 
+    /**
+     * Launches a managed task now, in the slot it holds (`slot`), or queues
+     * it until one frees (`slot` undefined); inside a step.
+     */
+    const startOrQueue = (entry: TaskEntry, launch: Launch, slot: Slot | undefined) => {
+      const handle = entry.handle
+      handle.launch = () => launchTask(entry, launch)
+      if (slot !== undefined) {
+        if (slots.limited) handle.slot = slot
+        handle.launch()
+      } else {
+        slots.enqueue(entry, () =>
+          entry.record.state === "pending" && entry.handle.fiber === undefined
+            ? { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
+            : undefined)
+      }
+    }
+
     const spawnManaged = <A, E, R>(
       sessionId: string,
       spec: TaskRegistration,
@@ -1053,16 +1071,7 @@ export const makeWith = (
               schedule: valid.retry ?? retrySchedule,
               context
             }
-            handle.launch = () => launchTask(entry, launch)
-            if (runsNow) {
-              if (slots.limited) handle.slot = slot
-              handle.launch()
-            } else {
-              slots.enqueue(entry, () =>
-                entry.record.state === "pending" && entry.handle.fiber === undefined
-                  ? { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
-                  : undefined)
-            }
+            startOrQueue(entry, launch, runsNow ? slot : undefined)
             return Effect.succeed(entry.record)
           }
         )
@@ -1408,16 +1417,7 @@ export const makeWith = (
         schedule: retrySchedule,
         context: layerContext
       }
-      handle.launch = () => launchTask(entry, launch)
-      if (runsNow) {
-        if (slots.limited) handle.slot = slot
-        handle.launch()
-      } else {
-        slots.enqueue(entry, () =>
-          entry.record.state === "pending" && entry.handle.fiber === undefined
-            ? { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
-            : undefined)
-      }
+      startOrQueue(entry, launch, runsNow ? slot : undefined)
     }
 
     if (storeOptions !== undefined && restoredLive.length > 0) {
