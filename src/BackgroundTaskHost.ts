@@ -273,7 +273,8 @@ export interface WatchOptions extends TaskFilter {
 
 /**
  * Re-runs a task that a previous process left live: given its record as it
- * was stored, returns the task's body (as for `spawnManaged`).
+ * was stored, returns the task's body (as for `spawnManaged`). It is called
+ * once; its effect runs again for each later attempt.
  *
  * @category models
  * @since 0.3.0
@@ -312,7 +313,8 @@ export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOption
    * is re-spawned by its producer's handler, with `attempt + 1` and the same
    * idempotency key, when its attempts allow one more (`attempt + 1 <
    * maxAttempts`); otherwise it ends `failed` with "host stopped before the
-   * task finished". External tasks end `cancelled` with that reason.
+   * task finished". External tasks, tasks being cancelled, and tasks whose
+   * live parent does not re-run end `cancelled` with that reason.
    */
   readonly recovery?: { readonly [producer: string]: RecoveryHandler } | undefined
   /**

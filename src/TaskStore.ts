@@ -270,7 +270,11 @@ const causeMessage = (cause: unknown): string => {
 const storeError = (operation: string) => (cause: unknown) =>
   new TaskStoreError({ operation, message: causeMessage(cause) })
 
-/** An integer column: PostgreSQL's `bigint` arrives as a string. */
+/** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
+const rowText = (row: object): string =>
+  JSON.stringify(row, (_, value) => typeof value === "bigint" ? value.toString() : value)
+
+/** An integer column: PostgreSQL's `bigint` arrives as a string or a `BigInt`. */
 const int = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 interface TaskRow {
@@ -391,7 +395,7 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
         const corrupt = (message: string) =>
           bad.push({
             key: row.task_key,
-            data: JSON.stringify(row),
+            data: rowText(row),
             error: new CorruptRecord({ table: `${prefix}tasks`, key: row.task_key, message })
           })
         const decoded = decodeRecord(row.record)
@@ -448,7 +452,7 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
             : `the event does not decode: ${causeMessage(squash(event))}`
           bad.push({
             key: String(seq),
-            data: JSON.stringify(row),
+            data: rowText(row),
             error: new CorruptRecord({ table: `${prefix}events`, key: String(seq), message })
           })
         }

@@ -261,17 +261,30 @@ const byKey = (records: Iterable<BackgroundTaskRecord>) => new Map(Array.from(re
 type Resolution = "respawned" | "failed" | "cancelled"
 
 /**
- * What recovery must do with a task left live: re-run a host-owned task
+ * What recovery must do with the tasks left live: re-run a host-owned task
  * whose producer has a handler ("recoverable" here) and whose attempts allow
- * one more, unless it was being cancelled; cancel external and
- * `cancel_requested` ones; fail the rest.
+ * one more, unless it was being cancelled or its live parent does not re-run
+ * (a parent that ends takes its children with it); cancel external and
+ * `cancel_requested` ones and the children of a parent that does not re-run;
+ * fail the rest.
  */
-const resolutionOf = ({ owner, record }: StoredTask): Resolution => {
-  const { attempt, producer, state } = record
-  const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
-  if (owner === "host" && state !== "cancel_requested" && producer === "recoverable" && allowed) return "respawned"
-  if (owner === "external" || state === "cancel_requested") return "cancelled"
-  return "failed"
+const resolutions = (live: ReadonlyArray<StoredTask>): ((task: StoredTask) => Resolution) => {
+  const fates = new Map<string, Resolution>()
+  for (const { owner, record } of [...live].sort((a, b) => a.order - b.order)) {
+    const { attempt, producer, state } = record
+    const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+    const parent = Option.getOrUndefined(record.parentTaskId)
+    const parentFate = parent === undefined ? "respawned" : fates.get(parent) ?? "respawned"
+    fates.set(
+      record.id,
+      owner === "external" || state === "cancel_requested" || parentFate !== "respawned"
+        ? "cancelled"
+        : owner === "host" && producer === "recoverable" && allowed
+        ? "respawned"
+        : "failed"
+    )
+  }
+  return (task) => fates.get(task.record.id)!
 }
 
 const ownerOf = (task: PlannedTask): Owner =>
@@ -344,6 +357,7 @@ const checkRecovery = (run: ChildRun) =>
     assert.deepStrictEqual(sorted(registered), sorted(stored.keys()))
 
     const live = before.filter((task) => !isTerminal(task.record.state))
+    const resolutionOf = resolutions(live)
     const expected: Record<Resolution, Array<string>> = { respawned: [], failed: [], cancelled: [] }
     for (const task of live) expected[resolutionOf(task)].push(task.record.id)
     // the crash caught every kind of live task the rule distinguishes
@@ -352,6 +366,14 @@ const checkRecovery = (run: ChildRun) =>
     assert.isAbove(count((t) => resolutionOf(t) === "respawned" && t.record.state === "waiting"), 0)
     assert.isAbove(count((t) => resolutionOf(t) === "respawned" && t.record.state === "pending"), 0)
     assert.isAbove(count((t) => resolutionOf(t) === "respawned" && Option.isSome(t.record.parentTaskId)), 0)
+    // a task that could re-run, under a parent that does not: cancelled with it
+    assert.isAbove(
+      count((t) =>
+        resolutionOf(t) === "cancelled" && t.owner === "host" && t.record.producer === "recoverable" &&
+        t.record.state !== "cancel_requested"
+      ),
+      0
+    )
     assert.isAbove(count((t) => t.owner === "host" && t.record.producer === "recoverable" && resolutionOf(t) === "failed"), 0)
     assert.isAbove(count((t) => t.owner === "host" && t.record.attempt.attempt === 1), 0)
     assert.isAbove(count((t) => t.owner === "host" && t.record.producer === "once"), 0)
@@ -452,7 +474,7 @@ const checkRecovery = (run: ChildRun) =>
       assert.deepStrictEqual(post.parentTaskId, pre.parentTaskId, pre.id)
       switch (resolutionOf(task)) {
         case "respawned":
-          assert.deepStrictEqual(calls.get(pre.id), [pre.attempt.attempt + 1], `${pre.id}: one handler call, with the next attempt`)
+          assert.deepStrictEqual(calls.get(pre.id), [pre.attempt.attempt], `${pre.id}: one handler call, with the stored record`)
           assert.strictEqual(post.state, "completed", pre.id)
           assert.deepStrictEqual(post.result, Option.some({ summary: Option.some("recovered") }), pre.id)
           assert.deepStrictEqual(post.attempt, { ...pre.attempt, attempt: pre.attempt.attempt + 1 }, pre.id)

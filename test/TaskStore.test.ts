@@ -496,7 +496,7 @@ describe("TaskStore.layerMemory", () => {
 // Bugs in src/ that these tests found: each test below fails until src/ is
 // fixed. (It also fails "rows that no longer decode (PostgreSQL)" above.)
 
-describe("src bugs found by these tests (each fails until src/ is fixed)", () => {
+describe("fixed bugs these tests found", () => {
   describePg("on PostgreSQL a row that no longer decodes can be quarantined (its bigint columns arrive as BigInt)", (it) => {
     it.effect("load quarantines a corrupt record row instead of dying with \"Do not know how to serialize a BigInt\"", () =>
       Effect.gen(function*() {

@@ -144,8 +144,23 @@ const replay = (
         Effect.forEach(quarantined, (error) => Effect.logWarning(`quarantined a stored event: ${error.message}`, error))
       ),
       Effect.map(({ events, lastRead, quarantined }) => {
-        const out: Array<SubscriptionEvent> = events.filter((event) => matchesEvent(filter, event))
-        if (quarantined.length > 0) out.push({ _tag: "Lagged", skipped: quarantined.length })
+        // a quarantined row stands as a Lagged where it was (its key is its seq)
+        const lost = quarantined.map((error) => Number(error.key)).sort((a, b) => a - b)
+        const out: Array<SubscriptionEvent> = []
+        let next = 0
+        const lag = (upTo: number) => {
+          let skipped = 0
+          while (next < lost.length && lost[next]! < upTo) {
+            next++
+            skipped++
+          }
+          if (skipped > 0) out.push({ _tag: "Lagged", skipped })
+        }
+        for (const event of events) {
+          lag(event.seq)
+          if (matchesEvent(filter, event)) out.push(event)
+        }
+        lag(Infinity)
         const more = lastRead > from && lastRead < toSeq
         return [out, more ? Option.some(lastRead) : Option.none()] as const
       }),
@@ -160,7 +175,9 @@ export const makeWith = (
   Effect.gen(function*() {
     const { grace, limits, maxAge, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
     const durable = store?.durable === true ? store : undefined
-    const storeOptions = durable === undefined ? undefined : yield* storeOptionsOf(options)
+    // checked on any store, so a bad option fails before it matters
+    const checkedStoreOptions = store === undefined ? undefined : yield* storeOptionsOf(options)
+    const storeOptions = durable === undefined ? undefined : checkedStoreOptions
     const leaseOwner = storeOptions === undefined
       ? ""
       : storeOptions.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`
@@ -1396,7 +1413,8 @@ export const makeWith = (
      */
     const respawn = (entry: TaskEntry, handler: RecoveryHandler, now: DateTime.Utc) => {
       const handle = entry.handle
-      const { attempt } = entry.record
+      const stored = entry.record
+      const { attempt } = stored
       const slot: Slot = { sessionId: entry.record.scope.sessionId, kind: entry.record.kind }
       const runsNow = !slots.limited || slots.tryAcquire(slot)
       registry.update(entry, (record) => ({
@@ -1410,7 +1428,10 @@ export const makeWith = (
           Option.getOrElse(attempt.maxAttempts, () => 1)
         }`
       )
-      const body = Effect.suspend(() => handler(entry.record))
+      // the handler sees the record as the previous process left it, once: its
+      // effect is the task's body, run again for each later attempt (as spawnManaged's is)
+      let made: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope> | undefined
+      const body = Effect.suspend(() => made ??= handler(stored))
       const launch: Launch = {
         run: Effect.scoped(Effect.provideService(body, TaskContext, taskContext(entry, handle.signal!))),
         timeout: undefined,
@@ -1421,25 +1442,33 @@ export const makeWith = (
     }
 
     if (storeOptions !== undefined && restoredLive.length > 0) {
-      // newest first: a child is resolved before its parent, as a cancellation would
-      const pending = restoredLive.sort((a, b) => b.order - a.order)
+      // each task's fate, parents first: a task re-runs only under a parent that re-runs
+      // too (a parent that ends takes its children with it, as a cancellation would)
+      const fates = new Map<TaskEntry, "respawned" | "failed" | "cancelled">()
+      const byAge = restoredLive.sort((a, b) => a.order - b.order)
+      for (const entry of byAge) {
+        const { attempt, producer, state } = entry.record
+        const handler = storeOptions.recovery.get(producer)
+        const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+        const parentFate = entry.parent === undefined ? "respawned" : fates.get(entry.parent) ?? "respawned"
+        fates.set(
+          entry,
+          entry.handle.owner === "external" || state === "cancel_requested" || parentFate !== "respawned"
+            ? "cancelled"
+            : entry.handle.owner === "host" && handler !== undefined && allowed
+            ? "respawned"
+            : "failed"
+        )
+      }
+      // applied newest first: a child is resolved before its parent
       yield* internal((now) =>
         Effect.sync(() => {
-          for (const entry of pending) {
+          for (const entry of byAge.reverse()) {
             if (isTerminal(entry.record.state)) continue
-            const { attempt, producer, state } = entry.record
-            const handler = storeOptions.recovery.get(producer)
-            const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
-            if (entry.handle.owner === "host" && state !== "cancel_requested" && handler !== undefined && allowed) {
-              respawn(entry, handler, now)
-              report.respawned.push(entry.record.id)
-            } else if (entry.handle.owner === "external" || state === "cancel_requested") {
-              registry.move(entry, "cancelled", now, { summary: Option.some(stoppedReason) })
-              report.cancelled.push(entry.record.id)
-            } else {
-              registry.move(entry, "failed", now, { summary: Option.some(stoppedReason) })
-              report.failed.push(entry.record.id)
-            }
+            const fate = fates.get(entry)!
+            report[fate].push(entry.record.id)
+            if (fate === "respawned") respawn(entry, storeOptions.recovery.get(entry.record.producer)!, now)
+            else registry.move(entry, fate, now, { summary: Option.some(stoppedReason) })
           }
         })
       )
