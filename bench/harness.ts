@@ -39,6 +39,16 @@ export interface ScenarioResult {
   readonly notes: ReadonlyArray<string>
   /** Set when the scenario was not run; then `variants` and `ratios` are empty. */
   readonly skipped?: string
+  /** Parts of a scenario that were not run (a server is absent): why, and the ratios left out. */
+  readonly skippedParts?: ReadonlyArray<SkippedPart>
+}
+
+export interface SkippedPart {
+  /** The variant not measured. */
+  readonly part: string
+  readonly reason: string
+  /** Ids of the ratios that need it. */
+  readonly ratios: ReadonlyArray<string>
 }
 
 export interface GroupResult {

@@ -16,7 +16,7 @@
  *   behaviour those scenarios measure.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
-import { BackgroundTaskHost, type BackgroundTaskHostOptions } from "../src/index.ts"
+import { BackgroundTaskHost, type BackgroundTaskHostOptions, type TaskStore } from "../src/index.ts"
 
 export type Host = BackgroundTaskHost["Service"]
 
@@ -41,6 +41,24 @@ export const withHost = <A, E, R>(
 ): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
   Effect.scoped(
     Layer.build(BackgroundTaskHost.layerWith(hostOptions(options))).pipe(
+      Effect.orDie,
+      Effect.flatMap((context) => f(Context.get(context, BackgroundTaskHost)))
+    )
+  )
+
+/**
+ * Builds a fresh host on a durable store (scenario 7): default options, a
+ * 30-second lease; runs `f` with it, then closes the host's layer (which
+ * commits its last writes and releases the lease).
+ */
+export const withStoreHost = <A, E, R>(
+  store: Layer.Layer<TaskStore, unknown>,
+  f: (host: Host) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, Scope.Scope>> =>
+  Effect.scoped(
+    Layer.build(
+      BackgroundTaskHost.layerStore({ ...hostOptions({}), lease: { ttl: "30 seconds" } }).pipe(Layer.provide(store))
+    ).pipe(
       Effect.orDie,
       Effect.flatMap((context) => f(Context.get(context, BackgroundTaskHost)))
     )

@@ -70,10 +70,10 @@ const targets: ReadonlyArray<Target> = [
   { text: "≤ 1 KB heap per retained terminal record", ratio: "vs-1kb", op: "<=", threshold: 1 },
   {
     text: "Durable SQLite lifecycle ≥ 3× BullMQ + Redis (AOF)",
+    scenario: "durable",
     ratio: "sqlite-vs-bullmq",
     op: ">=",
-    threshold: 3,
-    skipped: "the durable store does not exist yet"
+    threshold: 3
   }
 ]
 
@@ -97,7 +97,13 @@ export const evaluateTargets = (scenarios: ReadonlyArray<ScenarioResult>): Reado
       return { ...base, label: null, value: null, status: "skipped", note: target.skipped }
     }
     const ratio = findRatio(scenarios, target)
-    if (ratio === undefined) return { ...base, label: null, value: null, status: "not run", note: null }
+    if (ratio === undefined) {
+      // a part of the scenario that the ratio needs was skipped (a server is absent)
+      const skipped = scenarios.flatMap((s) => s.skippedParts ?? []).find((p) => p.ratios.includes(target.ratio))
+      return skipped === undefined
+        ? { ...base, label: null, value: null, status: "not run", note: null }
+        : { ...base, label: null, value: null, status: "skipped", note: `${skipped.part} not run: ${skipped.reason}` }
+    }
     const met = holds(ratio.value, target.op, target.threshold)
     if (target.pending !== undefined) {
       return {
@@ -131,6 +137,7 @@ export const renderTable = (result: BenchResult): string => {
     for (const v of s.variants) {
       rows.push([`${s.scenario} ${s.id}`, v.name, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`, s.unit])
     }
+    for (const p of s.skippedParts ?? []) rows.push([`${s.scenario} ${s.id}`, `${p.part}: SKIPPED (see below)`, "-", "-", ""])
   }
   const ratioRows: Array<Array<string>> = [["scenario", "ratio", "value"]]
   for (const s of result.scenarios) {
@@ -138,9 +145,10 @@ export const renderTable = (result: BenchResult): string => {
   }
   const targetRows: Array<Array<string>> = [["target", "measured", "needs", "status"]]
   for (const t of result.targets) targetRows.push([t.text, ratioText(t.value), t.comparison, t.status])
-  const skipped = result.scenarios.filter((s) => s.skipped !== undefined).map((s) =>
-    `scenario ${s.scenario} (${s.id}) skipped: ${s.skipped}`
-  )
+  const skipped = result.scenarios.flatMap((s) => [
+    ...(s.skipped !== undefined ? [`scenario ${s.scenario} (${s.id}) skipped: ${s.skipped}`] : []),
+    ...(s.skippedParts ?? []).map((p) => `scenario ${s.scenario} (${s.id}): ${p.part} skipped: ${p.reason}`)
+  ])
   return [pad(rows), ...skipped, "", pad(ratioRows), "", pad(targetRows)].join("\n")
 }
 
@@ -215,11 +223,13 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
     out.push("")
     out.push(mdTable([
       ["variant", "role", "median", "min–max"],
-      ...s.variants.map((v) => [v.name, v.role, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`])
+      ...s.variants.map((v) => [v.name, v.role, fmt(v.median), `${fmt(v.min)}–${fmt(v.max)}`]),
+      ...(s.skippedParts ?? []).map((p) => [p.part, "skipped", "-", "-"])
     ]))
     out.push("")
     for (const r of s.ratios) out.push(`- ${esc(r.label)}: **${ratioText(r.value)}**`)
     for (const n of s.notes) out.push(`- ${esc(n)}`)
+    for (const p of s.skippedParts ?? []) out.push(`- Skipped ${esc(p.part)}: ${esc(p.reason)}.`)
   }
   out.push("")
   out.push("## Reproduce")

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import * as os from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { durable, groupNames, groups } from "./groups.ts"
+import { groupNames, groups } from "./groups.ts"
 import type { GroupResult, ScenarioResult } from "./harness.ts"
 import { type BenchResult, evaluateTargets, renderMarkdown, renderTable } from "./report.ts"
 
@@ -135,22 +135,6 @@ const main = async () => {
   } finally {
     rmSync(work, { recursive: true, force: true })
   }
-  if (selected.includes(durable.name)) {
-    process.stderr.write(`\n== scenario ${durable.scenario} (durable) SKIPPED: ${durable.skipped}\n`)
-    scenarios.push({
-      id: durable.name,
-      scenario: durable.scenario,
-      group: durable.name,
-      title: durable.title,
-      unit: "ops/s",
-      params: {},
-      variants: [],
-      ratios: [],
-      notes: [],
-      skipped: durable.skipped
-    })
-  }
-
   const cpus = os.cpus()
   const result: BenchResult = {
     schema: 1,
@@ -168,7 +152,9 @@ const main = async () => {
     packages: {
       "effect-task-host": packageVersion(root),
       effect: packageVersion(join(root, "node_modules", "effect")),
-      "p-queue": packageVersion(join(root, "node_modules", "p-queue"))
+      "p-queue": packageVersion(join(root, "node_modules", "p-queue")),
+      bullmq: packageVersion(join(root, "node_modules", "bullmq")),
+      "@effect/sql-pg": packageVersion(join(root, "node_modules", "@effect", "sql-pg"))
     },
     settings: { warmup: 1, reps: 5, groups: selected },
     scenarios,
