@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import { BackgroundTaskEvent, BackgroundTaskRecord, isTerminal } from "./BackgroundTask.ts"
+import { eventJson, recordJson } from "./internal/wire.ts"
 
 // -----------------------------------------------------------------------------
 // errors
@@ -235,9 +236,7 @@ export interface TaskStoreSqlOptions {
 // internal
 // -----------------------------------------------------------------------------
 
-const encodeRecord = Schema.encodeSync(Schema.fromJsonString(BackgroundTaskRecord))
 const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskRecord))
-const encodeEvent = Schema.encodeSync(Schema.fromJsonString(BackgroundTaskEvent))
 const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
 
 const owners: ReadonlyArray<string> = ["host", "external", "caller"]
@@ -492,7 +491,7 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
               ord: order,
               owner,
               state: record.state,
-              record: encodeRecord(record)
+              record: recordJson(record)
             })))
           } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
             state = excluded.state, record = excluded.record`
@@ -504,7 +503,7 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
               session_id: event.sessionId,
               task_id: "taskId" in event ? event.taskId : null,
               tag: event._tag,
-              event: encodeEvent(event)
+              event: eventJson(event)
             })))
           }`
         }

@@ -1,0 +1,80 @@
+/**
+ * The wire form (SPEC.md §1) of records and events as JSON text, written by
+ * hand for the durable store's write path.
+ *
+ * `Schema.encode` is the authority on the wire form; it is also most of the
+ * cost of a durable write (a generic walk of the schema per value). These
+ * functions give the same JSON for every value the schemas accept (a
+ * property test holds them to it), and a record's text is made once however
+ * many events and rows carry it.
+ *
+ * @internal
+ */
+import type * as DateTime from "effect/DateTime"
+import type * as Option from "effect/Option"
+import type { BackgroundTaskEvent, BackgroundTaskRecord, TaskOutcome } from "../BackgroundTask.ts"
+
+const text = JSON.stringify as (value: string) => string
+
+const optionalText = (value: Option.Option<string>): string => value._tag === "Some" ? text(value.value) : "null"
+
+const optionalInt = (value: Option.Option<number>): string => value._tag === "Some" ? String(value.value) : "null"
+
+const time = (value: DateTime.Utc): string => `"${new Date(value.epochMilliseconds).toISOString()}"`
+
+const outcome = (value: Option.Option<TaskOutcome>): string =>
+  value._tag === "Some" ? `{"summary":${optionalText(value.value.summary)}}` : "null"
+
+/** Records are immutable: one text per record object. */
+const recordTexts = new WeakMap<BackgroundTaskRecord, string>()
+
+/** A record's wire form, as JSON text. */
+export const recordJson = (record: BackgroundTaskRecord): string => {
+  const known = recordTexts.get(record)
+  if (known !== undefined) return known
+  const { attempt } = record
+  const json = `{"id":${text(record.id)},"kind":${text(record.kind)},"producer":${text(record.producer)},` +
+    `"scope":{"session_id":${text(record.scope.sessionId)}},` +
+    `"parent_task_id":${optionalText(record.parentTaskId)},"child_session_id":${optionalText(record.childSessionId)},` +
+    `"state":${text(record.state)},"cancel_policy":${text(record.cancelPolicy)},` +
+    `"close_policy":${text(record.closePolicy)},` +
+    `"attempt":{"attempt":${attempt.attempt},"max_attempts":${optionalInt(attempt.maxAttempts)},` +
+    `"idempotency_key":${optionalText(attempt.idempotencyKey)}},` +
+    `"result":${outcome(record.result)},"failure":${outcome(record.failure)},` +
+    `"created_at":${time(record.createdAt)},"updated_at":${time(record.updatedAt)},` +
+    `"completed_at":${record.completedAt._tag === "Some" ? time(record.completedAt.value) : "null"},` +
+    `"revision":${record.revision}}`
+  recordTexts.set(record, json)
+  return json
+}
+
+/** An event's wire form, as JSON text. */
+export const eventJson = (event: BackgroundTaskEvent): string => {
+  if (event._tag === "Evicted") {
+    return `{"type":"evicted","seq":${event.seq},"session_id":${text(event.sessionId)},"kind":${text(event.kind)},` +
+      `"task_ids":[${event.taskIds.map(text).join(",")}],"reason":${text(event.reason)}}`
+  }
+  const head = `"seq":${event.seq},"task_id":${text(event.taskId)},"session_id":${text(event.sessionId)},` +
+    `"kind":${text(event.kind)}`
+  switch (event._tag) {
+    case "Registered":
+      return `{"type":"registered",${head},"record":${recordJson(event.record)}}`
+    case "StateChanged":
+      return `{"type":"state_changed",${head},"state":${text(event.state)},"record":${recordJson(event.record)}}`
+    case "Progress":
+      return `{"type":"progress",${head},"message":${text(event.message)}}`
+    case "Completed":
+      return `{"type":"completed",${head},"record":${recordJson(event.record)}}`
+    case "Failed":
+      return `{"type":"failed",${head},"record":${recordJson(event.record)}}`
+    case "CancelRequested":
+      return `{"type":"cancel_requested",${head},"reason":${optionalText(event.reason)},"record":${
+        recordJson(event.record)
+      }}`
+    case "Cancelled":
+      return `{"type":"cancelled",${head},"record":${recordJson(event.record)}}`
+    case "Transferred":
+      return `{"type":"transferred",${head},"scope":{"session_id":${text(event.scope.sessionId)}},` +
+        `"from_session_id":${text(event.fromSessionId)},"record":${recordJson(event.record)}}`
+  }
+}
