@@ -20,7 +20,16 @@ const optionalText = (value: Option.Option<string>): string => value._tag === "S
 
 const optionalInt = (value: Option.Option<number>): string => value._tag === "Some" ? String(value.value) : "null"
 
-const time = (value: DateTime.Utc): string => `"${new Date(value.epochMilliseconds).toISOString()}"`
+// the host shares one DateTime per millisecond among the records a step writes
+let lastTime: DateTime.Utc | undefined
+let lastTimeText = ""
+const time = (value: DateTime.Utc): string => {
+  if (value !== lastTime) {
+    lastTime = value
+    lastTimeText = `"${new Date(value.epochMilliseconds).toISOString()}"`
+  }
+  return lastTimeText
+}
 
 const outcome = (value: Option.Option<TaskOutcome>): string =>
   value._tag === "Some" ? `{"summary":${optionalText(value.value.summary)}}` : "null"
