@@ -492,6 +492,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         )
         assert.isAtLeast(batches.length, 1)
         assert.isBelow(batches.length, 1_000)
+        // stats.commits counts the transactions the store committed
+        assert.strictEqual((yield* host.stats).commits, batches.length)
         // one writer, oldest batch first: the batches' events are 1..1000, in order
         assert.deepStrictEqual(batches.flat(), Array.from({ length: 1_000 }, (_, i) => i + 1))
         assert.deepStrictEqual(
