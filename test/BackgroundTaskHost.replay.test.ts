@@ -227,12 +227,12 @@ interface Scenario {
   readonly midFilters: ReadonlyArray<TaskFilter | undefined>
 }
 
-const check = (scenario: Scenario) =>
+const check = (scenario: Scenario, store: "memory" | "sqlite" = "memory") =>
   Effect.acquireUseRelease(
     makeTestHost({
       retention: { maxTerminal: scenario.maxTerminal, maxAge: scenario.maxAge },
       subscriberBuffer: 1_000_000
-    }),
+    }, store),
     ({ host }) => checkWith(host, scenario),
     ({ close }) => close
   )
@@ -372,6 +372,28 @@ describe("BackgroundTaskHost watch and replay", () => {
     { arbitrary: { runs: 200, size: 100 } }
   )
 
+  // a durable host publishes a batch's events once it is committed, while
+  // watch takes its snapshot in the step: the same property must hold
+  it.effect.prop(
+    "on a durable store (events published once committed), replay from a watch is still the final state",
+    {
+      steps: Schema.Array(Step),
+      writers: Schema.Literals([2, 3, 4]),
+      maxTerminal: Schema.Literals([0, 2, 5]),
+      midAfter: Schema.Literals([0, 1, 3, 8, 21]),
+      midFilters: Schema.Array(MidFilter).check(Schema.isMaxLength(2))
+    },
+    ({ maxTerminal, midAfter, midFilters, steps, writers }) =>
+      check({
+        writers: Array.from({ length: writers }, (_, w) => steps.filter((step) => step.writer % writers === w)),
+        maxTerminal,
+        maxAge: "2 minutes",
+        midAfter,
+        midFilters: [undefined, ...midFilters.map(filterOf)]
+      }, "sqlite"),
+    { arbitrary: { runs: 40, size: 80 } }
+  )
+
   it("the generated programs exercised evictions, transfers, cancellations and mid-run watches", () => {
     assert.isAbove(coverage.runs, 0)
     assert.isAbove(coverage.evicted, 0)
@@ -407,63 +429,65 @@ describe("BackgroundTaskHost watch and replay", () => {
       yield* close
     }))
 
-  it.effect("8 writers x 200 calls while watches open concurrently: replay equals a later list", () => {
-    const ops = Schema.decodeUnknownSync(Schema.Array(Op))
-    const random = lcg(20_240_611)
-    const ids = Id.literals
-    const sessions = Session.literals
-    const pick = <A>(xs: ReadonlyArray<A>): A => xs[random(xs.length)]!
-    const makeOp = (): unknown => {
-      const id = pick(ids)
-      const session = pick(sessions)
-      switch (random(11)) {
-        case 0:
-          return { _tag: "register", session, id, kind: pick(Kind.literals) }
-        case 1:
-          return { _tag: "update", id, state: pick(["running", "waiting", "none"]), progress: random(2) === 0 }
-        case 2:
-          return { _tag: "complete", id, state: pick(["completed", "failed", "cancelled"]) }
-        case 3:
-          return { _tag: "transfer", id, session }
-        case 4:
-          return { _tag: "requestCancel", id }
-        case 5:
-          return {
-            _tag: "spawnManaged",
-            session,
-            id,
-            kind: pick(Kind.literals),
-            body: pick(Body.literals),
-            policy: pick(["cooperative", "abort_local"])
-          }
-        case 6:
-          return { _tag: "registerExternal", session, id, policy: pick(["cooperative", "external"]), withCancel: true }
-        case 7:
-          return { _tag: "cancelManaged", session, id }
-        case 8:
-          return { _tag: "unregisterExternal", session, id }
-        case 9:
-          return { _tag: "transferManaged", from: session, to: pick(sessions), ids: [id, pick(ids)] }
-        default:
-          return random(8) === 0 ? { _tag: "tick", minutes: 1 } : { _tag: "register", session, id, kind: "other" }
+  for (const store of ["memory", "sqlite"] as const) {
+    it.effect(`8 writers x 200 calls while watches open concurrently: replay equals a later list (${store} store)`, () => {
+      const ops = Schema.decodeUnknownSync(Schema.Array(Op))
+      const random = lcg(20_240_611)
+      const ids = Id.literals
+      const sessions = Session.literals
+      const pick = <A>(xs: ReadonlyArray<A>): A => xs[random(xs.length)]!
+      const makeOp = (): unknown => {
+        const id = pick(ids)
+        const session = pick(sessions)
+        switch (random(11)) {
+          case 0:
+            return { _tag: "register", session, id, kind: pick(Kind.literals) }
+          case 1:
+            return { _tag: "update", id, state: pick(["running", "waiting", "none"]), progress: random(2) === 0 }
+          case 2:
+            return { _tag: "complete", id, state: pick(["completed", "failed", "cancelled"]) }
+          case 3:
+            return { _tag: "transfer", id, session }
+          case 4:
+            return { _tag: "requestCancel", id }
+          case 5:
+            return {
+              _tag: "spawnManaged",
+              session,
+              id,
+              kind: pick(Kind.literals),
+              body: pick(Body.literals),
+              policy: pick(["cooperative", "abort_local"])
+            }
+          case 6:
+            return { _tag: "registerExternal", session, id, policy: pick(["cooperative", "external"]), withCancel: true }
+          case 7:
+            return { _tag: "cancelManaged", session, id }
+          case 8:
+            return { _tag: "unregisterExternal", session, id }
+          case 9:
+            return { _tag: "transferManaged", from: session, to: pick(sessions), ids: [id, pick(ids)] }
+          default:
+            return random(8) === 0 ? { _tag: "tick", minutes: 1 } : { _tag: "register", session, id, kind: "other" }
+        }
       }
-    }
-    const writers = Array.from(
-      { length: 8 },
-      () => ops(Array.from({ length: 200 }, makeOp)).map((op) => ({ yields: random(3), op }))
-    )
-    return check({
-      writers,
-      maxTerminal: 3,
-      maxAge: "2 minutes",
-      midAfter: 150,
-      midFilters: [
-        undefined,
-        { includeTerminal: true },
-        { sessionId: "s1" },
-        { sessionId: "s2", includeTerminal: true },
-        { kind: "monitor" }
-      ]
+      const writers = Array.from(
+        { length: 8 },
+        () => ops(Array.from({ length: 200 }, makeOp)).map((op) => ({ yields: random(3), op }))
+      )
+      return check({
+        writers,
+        maxTerminal: 3,
+        maxAge: "2 minutes",
+        midAfter: 150,
+        midFilters: [
+          undefined,
+          { includeTerminal: true },
+          { sessionId: "s1" },
+          { sessionId: "s2", includeTerminal: true },
+          { kind: "monitor" }
+        ]
+      }, store)
     })
-  })
+  }
 })

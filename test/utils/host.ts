@@ -6,9 +6,11 @@ import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream } from "ef
 import {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
+  NodeSqliteClient,
   type SubscriptionEvent,
   type TaskEvent,
-  type TaskRegistration
+  type TaskRegistration,
+  TaskStore
 } from "../../src/index.ts"
 
 export interface TestHost {
@@ -23,10 +25,19 @@ export interface TestHost {
   readonly events: Effect.Effect<ReadonlyArray<SubscriptionEvent>>
 }
 
-export const makeTestHost = (options: BackgroundTaskHostOptions = {}): Effect.Effect<TestHost> =>
+export const makeTestHost = (
+  options: BackgroundTaskHostOptions = {},
+  store: "memory" | "sqlite" = "memory"
+): Effect.Effect<TestHost> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const layer = BackgroundTaskHost.layerWith({ subscriberBuffer: 1_000_000, ...options })
+    const layer = store === "memory"
+      ? BackgroundTaskHost.layerWith({ subscriberBuffer: 1_000_000, ...options })
+      // a durable host on an in-memory SQLite database: every write committed, events published once committed
+      : BackgroundTaskHost.layerStore({ subscriberBuffer: 1_000_000, ...options }).pipe(
+        Layer.provide(TaskStore.layerSql()),
+        Layer.provide(NodeSqliteClient.layer({ filename: ":memory:" }))
+      )
     const context = yield* Layer.buildWithScope(layer, scope).pipe(Effect.orDie)
     const host = Context.get(context, BackgroundTaskHost)
     // the subscription gets its own scope, closed after the host's: a subscription
