@@ -356,4 +356,4 @@ const command = Command.make("agent-session", {
     "a live view of their tasks, and a summary. Ctrl-C cancels live tasks and exits with code 130."
 ))
 
-Command.run(command, { version: "0.1.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+Command.run(command, { version: "0.3.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)

@@ -941,9 +941,15 @@ export const makeWith = (
     let restoredLive: Array<TaskEntry> = []
     if (durable !== undefined && journal !== undefined && storeOptions !== undefined) {
       const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => durable.acquireLease(leaseOwner, now, now + leaseTtl))
+      let told = false
       yield* storeOptions.onHeld === "fail"
         ? takeLease
         : takeLease.pipe(
+          Effect.tapError((error) => {
+            if (told || error._tag !== "LeaseHeld") return Effect.void
+            told = true
+            return Effect.logInfo(`waiting for the task store: ${error.message}`)
+          }),
           Effect.retry({
             while: (error) => error._tag === "LeaseHeld",
             schedule: Schedule.spaced(Duration.min(storeOptions.renewEvery, Duration.seconds(1)))
