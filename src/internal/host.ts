@@ -129,8 +129,10 @@ const replayPage = 1_000
 
 /**
  * The stored events after `fromSeq` up to `toSeq` that match `filter`, read a
- * page at a time. A row that no longer decodes is quarantined by the store
- * and stands here as a `Lagged`: the reader knows it missed something.
+ * page at a time. The store's events have no gap in `seq` but where a row no
+ * longer decoded and was quarantined (now or by an earlier read): each such
+ * gap stands as a `Lagged` where it is, so the reader knows it missed
+ * something there.
  */
 const replay = (
   store: TaskStoreService,
@@ -143,26 +145,22 @@ const replay = (
       Effect.tap(({ quarantined }) =>
         Effect.forEach(quarantined, (error) => Effect.logWarning(`quarantined a stored event: ${error.message}`, error))
       ),
-      Effect.map(({ events, lastRead, quarantined }) => {
-        // a quarantined row stands as a Lagged where it was (its key is its seq)
-        const lost = quarantined.map((error) => Number(error.key)).sort((a, b) => a - b)
+      Effect.map(({ events, lastRead }) => {
         const out: Array<SubscriptionEvent> = []
-        let next = 0
-        const lag = (upTo: number) => {
-          let skipped = 0
-          while (next < lost.length && lost[next]! < upTo) {
-            next++
-            skipped++
-          }
+        const lag = (skipped: number) => {
           if (skipped > 0) out.push({ _tag: "Lagged", skipped })
         }
+        let expected = from + 1
         for (const event of events) {
-          lag(event.seq)
+          lag(event.seq - expected)
           if (matchesEvent(filter, event)) out.push(event)
+          expected = event.seq + 1
         }
-        lag(Infinity)
-        const more = lastRead > from && lastRead < toSeq
-        return [out, more ? Option.some(lastRead) : Option.none()] as const
+        // nothing more to read: the rest up to `toSeq` is missing; else the
+        // page's last rows (up to `lastRead`) did not decode
+        const done = lastRead <= from || lastRead >= toSeq
+        lag((done ? toSeq : lastRead) - expected + 1)
+        return [out, done ? Option.none() : Option.some(lastRead)] as const
       }),
       Effect.orDie
     ))
