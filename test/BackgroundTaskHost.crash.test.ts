@@ -31,6 +31,7 @@ import {
 import { type ChildLine, killAfter, type PlannedTask, parseLine, planned, totalTasks } from "./fixtures/crash-plan.ts"
 import { root } from "./utils/child.ts"
 import { describePg, PgTestDatabase, settings } from "./utils/postgres.ts"
+import { taskRows } from "./utils/store.ts"
 
 const childScript = fileURLToPath(new URL("./fixtures/crash-child.ts", import.meta.url))
 
@@ -162,7 +163,7 @@ const runChildAndKill = (target: string, env: NodeJS.ProcessEnv) =>
 // the store's tables, read directly
 // -----------------------------------------------------------------------------
 
-const decodeRecord = Schema.decodeUnknownEffect(Schema.fromJsonString(BackgroundTaskRecord))
+const decodeStoredRecord = Schema.decodeUnknownEffect(BackgroundTaskRecord)
 const decodeEvent = Schema.decodeUnknownEffect(Schema.fromJsonString(BackgroundTaskEvent))
 const encodeRecord = Schema.encodeSync(BackgroundTaskRecord)
 
@@ -187,18 +188,10 @@ interface StoredEvent {
 /** Every row of `task_host_tasks`, decoded; a row that does not decode, or contradicts its columns, fails the test. */
 const readTasks = (sql: SqlClient.SqlClient) =>
   Effect.gen(function*() {
-    const rows = yield* sql<{
-      readonly task_key: string
-      readonly session_id: string
-      readonly task_id: string
-      readonly ord: unknown
-      readonly owner: string
-      readonly state: string
-      readonly record: string
-    }>`SELECT task_key, session_id, task_id, ord, owner, state, record FROM task_host_tasks ORDER BY ord`
+    const rows = yield* taskRows(sql)
     const tasks: Array<StoredTask> = []
     for (const row of rows) {
-      const record = yield* decodeRecord(row.record).pipe(
+      const record = yield* decodeStoredRecord(row.record).pipe(
         Effect.mapError((error) => new Error(`task row ${row.task_key} does not decode: ${error.message}`))
       )
       const where = `task row ${row.task_key}`
@@ -206,7 +199,7 @@ const readTasks = (sql: SqlClient.SqlClient) =>
       assert.strictEqual(record.scope.sessionId, row.session_id, where)
       assert.strictEqual(record.state, row.state, where)
       assert.include(["host", "external", "caller"], row.owner, where)
-      tasks.push({ owner: row.owner as Owner, order: Number(row.ord), record })
+      tasks.push({ owner: row.owner as Owner, order: row.ord, record })
     }
     return tasks
   })
