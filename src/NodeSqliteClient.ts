@@ -294,12 +294,17 @@ const makeConnection = (db: DatabaseSync, cacheSize: number) => {
   }
 
   type Mode = "rows" | "raw" | "values"
+  interface RunResult {
+    readonly changes: number | bigint
+    readonly lastInsertRowid: number | bigint
+  }
+  /** Rows as objects (`rows`) or arrays (`values`); `raw`: the statement's changes when it returns no rows. */
   const run = (
     sql: string,
     params: ReadonlyArray<unknown>,
     mode: Mode,
     prepare: (sql: string) => StatementSync
-  ): Effect.Effect<any, SqlError.SqlError> =>
+  ): Effect.Effect<ReadonlyArray<object> | RunResult, SqlError.SqlError> =>
     Effect.flatMap(SqlClient.SafeIntegers, (safeIntegers) =>
       Effect.try({
         try: () => {
@@ -314,17 +319,24 @@ const makeConnection = (db: DatabaseSync, cacheSize: number) => {
         catch: (cause) => toSqlError(db, cause, "execute", undefined)
       }))
 
-  const withTransform = (effect: Effect.Effect<ReadonlyArray<any>, SqlError.SqlError>, transformRows: TransformRows) =>
+  /** Rows (the `rows` and `values` modes never give a `RunResult`). */
+  const rows = (effect: Effect.Effect<ReadonlyArray<object> | RunResult, SqlError.SqlError>) =>
+    effect as Effect.Effect<ReadonlyArray<object>, SqlError.SqlError>
+
+  const withTransform = (effect: Effect.Effect<ReadonlyArray<object>, SqlError.SqlError>, transformRows: TransformRows) =>
     transformRows === undefined ? effect : Effect.map(effect, transformRows)
 
   const unprepared = (sql: string) => db.prepare(sql)
 
   const connection: SqlConnection.Connection = {
-    execute: (sql, params, transformRows) => withTransform(run(sql, params, "rows", prepared), transformRows),
+    execute: (sql, params, transformRows) => withTransform(rows(run(sql, params, "rows", prepared)), transformRows),
     executeRaw: (sql, params) => run(sql, params, "raw", prepared),
-    executeValues: (sql, params) => run(sql, params, "values", prepared),
-    executeValuesUnprepared: (sql, params) => run(sql, params, "values", unprepared),
-    executeUnprepared: (sql, params, transformRows) => withTransform(run(sql, params, "rows", unprepared), transformRows),
+    executeValues: (sql, params) =>
+      rows(run(sql, params, "values", prepared)) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError.SqlError>,
+    executeValuesUnprepared: (sql, params) =>
+      rows(run(sql, params, "values", unprepared)) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError.SqlError>,
+    executeUnprepared: (sql, params, transformRows) =>
+      withTransform(rows(run(sql, params, "rows", unprepared)), transformRows),
     executeStream: (sql, params, transformRows) =>
       Stream.unwrap(Effect.gen(function*() {
         const safeIntegers = yield* SqlClient.SafeIntegers

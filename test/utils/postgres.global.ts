@@ -9,8 +9,8 @@
  * 2. PostgreSQL's binaries are installed: start a private throwaway cluster with
  *    `scripts/postgres.sh start` and remove it when the run ends.
  * 3. `CI` is set: fail the run. CI never skips the PostgreSQL tests.
- * 4. Otherwise PostgreSQL is unavailable and the PostgreSQL tests are reported
- *    as skipped, with the reason.
+ * 4. Otherwise PostgreSQL is unavailable: each PostgreSQL test block is one
+ *    failing test saying why and how to get a server (never skipped).
  */
 import { execFile, spawnSync } from "node:child_process"
 import { connect } from "node:net"
@@ -53,7 +53,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
   if (found.settings._tag === "Available") {
     console.log(`PostgreSQL for the tests: ${found.settings.host}:${found.settings.port}, ${found.settings.source}`)
   } else {
-    console.log(`PostgreSQL for the tests: unavailable, the PostgreSQL tests are skipped: ${found.settings.reason}`)
+    console.log(`PostgreSQL for the tests: unavailable, the PostgreSQL tests will fail: ${found.settings.reason}`)
   }
   return found.stop
 }

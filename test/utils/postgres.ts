@@ -20,7 +20,7 @@
  * or give each test its own database with `layerFreshDatabase`.
  */
 import { PgClient } from "@effect/sql-pg"
-import { describe, inject, layer, type Vitest } from "@effect/vitest"
+import { describe, inject, it, layer, type Vitest } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient, type SqlError } from "effect/sql"
@@ -110,8 +110,9 @@ export interface DescribePgOptions {
 
 /**
  * A `describe` block whose tests run against a fresh database
- * (`layerFreshDatabase(name)`). Without PostgreSQL the block is skipped, its
- * name saying why; in CI that cannot happen (the global setup fails first).
+ * (`layerFreshDatabase(name)`). Without PostgreSQL the block is one failing
+ * test that says why and how to get a server: the PostgreSQL tests are never
+ * skipped (in CI the global setup fails first).
  */
 export const describePg = (
   name: string,
@@ -120,8 +121,11 @@ export const describePg = (
 ): void => {
   if (settings._tag === "Unavailable") {
     if (isCI()) throw new Error(`CI is set but PostgreSQL is not available: ${settings.reason}`)
-    describe.skip(`${name} (skipped: ${settings.reason})`, () => {
-      layer(layerFreshDatabase(name))(f)
+    const reason = settings.reason
+    describe(name, () => {
+      it("needs PostgreSQL", () => {
+        throw new Error(`PostgreSQL is not available: ${reason}`)
+      })
     })
     return
   }
