@@ -399,7 +399,7 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
           })
         const decoded = decodeRecord(row.record)
         if (Exit.isFailure(decoded)) {
-          corrupt(`the record does not decode: ${causeMessage(Exit.isFailure(decoded) ? squash(decoded) : "")}`)
+          corrupt(`the record does not decode: ${causeMessage(squash(decoded))}`)
           continue
         }
         const record = decoded.value
@@ -543,5 +543,6 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
     return service
   })
 
-const squash = (exit: Exit.Exit<unknown, unknown>): unknown =>
-  Exit.isFailure(exit) ? Option.getOrElse(Exit.findErrorOption(exit), () => exit.cause) : undefined
+/** A failed decode's error (a `SchemaError`, whose message names the bad field). */
+const squash = (exit: Exit.Failure<unknown, unknown>): unknown =>
+  Option.getOrElse(Exit.findErrorOption(exit), () => exit.cause)
