@@ -433,7 +433,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["r", "completed"], ["m", "cancelled"]])
       }), 30_000)
 
-    test("a commit that fails is tried again; one that keeps failing makes every later durable call die with TaskStoreError", () =>
+    test("a commit that fails is tried again; one that keeps failing makes its call die with TaskStoreError and stops the host", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
         const failures = yield* Ref.make(0)
@@ -460,12 +460,14 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const defect = defectOf(yield* Effect.exit(host.register({ scope: { sessionId: "s" }, id: "r2", kind: "other", producer: "p" })))
         assert.instanceOf(defect, TaskStoreError)
         assert.include((defect as TaskStoreError).message, "disk unplugged")
-        const later = defectOf(yield* Effect.exit(host.update("r1", { state: "running" })))
-        assert.instanceOf(later, TaskStoreError)
+        // the host has stopped (it can no longer keep its promise): every later call fails, saying why
+        const later = yield* Effect.flip(host.update("r1", { state: "running" }))
+        assert.instanceOf(later, SessionError)
+        assert.include(later.message, "stopped: writing to its store failed")
+        assert.include(later.message, "disk unplugged")
+        assert.instanceOf(yield* Effect.flip(host.list()), SessionError)
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["r1", "pending"]])
         assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
-        // reads still work
-        assert.deepStrictEqual((yield* allRecords(host)).map((record) => record.id), ["r1", "r2"])
       }), 30_000)
   })
 
@@ -857,29 +859,99 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.state), ["failed"])
       }), 30_000)
 
-    test("a host whose lease was taken over: its next durable call dies with LeaseHeld and writes nothing", () =>
+    test("a host whose lease was taken over: its next durable call dies with LeaseHeld, the host stops its tasks and writes nothing more", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
         const t0 = yield* Clock.currentTimeMillis
         const a = yield* startHost(sql, leaseOptions("host-a"))
         yield* a.host.register({ scope: { sessionId: "s" }, id: "before", kind: "other", producer: "p" })
+        const interrupted = yield* Deferred.make<void>()
+        yield* a.host.spawnManaged("s", { id: "worker", kind: "other", producer: "p" },
+          Effect.onInterrupt(Effect.never, () => Deferred.succeed(interrupted, undefined)))
         yield* sql`UPDATE task_host_lease SET owner = 'host-x', expires_at = ${t0 + 60_000}`.pipe(Effect.orDie)
 
         const exit = yield* Effect.exit(a.host.register({ scope: { sessionId: "s" }, id: "after", kind: "other", producer: "p" }))
         const defect = defectOf(exit)
         assert.instanceOf(defect, LeaseHeld)
         assert.deepStrictEqual([(defect as LeaseHeld).holder, (defect as LeaseHeld).expiresAt], ["host-x", t0 + 60_000])
-        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["before"])
-        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
-        // and every later one: the host writes nothing more
-        const later = defectOf(yield* Effect.exit(a.host.update("before", { state: "running" })))
-        assert.instanceOf(later, LeaseHeld)
-        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.state), ["pending"])
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["before", "worker"])
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1, 2])
+        // the host has stopped: its task no longer runs (the new holder's to recover), and
+        // every later call fails saying why; nothing more is written
+        yield* Deferred.await(interrupted)
+        const later = yield* Effect.flip(a.host.update("before", { state: "running" }))
+        assert.instanceOf(later, SessionError)
+        assert.include(later.message, "stopped: another host has taken its store's lease")
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [
+          ["before", "pending"],
+          ["worker", "running"]
+        ])
 
         // its shutdown ends, and leaves the new holder's lease alone
         yield* a.close
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-x", expires_at: t0 + 60_000, acquired_at: t0 }))
-        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1, 2])
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.state), ["pending", "running"])
+      }), 30_000)
+
+    test("a renewal that finds the lease taken stops the host: its tasks are interrupted, not written, and calls say why", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const t0 = yield* Clock.currentTimeMillis
+        const a = yield* startHost(sql, leaseOptions("host-a", { renewEvery: "2 seconds" }))
+        const stoppedAt = yield* Deferred.make<number>()
+        yield* a.host.spawnManaged("s", { id: "worker", kind: "other", producer: "p" },
+          Effect.onInterrupt(Effect.never, () => Effect.flatMap(Clock.currentTimeMillis, (t) => Deferred.succeed(stoppedAt, t))))
+        yield* sql`UPDATE task_host_lease SET owner = 'host-x', expires_at = ${t0 + 60_000}`.pipe(Effect.orDie)
+        yield* TestClock.adjust("2 seconds")
+        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 2_000)
+        const error = yield* Effect.flip(a.host.list())
+        assert.instanceOf(error, SessionError)
+        assert.include(error.message, "host-a stopped: another host has taken its store's lease")
+        // the worker is the new holder's to recover: its row still says running
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["worker", "running"]])
+        yield* a.close
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["worker", "running"]])
+        assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-x", expires_at: t0 + 60_000, acquired_at: t0 }))
+      }), 30_000)
+
+    test("renewals that keep failing stop the host before its lease can run out, not at the first failure", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const t0 = yield* Clock.currentTimeMillis
+        const renewals = yield* Queue.unbounded<number>()
+        const unreachable = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          renewLease: () =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.andThen(
+                Queue.offer(renewals, now - t0),
+                Effect.fail(new TaskStoreError({ operation: "renew lease", message: "connection refused" }))
+              ))
+        }))
+        // the lease runs out at 9 s unless renewed; renewals at 3 s and 6 s fail
+        const a = yield* startHost(sql, leaseOptions("host-a", { ttl: "9 seconds", renewEvery: "3 seconds" }), unreachable)
+        const stoppedAt = yield* Deferred.make<number>()
+        yield* a.host.spawnManaged("s", { id: "worker", kind: "other", producer: "p" },
+          Effect.onInterrupt(Effect.never, () => Effect.flatMap(Clock.currentTimeMillis, (t) => Deferred.succeed(stoppedAt, t))))
+        for (let second = 1; second <= 5; second++) {
+          yield* TestClock.adjust("1 second")
+          if (second === 3) assert.strictEqual(yield* Queue.take(renewals), 3_000)
+        }
+        // one failure at 3 s: the lease still has 6 s, the host runs on
+        assert.isFalse(yield* Deferred.isDone(stoppedAt))
+        yield* a.host.register({ scope: { sessionId: "s" }, id: "still-open", kind: "other", producer: "p" })
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(yield* Queue.take(renewals), 6_000)
+        // at 6 s the next renewal (9 s) would come too late: the host stops now
+        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 6_000)
+        const error = yield* Effect.flip(a.host.register({ scope: { sessionId: "s" }, id: "late", kind: "other", producer: "p" }))
+        assert.instanceOf(error, SessionError)
+        assert.include(error.message, "host-a stopped: it could not renew its store's lease before it runs out (connection refused)")
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [
+          ["worker", "running"],
+          ["still-open", "pending"]
+        ])
       }), 30_000)
 
     test("hosts that start at the same moment on a new database: exactly one gets the lease, the others are refused naming it", () =>

@@ -66,7 +66,7 @@ import {
   TaskNotFound
 } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
-import type { CorruptRecord, LeaseHeld, TaskStoreError, TaskStoreService } from "../TaskStore.ts"
+import { type CorruptRecord, LeaseHeld, TaskStoreError, type TaskStoreService } from "../TaskStore.ts"
 import { afterStep, EventHub } from "./eventHub.ts"
 import { HiddenTasks } from "./hidden.ts"
 import { Journal } from "./journal.ts"
@@ -187,7 +187,11 @@ export const makeWith = (
         for (const event of events) hub.publish(event)
       }
     )
-    const syncWrites = journal === undefined ? Effect.void : journal.sync
+    /** Waits for the commit of everything written so far; a host whose commits fail stops first (`fence`). */
+    const syncWrites: Effect.Effect<void> = journal === undefined ? Effect.void : journal.sync.pipe(
+      // a failed commit is a defect here (an interrupted wait is not a failure)
+      Effect.tapDefect((defect) => fence(stopReason(defect)))
+    )
     const layerContext = yield* Effect.context<never>()
     const telemetry = new Telemetry(layerContext)
     const hub = new EventHub(subscriberBuffer)
@@ -210,12 +214,14 @@ export const makeWith = (
     const openSessions = new Map<string, { successor: string | undefined }>()
 
     const isOpen = () => Ref.getUnsafe(state)._tag === "Open"
+    /** What a call on a host that is not open fails with. */
+    let closedReason = closedError
 
     // -- atomic steps ---------------------------------------------------------
 
     /** A public step that reads no clock (lookups, subscriptions): fails with `SessionError` unless the host is open. */
     const whenOpen = <A, E, R>(f: () => Effect.Effect<A, E, R>) =>
-      Effect.suspend((): Effect.Effect<A, E | SessionError, R> => isOpen() ? f() : Effect.fail(closedError))
+      Effect.suspend((): Effect.Effect<A, E | SessionError, R> => isOpen() ? f() : Effect.fail(closedReason))
 
     // The time of a step, as a `DateTime.Utc`: steps in the same millisecond share one (it is immutable).
     let lastMillis = Number.NaN
@@ -235,7 +241,7 @@ export const makeWith = (
      */
     const atomic = <A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>) =>
       Effect.withFiber((fiber): Effect.Effect<A, E | SessionError, R> =>
-        isOpen() ? f(nowOf(fiber)) : Effect.fail(closedError)
+        isOpen() ? f(nowOf(fiber)) : Effect.fail(closedReason)
       )
 
     /**
@@ -249,7 +255,7 @@ export const makeWith = (
       Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError, R> => {
         const valid = input()
         if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-        return isOpen() ? f(valid.success, nowOf(fiber), fiber.context) : Effect.fail(closedError)
+        return isOpen() ? f(valid.success, nowOf(fiber), fiber.context) : Effect.fail(closedReason)
       })
 
     /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing. */
@@ -930,6 +936,34 @@ export const makeWith = (
 
     // -- the durable store: lease, writer, records back -------------------------
 
+    /** Why a failed commit stops the host. */
+    const stopReason = (error: unknown) =>
+      error instanceof LeaseHeld
+        ? `another host has taken its store's lease (${error.message})`
+        : `writing to its store failed (${error instanceof Error ? error.message : String(error)})`
+
+    /**
+     * Stops a durable host that can no longer own its store (its lease is
+     * gone, or it cannot write): every task fiber is interrupted, calls fail
+     * with a `SessionError` saying why, subscribers' streams end. Nothing more
+     * is written: the tasks stay live in the store, the next lease holder's to
+     * recover.
+     */
+    const fence = (why: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!isOpen()) return Effect.void
+        const message = `the background task host ${leaseOwner} stopped: ${why}`
+        closedReason = new SessionError({ message })
+        // the tasks' ends below are not written: the store keeps them live, to be recovered
+        journal?.stop(new TaskStoreError({ operation: "write", message }))
+        return Ref.set<HostState>(state, { _tag: "Closing" }).pipe(
+          Effect.andThen(Effect.logError(message)),
+          Effect.andThen(Effect.suspend(() => Fiber.interruptAll([...timers, ...hidden.fibers(), ...managed]))),
+          Effect.andThen(Effect.sync(() => hub.close()))
+        )
+      })
+
+
     const report: { respawned: Array<string>; failed: Array<string>; cancelled: Array<string>; quarantined: Array<CorruptRecord> } = {
       respawned: [],
       failed: [],
@@ -955,21 +989,30 @@ export const makeWith = (
         )
       // closed last: after the shutdown below has written its last batch
       yield* Effect.addFinalizer(() => Effect.ignore(durable.releaseLease(leaseOwner)))
+      // when the lease we hold runs out, unless renewed
+      let leaseExpiry = (yield* Clock.currentTimeMillis) + leaseTtl
+      const renewEveryMillis = Duration.toMillis(storeOptions.renewEvery)
       const renew = Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const held = yield* durable.renewLease(leaseOwner, now + leaseTtl)
-        if (!held) {
-          yield* Effect.logError(
-            `the background task host ${leaseOwner} lost its store's lease: its writes will fail until it restarts`
-          )
+        const renewed = yield* Effect.result(durable.renewLease(leaseOwner, now + leaseTtl))
+        if (renewed._tag === "Success" && renewed.success) {
+          leaseExpiry = now + leaseTtl
+          return
+        }
+        if (renewed._tag === "Success") return yield* fence("another host has taken its store's lease")
+        yield* Effect.logWarning(`renewing the store's lease failed: ${renewed.failure.message}`)
+        // stop before the lease can run out and another host take these tasks
+        if (now + renewEveryMillis >= leaseExpiry) {
+          yield* fence(`it could not renew its store's lease before it runs out (${renewed.failure.message})`)
         }
       }).pipe(
-        Effect.catch((error) => Effect.logWarning(`renewing the store's lease failed: ${error.message}`)),
         Effect.repeat(Schedule.spaced(storeOptions.renewEvery)),
         Effect.delay(storeOptions.renewEvery)
       )
       yield* Effect.forkScoped(renew)
       yield* Effect.forkScoped(journal.run)
+      // a commit that failed for good, with no call waiting for it: the host stops
+      yield* Effect.forkScoped(Effect.flatMap(Deferred.await(journal.failed), (error) => fence(stopReason(error))))
       const stored = yield* durable.load
       report.quarantined.push(...stored.quarantined)
       for (const error of stored.quarantined) {
@@ -1034,7 +1077,7 @@ export const makeWith = (
         Effect.acquireRelease(
           whenOpen(() => {
             const subscription = hub.attach(valid, registry.lastSeq)
-            if (subscription === undefined) return Effect.fail(closedError)
+            if (subscription === undefined) return Effect.fail(closedReason)
             return Effect.succeed({
               filter: valid,
               snapshot: snapshot(valid),
@@ -1384,6 +1427,13 @@ export const makeWith = (
 
     // -- durability: a call returns once its writes are committed ------------------
 
+    /** A call refused because the host is not open: it wrote nothing, so there is nothing to wait for. */
+    const refused = (exit: Exit.Exit<unknown, unknown>) => {
+      if (Exit.isSuccess(exit) || isOpen()) return false
+      const error = Cause.findError(exit.cause)
+      return error._tag === "Success" && error.success instanceof SessionError
+    }
+
     if (journal !== undefined) {
       const writes = service as unknown as Record<string, (...args: ReadonlyArray<unknown>) => Effect.Effect<unknown, unknown, unknown>>
       for (
@@ -1404,7 +1454,7 @@ export const makeWith = (
         ] as const
       ) {
         const write = writes[method]!
-        writes[method] = (...args) => Effect.ensuring(write(...args), syncWrites)
+        writes[method] = (...args) => Effect.onExit(write(...args), (exit) => refused(exit) ? Effect.void : syncWrites)
       }
     }
 

@@ -51,6 +51,8 @@ export class Journal {
   private idle: Deferred.Deferred<void> | undefined
   /** Set once a commit has failed: every later write fails the same way. */
   private broken: TaskStoreError | LeaseHeld | undefined
+  /** Completed with the error when a commit has failed for good (the host stops on it). */
+  readonly failed = Deferred.makeUnsafe<TaskStoreError | LeaseHeld>()
   /** Transactions committed (`stats.commits`). */
   commits = 0
 
@@ -108,6 +110,15 @@ export class Journal {
     }
   }
 
+  /**
+   * Writes nothing more (the host stopped): what is not committed stays as the
+   * store has it, for the next lease holder to recover; later syncs die with
+   * `error`.
+   */
+  stop(error: TaskStoreError | LeaseHeld): void {
+    this.broken ??= error
+  }
+
   /** Waits until every write made so far is committed; a failed commit is a defect. */
   readonly sync: Effect.Effect<void> = Effect.suspend(() => {
     if (this.broken !== undefined) return Effect.die(this.broken)
@@ -127,8 +138,13 @@ export class Journal {
   /** Commits the open batch, if there is one, and waits for it. */
   private readonly commitOpen: Effect.Effect<void> = Effect.suspend(() => {
     const batch = this.open
-    if (batch.events.length === 0 || this.broken !== undefined) return Effect.void
+    if (batch.events.length === 0) return Effect.void
     this.open = emptyBatch()
+    if (this.broken !== undefined) {
+      // nothing more is written: the batch is dropped, its waiters fail
+      if (batch.done !== undefined) Deferred.doneUnsafe(batch.done, Exit.fail(this.broken))
+      return Effect.void
+    }
     this.committing = batch
     const write = Effect.flatMap(this.lease, (lease) => this.store.write(toStoreBatch(batch), lease))
     return write.pipe(
@@ -144,6 +160,7 @@ export class Journal {
             this.broken = error._tag === "Success"
               ? error.success
               : new TaskStoreError({ operation: "write", message: Cause.pretty(exit.cause) })
+            Deferred.doneUnsafe(this.failed, Exit.succeed(this.broken))
           } else {
             this.commits++
             this.committed(batch.events)
