@@ -180,6 +180,7 @@ export const makeWith = (
       ? ""
       : storeOptions.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`
     const leaseTtl = storeOptions === undefined ? 0 : Duration.toMillis(storeOptions.ttl)
+    const hub = new EventHub(subscriberBuffer)
     const journal = durable === undefined ? undefined : new Journal(
       durable,
       Effect.map(Clock.currentTimeMillis, (now) => ({ owner: leaseOwner, expiresAt: now + leaseTtl })),
@@ -194,7 +195,6 @@ export const makeWith = (
     )
     const layerContext = yield* Effect.context<never>()
     const telemetry = new Telemetry(layerContext)
-    const hub = new EventHub(subscriberBuffer)
     const maxAgeMillis = Duration.toMillis(maxAge)
     const slots = new Slots<TaskEntry>(limits)
     const registry = new Registry<Control>({

@@ -2,12 +2,12 @@
  * Group commit: the host's writes to a durable store.
  *
  * The registry hands every event (and the record it carries) to `record`, in
- * the step that makes it. Subscribers get the events of a batch once it is
- * committed: an event a reader has seen is never lost to a crash. Writes collect in the open batch; one writer
- * fiber commits a batch per transaction, oldest first, so the store always
- * holds a prefix of the host's history: events without a gap in `seq`. A
- * caller waits with `sync` for the batch its own writes are in; callers that
- * arrive while a batch commits share the next one.
+ * the step that makes it. Writes collect in the open batch; one writer fiber
+ * commits a batch per transaction, oldest first, so the store always holds a
+ * prefix of the host's history: events without a gap in `seq`. A caller
+ * waits with `sync` for the batch its own writes are in; callers that arrive
+ * while a batch commits share the next one. Subscribers get a batch's events
+ * once it is committed: an event a reader has seen is never lost to a crash.
  *
  * A batch keeps only the latest version of each record: a task registered,
  * started and ended between two commits is written once.
@@ -92,11 +92,7 @@ export class Journal {
           sessionId: event.fromSessionId,
           taskId: event.taskId
         })
-        batch.changes.set(keyOf(event.sessionId, event.taskId), {
-          _tag: "Put",
-          task: { order, owner: owner ?? "caller", record: event.record }
-        })
-        break
+      // falls through: the record is written under its new session
       default:
         batch.changes.set(keyOf(event.sessionId, event.taskId), {
           _tag: "Put",
