@@ -16,464 +16,30 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
-import type * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
-import type {
-  BackgroundTaskRecord,
-  LiveState,
-  RegisterRequest,
-  SubscriptionEvent,
-  TaskCompletion,
-  TaskFilter,
-  TaskKind,
-  TaskRegistration,
-  TaskScope,
-  TaskState,
-  TaskStats,
-  TaskUpdate
-} from "./BackgroundTask.ts"
 import * as internal from "./internal/host.ts"
 import type {
-  InvalidTransition,
-  InvokeError,
-  PluginError,
-  RegistrationError,
-  SessionError,
-  SnapshotError,
-  TaskAlreadyExists,
-  TaskNotFound
-} from "./PluginError.ts"
-import type { TaskContext } from "./TaskContext.ts"
-import { type CorruptRecord, type LeaseHeld, TaskStore, type TaskStoreError } from "./TaskStore.ts"
+  BackgroundTaskHostOptions,
+  BackgroundTaskHostService,
+  BackgroundTaskHostStoreOptions
+} from "./internal/service.ts"
+import type { InvalidOptions } from "./PluginError.ts"
+import { type LeaseHeld, TaskStore, type TaskStoreError } from "./TaskStore.ts"
 
-/**
- * How registering a task can fail: bad input (`RegistrationError`), an id
- * already live (`TaskAlreadyExists`), a parent that is unknown
- * (`TaskNotFound`) or has ended (`InvalidTransition`), a closed host or
- * session (`SessionError`).
- *
- * @category errors
- * @since 0.2.0
- */
-export type RegisterError = RegistrationError | TaskAlreadyExists | TaskNotFound | InvalidTransition | SessionError
-
-/**
- * The operations of a background task host.
- *
- * Every call on a host whose layer has closed fails with `SessionError`.
- *
- * @category models
- * @since 0.1.0
- */
-export interface BackgroundTaskHostService {
-  /**
-   * Records a task owned by the caller, in state `pending`; publishes
-   * `Registered`. A `parentTaskId` must name a live task (`TaskNotFound`, or
-   * `InvalidTransition` when it has ended). With an `idempotencyKey` a live
-   * task already holds, returns that task's record and registers nothing.
-   */
-  readonly register: (
-    request: RegisterRequest
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
-  /**
-   * Sets a non-terminal state and/or publishes a progress message. A move to
-   * `cancel_requested` is a cancellation request: the task's policy acts.
-   */
-  readonly update: (
-    taskId: string,
-    update: TaskUpdate
-  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | InvokeError | SessionError>
-  /**
-   * Moves a task to a terminal state with an optional summary (into `failure`
-   * when the state is `failed`, else `result`). A managed task's fiber is
-   * interrupted.
-   */
-  readonly complete: (
-    taskId: string,
-    completion: TaskCompletion
-  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | InvokeError | SessionError>
-  /**
-   * Moves a task to `cancel_requested` (event `CancelRequested`), then lets its
-   * cancel policy act. Its live descendants are cancelled first (deepest
-   * first, each through its own policy, reason "parent cancelled"). Returns
-   * the record as it stands when the call returns.
-   */
-  readonly requestCancel: (
-    taskId: string,
-    reason?: string
-  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError>
-  /** The live record with this id, else the most recently updated terminal one. */
-  readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
-  /** Records matching the filter (live ones only, unless `includeTerminal`), oldest first. */
-  readonly list: (
-    filter?: TaskFilter
-  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SnapshotError | SessionError>
-  /** Moves one task (live or terminal) to another session; publishes `Transferred`. */
-  readonly transfer: (
-    taskId: string,
-    scope: TaskScope
-  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | TaskAlreadyExists | SessionError>
-  /**
-   * Subscribes to the events matching the filter's `sessionId` and `kind`. The
-   * subscription is live when the effect returns: every event published after
-   * it is delivered, in `seq` order, or counted by a `Lagged` where the
-   * subscriber fell more than its buffer (`subscriberBuffer`) behind.
-   * Publishing never waits for a subscriber. The stream ends when the host
-   * shuts down, after the events of the shutdown itself, or when the scope
-   * closes. Run the stream once.
-   */
-  readonly subscribe: (
-    filter?: TaskFilter
-  ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
-  /**
-   * The records matching the filter (as `list` returns them) as of event `seq`,
-   * and a subscription to exactly the matching events after `seq`: no gap and
-   * no duplicate, whatever runs concurrently. Fold the events into the
-   * snapshot with `TaskView`; after a `Lagged`, take a new `watch` or `list`.
-   *
-   * With `fromSeq` (a durable store), `events` first replays the stored
-   * matching events after `fromSeq` up to `seq`, then goes on live: a reader
-   * that kept its own state as of `fromSeq`, even in an earlier process,
-   * resumes without a gap. A `fromSeq` the host cannot replay (beyond `seq`,
-   * or older than `seq` without a durable store) fails with `SnapshotError`.
-   */
-  readonly watch: (
-    filter?: WatchOptions
-  ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
-  /** The host's counters: records held, tasks ended by outcome (exact after eviction), the last `seq`. */
-  readonly stats: Effect.Effect<TaskStats, SessionError>
-  /**
-   * Runs `task` as a fiber tracked per session, with no record. Its failure is
-   * reported by `awaitHidden`.
-   */
-  readonly spawnHidden: <R>(
-    sessionId: string,
-    label: string,
-    task: Effect.Effect<void, PluginError, R>
-  ) => Effect.Effect<void, SessionError, R>
-  /**
-   * Waits for every hidden task of the session, including ones spawned while
-   * waiting, then fails with the failure that happened first, if any. A
-   * failure is reported once.
-   */
-  readonly awaitHidden: (sessionId: string) => Effect.Effect<void, PluginError>
-  /**
-   * Runs `task` as a fiber owned by the host, with a record in state
-   * `running` (or `pending`, queued, while a concurrency limit is reached).
-   * When the fiber exits the record becomes `completed` (a `string` result
-   * becomes its summary), `failed` (the error's message as summary) or
-   * `cancelled`, with the matching event. The task may `yield* TaskContext`.
-   *
-   * `spec.timeout` interrupts an attempt that runs longer (it fails with
-   * "timed out after …"); `spec.maxAttempts` retries a failure (not a defect
-   * or an interruption) after the backoff of `spec.retry` or the host's
-   * `retry.schedule`; `spec.parentTaskId` and `spec.idempotencyKey` work as
-   * for `register`. The task runs in a `background_task` span, a child of the
-   * caller's span.
-   */
-  readonly spawnManaged: <A, E, R>(
-    sessionId: string,
-    spec: TaskRegistration,
-    task: Effect.Effect<A, E, R>
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
-  /**
-   * Records a task owned elsewhere, in state `running`. `cancel` runs (at most
-   * once) when the task is cancelled; the record then becomes `cancelled`.
-   */
-  readonly registerExternal: (
-    sessionId: string,
-    spec: TaskRegistration,
-    cancel?: Effect.Effect<void>
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
-  /** Removes an externally owned record, with an `Evicted` event (reason `unregistered`); a no-op for any other id. */
-  readonly unregisterExternal: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
-  /**
-   * Moves a live task to a terminal state with its event (a managed fiber is
-   * interrupted); a no-op when unknown, already terminal, or `state` is not
-   * terminal.
-   */
-  readonly markTerminal: (
-    sessionId: string,
-    taskId: string,
-    state: TaskState
-  ) => Effect.Effect<void, SessionError>
-  /**
-   * Flips `running` ⇄ `waiting`; a no-op when unknown, terminal,
-   * `cancel_requested`, or `state` is neither.
-   */
-  readonly markLiveState: (
-    sessionId: string,
-    taskId: string,
-    state: LiveState
-  ) => Effect.Effect<void, SessionError>
-  /**
-   * Cancels a task now, whatever its policy: interrupts a managed fiber (its
-   * finalizers have run when this returns) or runs an external task's cancel
-   * effect; the record ends `cancelled` with its event. A no-op when unknown or
-   * already terminal.
-   */
-  readonly cancelManaged: (sessionId: string, taskId: string) => Effect.Effect<void, SessionError>
-  /** Every record of the session, terminal ones too, oldest first. */
-  readonly listManaged: (sessionId: string) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
-  /** The session's record with this id. */
-  readonly getManaged: (
-    sessionId: string,
-    taskId: string
-  ) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
-  /**
-   * Moves tasks between sessions, all or none, one `Transferred` each; unknown
-   * ids are skipped and fibers keep running.
-   */
-  readonly transferManaged: (
-    fromSessionId: string,
-    toSessionId: string,
-    taskIds: Iterable<string>
-  ) => Effect.Effect<void, TaskAlreadyExists | SessionError>
-  /** Cancels every live task of the session concurrently; returns their final records. */
-  readonly cancelAllManaged: (
-    sessionId: string
-  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
-  /**
-   * Opens a session: a handle whose methods are bound to `sessionId`. Closing
-   * the scope closes the session, applying each live task's `closePolicy`:
-   * `keep` runs on, `cancel` is cancelled through its cancel policy (reason
-   * "session closed"), `transfer` moves to the successor named by `handoff`
-   * or `options.successor` (else it is cancelled, reason "session closed
-   * without a successor"). The close waits until the cancelled tasks have
-   * ended. A session can be open once at a time.
-   */
-  readonly openSession: (
-    sessionId: string,
-    options?: SessionOptions
-  ) => Effect.Effect<BackgroundTaskSession, SessionError, Scope.Scope>
-  /** A task (the live one with this id, else the latest terminal one) with its held descendants. */
-  readonly listTree: (taskId: string) => Effect.Effect<TaskTree, TaskNotFound | SessionError>
-  /**
-   * What the host did at start with the records a previous process left
-   * live in its durable store (empty for an in-memory host).
-   */
-  readonly recovery: Effect.Effect<RecoveryReport, SessionError>
-}
-
-/**
- * `watch`'s argument: a filter, and where to resume.
- *
- * @category models
- * @since 0.3.0
- */
-export interface WatchOptions extends TaskFilter {
-  /** Replay the stored events after this `seq` first (needs a durable store unless it is the current `seq`). */
-  readonly fromSeq?: number | undefined
-}
-
-/**
- * Re-runs a task that a previous process left live: given its record as it
- * was stored, returns the task's body (as for `spawnManaged`). It is called
- * once; its effect runs again for each later attempt.
- *
- * @category models
- * @since 0.3.0
- */
-export type RecoveryHandler = (
-  record: BackgroundTaskRecord
-) => Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
-
-/**
- * What a host on a durable store did with the records it found live at
- * start, by task id, and the rows it had to quarantine.
- *
- * @category models
- * @since 0.3.0
- */
-export interface RecoveryReport {
-  /** Re-spawned by their producer's handler with the next attempt. */
-  readonly respawned: ReadonlyArray<string>
-  /** Ended `failed`: "host stopped before the task finished". */
-  readonly failed: ReadonlyArray<string>
-  /** External tasks (and tasks being cancelled), ended `cancelled` with that reason. */
-  readonly cancelled: ReadonlyArray<string>
-  /** Rows that no longer decoded, now in the quarantine table. */
-  readonly quarantined: ReadonlyArray<CorruptRecord>
-}
-
-/**
- * Options of a host on a durable store (`BackgroundTaskHost.layerStore`).
- *
- * @category models
- * @since 0.3.0
- */
-export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOptions {
-  /**
-   * Handlers by producer. At start, a task left live by a previous process
-   * is re-spawned by its producer's handler, with `attempt + 1` and the same
-   * idempotency key, when its attempts allow one more (`attempt + 1 <
-   * maxAttempts`); otherwise it ends `failed` with "host stopped before the
-   * task finished". External tasks, tasks being cancelled, and tasks whose
-   * live parent does not re-run end `cancelled` with that reason.
-   */
-  readonly recovery?: { readonly [producer: string]: RecoveryHandler } | undefined
-  /**
-   * The store's lease: one host at a time runs a store's tasks. The holder
-   * renews it every `renewEvery` (default a third of `ttl`) for `ttl` more
-   * (default 30 seconds). A host that finds it held fails to start with
-   * `LeaseHeld` (`onHeld: "fail"`, the default) or waits until it is free
-   * (`"wait"`). `owner` names this host (default host name, pid and a random
-   * suffix).
-   */
-  readonly lease?: {
-    readonly ttl?: Duration.Input | undefined
-    readonly renewEvery?: Duration.Input | undefined
-    readonly onHeld?: "fail" | "wait" | undefined
-    readonly owner?: string | undefined
-  } | undefined
-}
-
-/**
- * Options of `openSession`.
- *
- * @category models
- * @since 0.2.0
- */
-export interface SessionOptions {
-  /** Where `transfer` tasks go when the session closes, unless `handoff` names another. */
-  readonly successor?: string | undefined
-}
-
-/**
- * A task and the tasks registered under it (`parentTaskId`), oldest first.
- *
- * @category models
- * @since 0.2.0
- */
-export interface TaskTree {
-  readonly record: BackgroundTaskRecord
-  readonly children: ReadonlyArray<TaskTree>
-}
-
-/**
- * An open session (`openSession`): the host's session methods bound to one
- * session. Every method fails with `SessionError` once the session is closed.
- *
- * @category models
- * @since 0.2.0
- */
-export interface BackgroundTaskSession {
-  readonly sessionId: string
-  /** `spawnManaged` in this session. */
-  readonly spawn: <A, E, R>(
-    spec: TaskRegistration,
-    task: Effect.Effect<A, E, R>
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
-  /** `registerExternal` in this session. */
-  readonly registerExternal: (
-    spec: TaskRegistration,
-    cancel?: Effect.Effect<void>
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
-  /** `register` in this session: a caller-owned task, `pending`. */
-  readonly register: (
-    spec: TaskRegistration
-  ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
-  /** The session's record with this id. */
-  readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
-  /** The session's records (live only unless `includeTerminal`), oldest first. */
-  readonly list: (
-    filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
-  ) => Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SnapshotError | SessionError>
-  /** `cancelManaged` in this session. */
-  readonly cancel: (taskId: string) => Effect.Effect<void, SessionError>
-  /** `cancelAllManaged` for this session. */
-  readonly cancelAll: Effect.Effect<ReadonlyArray<BackgroundTaskRecord>, SessionError>
-  /** `transferManaged` from this session. */
-  readonly transfer: (
-    toSessionId: string,
-    taskIds: Iterable<string>
-  ) => Effect.Effect<void, TaskAlreadyExists | SessionError>
-  /** Names the session that receives the `transfer` tasks when this one closes. */
-  readonly handoff: (successorSessionId: string) => Effect.Effect<void, SessionError>
-  /** `subscribe` to this session's events. */
-  readonly subscribe: (
-    filter?: { readonly kind?: TaskKind }
-  ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
-  /** `watch` this session's records. */
-  readonly watch: (
-    filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
-  ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
-  /** `spawnHidden` in this session. */
-  readonly spawnHidden: <R>(
-    label: string,
-    task: Effect.Effect<void, PluginError, R>
-  ) => Effect.Effect<void, SessionError, R>
-  /** `awaitHidden` for this session. */
-  readonly awaitHidden: Effect.Effect<void, PluginError>
-}
-
-/**
- * What `watch` returns: a snapshot and the events after it.
- *
- * @category models
- * @since 0.2.0
- */
-export interface TaskWatch {
-  /** The filter, as validated. */
-  readonly filter: TaskFilter | undefined
-  /** The matching records as of `seq`, oldest first. */
-  readonly snapshot: ReadonlyArray<BackgroundTaskRecord>
-  /** The `seq` of the last event the snapshot includes (0 before the first event). */
-  readonly seq: number
-  /** Every matching event after `seq`, in order. */
-  readonly events: Stream.Stream<SubscriptionEvent>
-}
-
-/**
- * Options of the local host.
- *
- * @category models
- * @since 0.1.0
- */
-export interface BackgroundTaskHostOptions {
-  /**
-   * How long a `cooperative` task may take to end itself after a cancel
-   * request before the host interrupts it (default 5 seconds; `Infinity`:
-   * never). Also bounds each external cancel effect at shutdown.
-   */
-  readonly cancelGracePeriod?: Duration.Input | undefined
-  /**
-   * How many terminal records the host holds, and for how long after they
-   * ended (defaults 10,000 and 1 hour, by the `Clock`). Beyond either, the
-   * oldest terminal records are evicted with an `Evicted` event. Live records
-   * are never evicted. `Infinity` lifts a limit.
-   */
-  readonly retention?: {
-    readonly maxTerminal?: number | undefined
-    readonly maxAge?: Duration.Input | undefined
-  } | undefined
-  /**
-   * Events each subscriber may have unread before the oldest are dropped
-   * for it (and counted by a `Lagged`); default 4,096.
-   */
-  readonly subscriberBuffer?: number | undefined
-  /**
-   * The backoff between the attempts of a managed task with `maxAttempts`
-   * (default exponential from 1 second); a task's `retry` overrides it.
-   */
-  readonly retry?: {
-    readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
-  } | undefined
-  /**
-   * Running managed tasks at most, per session and per kind (default: no
-   * limit). Beyond a limit a spawned task waits in `pending`, in FIFO order,
-   * and starts when a slot frees.
-   */
-  readonly concurrency?: {
-    readonly perSession?: number | undefined
-    readonly perKind?: { readonly [K in TaskKind]?: number | undefined } | undefined
-  } | undefined
-}
+export type {
+  BackgroundTaskHostOptions,
+  BackgroundTaskHostService,
+  BackgroundTaskHostStoreOptions,
+  BackgroundTaskSession,
+  RecoveryHandler,
+  RecoveryReport,
+  RegisterError,
+  SessionOptions,
+  TaskTree,
+  TaskWatch,
+  WatchOptions
+} from "./internal/service.ts"
 
 /**
  * The background task host service.
@@ -524,14 +90,14 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
    * The local host with options. Invalid options (a negative or unreadable
    * duration, a count that is not a non-negative integer, a buffer under 1, a
    * concurrency limit under 1 or for an unknown kind, a `retry.schedule` that
-   * is not a `Schedule`) fail the layer with a `SessionError` naming the option.
+   * is not a `Schedule`) fail the layer with `InvalidOptions` naming the option.
    *
    * @category layers
    * @since 0.1.0
    */
   static readonly layerWith = (
     options: BackgroundTaskHostOptions
-  ): Layer.Layer<BackgroundTaskHost, SessionError> => Layer.effect(BackgroundTaskHost, internal.make(options))
+  ): Layer.Layer<BackgroundTaskHost, InvalidOptions> => Layer.effect(BackgroundTaskHost, internal.make(options))
 
   /**
    * A host that writes through the `TaskStore` it is given. With a durable
@@ -540,14 +106,14 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
    * reads the records back and resolves the tasks a previous process left
    * live (see {@link BackgroundTaskHostStoreOptions}). It fails with
    * `LeaseHeld` while another host holds the store, `TaskStoreError` when
-   * the store cannot be read, `SessionError` for an invalid option.
+   * the store cannot be read, `InvalidOptions` for an invalid option.
    *
    * @category layers
    * @since 0.3.0
    */
   static readonly layerStore = (
     options: BackgroundTaskHostStoreOptions = {}
-  ): Layer.Layer<BackgroundTaskHost, SessionError | TaskStoreError | LeaseHeld, TaskStore> =>
+  ): Layer.Layer<BackgroundTaskHost, InvalidOptions | TaskStoreError | LeaseHeld, TaskStore> =>
     Layer.effect(
       BackgroundTaskHost,
       Effect.gen(function*() {
@@ -566,7 +132,7 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
  */
 export const LocalBackgroundTaskHost: {
   readonly layer: Layer.Layer<BackgroundTaskHost>
-  readonly layerWith: (options: BackgroundTaskHostOptions) => Layer.Layer<BackgroundTaskHost, SessionError>
+  readonly layerWith: (options: BackgroundTaskHostOptions) => Layer.Layer<BackgroundTaskHost, InvalidOptions>
 } = {
   layer: BackgroundTaskHost.layer,
   layerWith: BackgroundTaskHost.layerWith

@@ -113,6 +113,36 @@ export class InvalidTransition extends Schema.TaggedError<InvalidTransition>()("
 }
 
 /**
+ * An attempt of a managed task ran longer than its `timeout` and was
+ * interrupted; the attempt fails with this error (and is retried like any
+ * other failure while attempts remain). `timeout` is the limit as text.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  taskId: Schema.String,
+  timeout: Schema.String
+}) {
+  override get message(): string {
+    return `timed out after ${this.timeout}`
+  }
+}
+
+/**
+ * A host layer was given an option it cannot use; `option` names it (for
+ * example `retention.maxAge`), `message` says what was expected and what
+ * came instead. The layer fails to build.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * Any failure of the host.
  *
  * @category errors
@@ -126,6 +156,8 @@ export type PluginError =
   | TaskNotFound
   | TaskAlreadyExists
   | InvalidTransition
+  | TaskTimeout
+  | InvalidOptions
 
 const wire = <
   const Tag extends string,
@@ -182,7 +214,15 @@ export const PluginError = Schema.Union([
     taskId: Schema.String,
     from: TaskState,
     to: Schema.String
-  }, { taskId: "task_id" })
+  }, { taskId: "task_id" }),
+  wire(TaskTimeout, "TaskTimeout", "task_timeout", {
+    taskId: Schema.String,
+    timeout: Schema.String
+  }, { taskId: "task_id" }),
+  wire(InvalidOptions, "InvalidOptions", "invalid_options", {
+    option: Schema.String,
+    message: Schema.String
+  }, {})
 ])
 
 /**
@@ -194,4 +234,4 @@ export const PluginError = Schema.Union([
 export const isPluginError = (u: unknown): u is PluginError =>
   u instanceof RegistrationError || u instanceof SnapshotError || u instanceof InvokeError ||
   u instanceof SessionError || u instanceof TaskNotFound || u instanceof TaskAlreadyExists ||
-  u instanceof InvalidTransition
+  u instanceof InvalidTransition || u instanceof TaskTimeout || u instanceof InvalidOptions

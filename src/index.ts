@@ -62,6 +62,7 @@ export {
   type WatchOptions
 } from "./BackgroundTaskHost.ts"
 export {
+  InvalidOptions,
   InvalidTransition,
   InvokeError,
   isPluginError,
@@ -70,7 +71,8 @@ export {
   SessionError,
   SnapshotError,
   TaskAlreadyExists,
-  TaskNotFound
+  TaskNotFound,
+  TaskTimeout
 } from "./PluginError.ts"
 export { TaskContext } from "./TaskContext.ts"
 export { TaskMetrics } from "./TaskMetrics.ts"

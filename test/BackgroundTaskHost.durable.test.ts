@@ -34,6 +34,7 @@ import {
   CorruptRecord,
   LeaseHeld,
   type RecoveryHandler,
+  InvalidOptions,
   SessionError,
   SnapshotError,
   type StoredTask,
@@ -1172,7 +1173,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         for (const [option, options] of cases) {
           const exit = yield* startExit(BackgroundTaskHost.layerStore(options).pipe(Layer.provide(sqlStore(sql))))
           const error = errorOf(exit)
-          assert.instanceOf(error, SessionError, option)
+          assert.instanceOf(error, InvalidOptions, option)
+          assert.strictEqual(error.option, option)
           assert.include(error.message, option)
         }
         assert.deepStrictEqual(yield* leaseRow(sql), Option.none())

@@ -381,7 +381,8 @@ describe("BackgroundTaskHost events (issue 3)", () => {
         ]
         for (const [options, name] of cases) {
           const error = yield* Effect.flip(Effect.scoped(Layer.build(BackgroundTaskHost.layerWith(options))))
-          assert.strictEqual(error._tag, "SessionError", name)
+          assert.strictEqual(error._tag, "InvalidOptions", name)
+          assert.strictEqual(error.option, name)
           assert.include(error.message, name)
         }
         // Infinity lifts a retention limit

@@ -445,7 +445,7 @@ describe("BackgroundTaskHost concurrency limits", () => {
       assert.isTrue(Option.isNone(yield* host.get("p2")))
     }))
 
-  describe("invalid limits fail the layer with a SessionError naming the option", () => {
+  describe("invalid limits fail the layer with InvalidOptions naming the option", () => {
     const buildError = (options: BackgroundTaskHostOptions) =>
       Layer.build(BackgroundTaskHost.layerWith(options)).pipe(
         Effect.scoped,
@@ -466,7 +466,7 @@ describe("BackgroundTaskHost concurrency limits", () => {
       it.effect(name, () =>
         Effect.gen(function*() {
           const error = yield* buildError(options)
-          assert.strictEqual(error?._tag, "SessionError")
+          assert.strictEqual(error?._tag, "InvalidOptions")
           assert.include(error?.message, option)
         }))
     }

@@ -592,14 +592,15 @@ describe("BackgroundTaskHost", () => {
         }
       }))
 
-    it.effect("invalid options fail the layer with SessionError", () =>
+    it.effect("invalid options fail the layer with InvalidOptions", () =>
       Effect.gen(function*() {
         for (const cancelGracePeriod of ["-1 second", "soon", Number.NaN] as const) {
           const error = yield* BackgroundTaskHost.use((host) => host.list()).pipe(
             Effect.provide(BackgroundTaskHost.layerWith({ cancelGracePeriod: cancelGracePeriod as "1 second" })),
             Effect.flip
           )
-          assert.strictEqual(error._tag, "SessionError")
+          assert.strictEqual(error._tag, "InvalidOptions")
+          assert.strictEqual(error._tag === "InvalidOptions" ? error.option : undefined, "cancelGracePeriod")
           assert.include(error.message, "cancelGracePeriod")
         }
       }))

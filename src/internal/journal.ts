@@ -27,7 +27,9 @@ import {
   TaskStoreError,
   type TaskStoreService
 } from "../TaskStore.ts"
-import { afterStep } from "./eventHub.ts"
+import type { EventSink } from "./registry.ts"
+import { afterStep } from "./state.ts"
+import { ownerName, type Task } from "./task.ts"
 
 type Change =
   | { readonly _tag: "Put"; readonly task: StoredTask }
@@ -44,7 +46,7 @@ const emptyBatch = (): Batch => ({ events: [], changes: new Map(), done: undefin
 
 const keyOf = (sessionId: string, taskId: string) => `${sessionId.length}:${sessionId}${taskId}`
 
-export class Journal {
+export class Journal implements EventSink {
   private open: Batch = emptyBatch()
   private committing: Batch | undefined
   /** Set while the writer waits for work. */
@@ -73,6 +75,10 @@ export class Journal {
     this.lease = lease
     this.committed = committed
   }
+
+  /** The registry's sink: every event, with the task it is about, in the step that makes it. */
+  readonly emit = (event: BackgroundTaskEvent, task: Task | undefined): void =>
+    this.record(event, task?.order ?? 0, task === undefined ? undefined : ownerName(task.owner))
 
   /** Takes one event (and the record it changes) into the open batch; inside a step. */
   record(event: BackgroundTaskEvent, order: number, owner: TaskOwner | undefined): void {

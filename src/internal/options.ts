@@ -1,6 +1,11 @@
 /**
  * The host's options, checked once when the layer starts, with their
- * defaults. A bad option fails the layer with a `SessionError` naming it.
+ * defaults. A bad option fails the layer with `InvalidOptions` naming it.
+ *
+ * Checked by hand rather than decoded by a Schema: options hold values a
+ * Schema can only declare (a `Schedule`, handler functions), and the
+ * messages say what to pass ("a non-negative duration") where a Schema says
+ * `Expected <Declaration>`.
  *
  * @internal
  */
@@ -14,11 +19,12 @@ import type {
   BackgroundTaskHostStoreOptions,
   RecoveryHandler
 } from "../BackgroundTaskHost.ts"
-import { SessionError } from "../PluginError.ts"
+import { InvalidOptions } from "../PluginError.ts"
 import type { Limits } from "./slots.ts"
 
 const invalidOption = (name: string, expected: string, input: unknown) =>
-  new SessionError({
+  new InvalidOptions({
+    option: name,
     message: `the background task host cannot start: ${name} must be ${expected}, got ${
       typeof input === "number" ? String(input) : String(JSON.stringify(input) ?? typeof input)
     }`
@@ -29,7 +35,7 @@ const durationOption = (
   name: string,
   input: Duration.Input | undefined,
   fallback: Duration.Input
-): Effect.Effect<Duration.Duration, SessionError> => {
+): Effect.Effect<Duration.Duration, InvalidOptions> => {
   const value = input ?? fallback
   let duration: Option.Option<Duration.Duration>
   try {
@@ -48,7 +54,7 @@ const countOption = (
   input: unknown,
   fallback: number,
   range: { readonly min: number; readonly infinite: boolean }
-): Effect.Effect<number, SessionError> => {
+): Effect.Effect<number, InvalidOptions> => {
   const value = input ?? fallback
   return typeof value === "number" &&
       ((Number.isSafeInteger(value) && value >= range.min) || (range.infinite && value === Infinity))
@@ -58,7 +64,7 @@ const countOption = (
     )
 }
 
-const limitsOf = (options: BackgroundTaskHostOptions): Effect.Effect<Limits, SessionError> =>
+const limitsOf = (options: BackgroundTaskHostOptions): Effect.Effect<Limits, InvalidOptions> =>
   Effect.gen(function*() {
     const concurrency = options.concurrency ?? {}
     const perSession = yield* countOption("concurrency.perSession", concurrency.perSession, Infinity, {

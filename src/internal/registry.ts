@@ -1,24 +1,22 @@
 /**
- * The registry of task records, its indexes, its event numbering and its
- * retention of terminal records.
+ * The registry: task records, their indexes, event numbering (`seq`) and
+ * retention of terminal records, as an internal service.
  *
- * Every method is one synchronous step: it validates, writes and publishes
- * its events before it returns, and nothing else runs in between (JavaScript
- * runs one fiber at a time, and a synchronous block is never preempted). That
- * is what makes each mutation atomic and event order equal to mutation order,
- * without a lock. The host calls these methods only from inside
- * `Effect.suspend`/`Effect.sync` blocks.
+ * Owns: every change to a record and the one event it publishes. Its tables
+ * live in the host's state `Ref` (`state.ts`), so a closed host has none.
+ * Calls out to nothing but one `EventSink` (in memory: the hub; durable: the
+ * journal). A move *returns* what it did; what ending a task means to the
+ * rest of the host (timers, slots, the queue) is `ending.ts`'s business.
  *
- * Every published event gets the next `seq`; a record's `revision` is the
- * `seq` of the event that last changed it. So a snapshot taken in the same
- * step as a subscription (`watch`) is exactly the state as of `lastSeq`.
- *
- * Invariants: at most one record per (session, id); at most one live record
- * per id; every index holds exactly the records it describes; `terminal`
- * holds the terminal records in the order they ended.
+ * Every method is one synchronous step: it validates, writes and hands its
+ * events to the sink before it returns. Every event gets the next `seq`; a
+ * record's `revision` is the `seq` of the event that last changed it, so a
+ * snapshot taken in the same step as a subscription (`watch`) is exactly the
+ * state as of `lastSeq`.
  *
  * @internal
  */
+import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
@@ -35,145 +33,44 @@ import {
 } from "../BackgroundTask.ts"
 import { type InvalidTransition, TaskAlreadyExists } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
-
-/** One record and what the host needs to act on it (`handle`). */
-export interface Entry<H> {
-  /** Registration order: oldest first. */
-  readonly order: number
-  record: BackgroundTaskRecord
-  readonly handle: H
-  /** The live task this one was registered under, while it is held. */
-  parent: Entry<H> | undefined
-  /** The tasks registered under this one, while they are held. */
-  children: Set<Entry<H>> | undefined
-  /** Whether the record is in the queue of held terminal records. */
-  retained: boolean
-}
+import type { Steps } from "./state.ts"
+import { empty, type Tables } from "./tables.ts"
+import type { Control, Owner, Task } from "./task.ts"
 
 /**
- * The held terminal records, oldest end first: a queue with a moving head.
- * Removing one from the middle (a replaced or unregistered record) only clears
- * its flag; the queue skips it when it reaches it. (A `Set` iterated from the
- * front after many deletions there walks its deleted slots each time.)
+ * Where the registry's events go, in the step that makes them. In memory they
+ * are published at once; on a durable store they are journaled and published
+ * once committed.
  */
-class TerminalQueue<H> {
-  private items: Array<Entry<H> | undefined> = []
-  private head = 0
-  size = 0
-
-  push(entry: Entry<H>): void {
-    entry.retained = true
-    this.items.push(entry)
-    this.size++
-  }
-
-  delete(entry: Entry<H>): void {
-    if (!entry.retained) return
-    entry.retained = false
-    this.size--
-  }
-
-  /** The oldest held record, if any. */
-  peek(): Entry<H> | undefined {
-    while (this.head < this.items.length) {
-      const entry = this.items[this.head]!
-      if (entry.retained) return entry
-      this.items[this.head++] = undefined
-    }
-    this.compact()
-    return undefined
-  }
-
-  /** Removes and returns the oldest held record. */
-  shift(): Entry<H> | undefined {
-    const entry = this.peek()
-    if (entry === undefined) return undefined
-    this.items[this.head++] = undefined
-    entry.retained = false
-    this.size--
-    if (this.head > 1024 && this.head * 2 > this.items.length) this.compact()
-    return entry
-  }
-
-  private compact(): void {
-    this.items = this.items.slice(this.head)
-    this.head = 0
-  }
+export interface EventSink {
+  readonly emit: (event: BackgroundTaskEvent, task: Task | undefined) => void
 }
 
-export interface RegistryOptions<H> {
-  readonly publish: (event: BackgroundTaskEvent) => void
+export interface Retention {
   /** Terminal records held at most; the oldest are evicted beyond it. */
   readonly maxTerminal: number
   /** Milliseconds a terminal record is held after it ended (`Infinity`: no limit). */
   readonly maxAgeMillis: number
-  /** Called in the step that made a record terminal, after its event. */
-  readonly onTerminal?: ((entry: Entry<H>) => void) | undefined
-  /**
-   * Sees every event with the record it is about (none for `Evicted`), in the
-   * step that publishes it: the durable store's write-ahead hook.
-   */
-  readonly journal?: ((event: BackgroundTaskEvent, entry: Entry<H> | undefined) => void) | undefined
 }
 
-/** A `Map` of sets, whose empty sets are removed. */
-class Index<K, H> {
-  private readonly map = new Map<K, Set<Entry<H>>>()
-  add(key: K, entry: Entry<H>): void {
-    let set = this.map.get(key)
-    if (set === undefined) this.map.set(key, set = new Set())
-    set.add(entry)
-  }
-  delete(key: K, entry: Entry<H>): void {
-    const set = this.map.get(key)
-    if (set === undefined || !set.delete(entry)) return
-    if (set.size === 0) this.map.delete(key)
-  }
-  get(key: K): ReadonlySet<Entry<H>> {
-    return this.map.get(key) ?? empty
-  }
-}
+export class RegistryService {
+  private readonly steps: Steps
+  private readonly sink: EventSink
+  private readonly retention: Retention
 
-const empty: ReadonlySet<never> = new Set()
-
-export class Registry<H> {
-  private seq = 0
-  private readonly publishEvent: (event: BackgroundTaskEvent) => void
-  private readonly journal: ((event: BackgroundTaskEvent, entry: Entry<H> | undefined) => void) | undefined
-  private readonly maxTerminal: number
-  private readonly maxAgeMillis: number
-  private readonly onTerminal: ((entry: Entry<H>) => void) | undefined
-
-  /** The live record of each id. */
-  private readonly live = new Map<string, Entry<H>>()
-  /** Session → id → record (live and terminal). */
-  private readonly sessions = new Map<string, Map<string, Entry<H>>>()
-  private readonly liveBySession = new Index<string, H>()
-  private readonly byKind = new Index<TaskKind, H>()
-  private readonly liveByKind = new Index<TaskKind, H>()
-  /**
-   * Id → every record with that id (one live at most, terminal ones in other
-   * sessions): one entry, or an array in the rare case of several.
-   */
-  private readonly ids = new Map<string, Entry<H> | Array<Entry<H>>>()
-  /** Idempotency key → the live record holding it. */
-  private readonly keys = new Map<string, Entry<H>>()
-  /** Terminal records, oldest end first: the eviction order. */
-  private readonly terminal = new TerminalQueue<H>()
-
-  private readonly counts = { completed: 0, failed: 0, cancelled: 0, evicted: 0 }
-
-  constructor(options: RegistryOptions<H>) {
-    this.publishEvent = options.publish
-    this.maxTerminal = options.maxTerminal
-    this.maxAgeMillis = options.maxAgeMillis
-    this.onTerminal = options.onTerminal
-    this.journal = options.journal
+  constructor(steps: Steps, sink: EventSink, retention: Retention) {
+    this.steps = steps
+    this.sink = sink
+    this.retention = retention
   }
 
-  /** The `seq` of the last event published (0 before the first). */
+  private get t(): Tables {
+    return this.steps.tables
+  }
+
+  /** The `seq` of the last event (0 before the first). */
   get lastSeq(): number {
-    return this.seq
+    return this.t.seq
   }
 
   /**
@@ -184,96 +81,135 @@ export class Registry<H> {
     make: (revision: number) => BackgroundTaskRecord,
     id: string,
     sessionId: string,
-    handle: H,
-    parent?: Entry<H>
-  ): Result.Result<Entry<H>, TaskAlreadyExists> {
-    const live = this.live.get(id)
+    owner: Owner,
+    control: Control,
+    parent?: Task
+  ): Result.Result<Task, TaskAlreadyExists> {
+    const t = this.t
+    const live = t.live.get(id)
     if (live !== undefined) {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
-    const replaced = this.sessions.get(sessionId)?.get(id)
+    const replaced = t.find(sessionId, id)
     if (replaced !== undefined) this.replace(replaced)
-    const seq = ++this.seq
+    const seq = ++t.seq
     const record = make(seq)
-    const entry: Entry<H> = { order: seq, record, handle, parent, children: undefined, retained: false }
-    if (parent !== undefined) (parent.children ??= new Set()).add(entry)
-    this.index(entry)
-    this.emit({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record }, entry)
-    return Result.succeed(entry)
+    const task: Task = {
+      order: seq,
+      record,
+      owner,
+      control,
+      parent,
+      children: undefined,
+      retained: false,
+      held: false
+    }
+    if (parent !== undefined) (parent.children ??= new Set()).add(task)
+    t.index(task)
+    this.sink.emit({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record }, task)
+    return Result.succeed(task)
   }
 
   /** Removes a record (`unregisterExternal`), with an `Evicted` event. */
-  remove(entry: Entry<H>): void {
-    if (this.find(entry.record.scope.sessionId, entry.record.id) !== entry) return
-    this.delete(entry)
-    this.publishEvicted([entry], "unregistered")
+  remove(task: Task): void {
+    if (!task.held || this.t.find(task.record.scope.sessionId, task.record.id) !== task) return
+    this.t.delete(task)
+    this.publishEvicted([task], "unregistered")
   }
 
   /** The live record with this id, else the most recently updated terminal one. */
-  resolve(taskId: string): Entry<H> | undefined {
-    const live = this.live.get(taskId)
+  resolve(taskId: string): Task | undefined {
+    const t = this.t
+    const live = t.live.get(taskId)
     if (live !== undefined) return live
-    const same = this.ids.get(taskId)
+    const same = t.ids.get(taskId)
     if (same === undefined || !Array.isArray(same)) return same
-    let found: Entry<H> | undefined
-    for (const entry of same) {
-      if (found === undefined || entry.record.revision > found.record.revision) found = entry
+    let found: Task | undefined
+    for (const task of same) {
+      if (found === undefined || task.record.revision > found.record.revision) found = task
     }
     return found
   }
 
-  find(sessionId: string, taskId: string): Entry<H> | undefined {
-    return this.sessions.get(sessionId)?.get(taskId)
+  find(sessionId: string, taskId: string): Task | undefined {
+    return this.t.find(sessionId, taskId)
   }
 
   /** The live record with this id. */
-  findLive(taskId: string): Entry<H> | undefined {
-    return this.live.get(taskId)
+  findLive(taskId: string): Task | undefined {
+    return this.t.live.get(taskId)
   }
 
   /** The live record holding this idempotency key. */
-  findByKey(key: string): Entry<H> | undefined {
-    return this.keys.get(key)
+  findByKey(key: string): Task | undefined {
+    return this.t.keys.get(key)
   }
 
   /**
    * Moves a record to `to`, publishing the move's one event; staying in the
-   * same live state changes nothing and publishes nothing. A move to a
-   * terminal state may evict the oldest terminal records.
+   * same live state changes nothing and publishes nothing, and neither does a
+   * move of an incarnation the registry no longer holds. A move to a terminal
+   * state may evict the oldest terminal records.
    */
   move(
-    entry: Entry<H>,
+    task: Task,
     to: TaskState,
     now: DateTime.Utc,
     options?: { readonly summary?: Option.Option<string>; readonly reason?: Option.Option<string> }
   ): Result.Result<BackgroundTaskRecord, InvalidTransition> {
-    const from = entry.record.state
-    const invalid = Lifecycle.checkMove(entry.record.id, from, to)
+    const from = task.record.state
+    const invalid = Lifecycle.checkMove(task.record.id, from, to)
     if (invalid !== undefined) return Result.fail(invalid)
-    if (from === to) return Result.succeed(entry.record)
-    const record = Lifecycle.moveRecord(entry.record, to, now, ++this.seq, options?.summary)
-    entry.record = record
-    if (isTerminal(to)) this.unindexLive(entry)
-    this.emit(Lifecycle.moveEvent(record, options?.reason ?? Option.none()), entry)
+    if (from === to || !task.held) return Result.succeed(task.record)
+    const t = this.t
+    const record = Lifecycle.moveRecord(task.record, to, now, ++t.seq, options?.summary)
+    task.record = record
+    if (isTerminal(to)) t.unindexLive(task)
+    this.sink.emit(Lifecycle.moveEvent(record, options?.reason ?? Option.none()), task)
     if (isTerminal(to)) {
-      this.counts[to]++
-      this.onTerminal?.(entry)
-      this.retire(entry)
+      t.counts[to]++
+      this.retire(task)
     }
     return Result.succeed(record)
   }
 
-  /** Publishes a `Progress` event for a record; the record does not change. */
-  progress(entry: Entry<H>, message: string): void {
-    const { record } = entry
-    this.emit({
+  /** Publishes a `Progress` event for a held record; the record does not change. */
+  progress(task: Task, message: string): void {
+    if (!task.held) return
+    const { record } = task
+    this.sink.emit({
       _tag: "Progress",
-      seq: ++this.seq,
+      seq: ++this.t.seq,
       taskId: record.id,
       sessionId: record.scope.sessionId,
       kind: record.kind,
       message
-    }, entry)
+    }, task)
+  }
+
+  /**
+   * Changes a live record's attempt and/or state in one step, publishing
+   * `StateChanged` with the new record even when the state stays the same (the
+   * record changed). Used for retries and recovery.
+   */
+  update(
+    task: Task,
+    change: (record: BackgroundTaskRecord) => BackgroundTaskRecord,
+    now: DateTime.Utc
+  ): BackgroundTaskRecord {
+    if (!task.held) return task.record
+    const record = { ...change(task.record), updatedAt: now, revision: ++this.t.seq }
+    task.record = record
+    this.sink.emit({
+      _tag: "StateChanged",
+      seq: record.revision,
+      taskId: record.id,
+      sessionId: record.scope.sessionId,
+      kind: record.kind,
+      state: record.state,
+      record
+    }, task)
+    return record
   }
 
   /**
@@ -281,34 +217,35 @@ export class Registry<H> {
    * record with one of their ids; a terminal one there is replaced.
    */
   transfer(
-    entries: ReadonlyArray<Entry<H>>,
+    tasks: ReadonlyArray<Task>,
     to: string,
     now: DateTime.Utc
   ): Result.Result<ReadonlyArray<BackgroundTaskRecord>, TaskAlreadyExists> {
-    const target = this.sessions.get(to)
-    for (const entry of entries) {
-      const there = target?.get(entry.record.id)
-      if (there !== undefined && there !== entry && !isTerminal(there.record.state)) {
-        return Result.fail(new TaskAlreadyExists({ taskId: entry.record.id, sessionId: to }))
+    const t = this.t
+    const target = t.sessions.get(to)
+    for (const task of tasks) {
+      const there = target?.get(task.record.id)
+      if (there !== undefined && there !== task && !isTerminal(there.record.state)) {
+        return Result.fail(new TaskAlreadyExists({ taskId: task.record.id, sessionId: to }))
       }
     }
     const moved: Array<BackgroundTaskRecord> = []
-    for (const entry of entries) {
-      const from = entry.record.scope.sessionId
-      if (from === to) {
-        moved.push(entry.record)
+    for (const task of tasks) {
+      const from = task.record.scope.sessionId
+      if (from === to || !task.held) {
+        moved.push(task.record)
         continue
       }
-      const there = this.sessions.get(to)?.get(entry.record.id)
+      const there = t.find(to, task.record.id)
       if (there !== undefined) this.replace(there)
-      this.unindexSession(entry)
+      t.unindexSession(task)
       const scope = { sessionId: to }
-      const seq = ++this.seq
-      const record: BackgroundTaskRecord = { ...entry.record, scope, updatedAt: now, revision: seq }
-      entry.record = record
-      this.indexSession(entry)
+      const seq = ++t.seq
+      const record: BackgroundTaskRecord = { ...task.record, scope, updatedAt: now, revision: seq }
+      task.record = record
+      t.indexSession(task)
       moved.push(record)
-      this.emit({
+      this.sink.emit({
         _tag: "Transferred",
         seq,
         taskId: record.id,
@@ -317,7 +254,7 @@ export class Registry<H> {
         scope,
         fromSessionId: from,
         record
-      }, entry)
+      }, task)
     }
     return Result.succeed(moved)
   }
@@ -327,15 +264,16 @@ export class Registry<H> {
    * Returns when the next one is due (epoch millis), if any.
    */
   evictExpired(nowMillis: number): number | undefined {
-    const expired: Array<Entry<H>> = []
+    const terminal = this.t.terminal
+    const expired: Array<Task> = []
     let due: number | undefined
-    for (let entry = this.terminal.peek(); entry !== undefined; entry = this.terminal.peek()) {
-      const endedAt = endOf(entry.record)
-      if (nowMillis - endedAt < this.maxAgeMillis) {
-        due = endedAt + this.maxAgeMillis
+    for (let task = terminal.peek(); task !== undefined; task = terminal.peek()) {
+      const endedAt = endOf(task.record)
+      if (nowMillis - endedAt < this.retention.maxAgeMillis) {
+        due = endedAt + this.retention.maxAgeMillis
         break
       }
-      expired.push(this.terminal.shift()!)
+      expired.push(terminal.shift()!)
     }
     this.evict(expired, "max_age")
     return due
@@ -343,96 +281,70 @@ export class Registry<H> {
 
   /** Records matching the filter, oldest first; the work is in proportion to the index read. */
   list(filter: TaskFilter | undefined): Array<BackgroundTaskRecord> {
+    const t = this.t
     const all = filter?.includeTerminal === true
     const sessionId = filter?.sessionId
     const kind = filter?.kind
     // `live` and the kind indexes are filled at registration, so they iterate
     // in registration order; the session indexes also change on transfers and
     // need sorting
-    let candidates: Iterable<Entry<H>>
+    let candidates: Iterable<Task>
     let ordered = true
     if (sessionId !== undefined) {
-      const session = all ? this.sessions.get(sessionId) : this.liveBySession.get(sessionId)
+      const session = all ? t.sessions.get(sessionId) : t.liveBySession.get(sessionId)
       candidates = session?.values() ?? empty
       ordered = false
       if (kind !== undefined) {
-        const ofKind = (all ? this.byKind : this.liveByKind).get(kind)
+        const ofKind = (all ? t.byKind : t.liveByKind).get(kind)
         if (ofKind.size < (session?.size ?? 0)) {
           candidates = ofKind
           ordered = true
         }
       }
     } else if (kind !== undefined) {
-      candidates = (all ? this.byKind : this.liveByKind).get(kind)
+      candidates = (all ? t.byKind : t.liveByKind).get(kind)
+    } else if (!all) {
+      candidates = t.live.values()
     } else {
-      if (!all) candidates = this.live.values()
-      else {
-        // every record: the kind indexes are sorted runs, which sort merges in linear time
-        candidates = TaskKind.literals.flatMap((kind) => Array.from(this.byKind.get(kind)))
-        ordered = false
-      }
+      // every record: the kind indexes are sorted runs, which sort merges in linear time
+      candidates = TaskKind.literals.flatMap((kind) => Array.from(t.byKind.get(kind)))
+      ordered = false
     }
-    const out: Array<Entry<H>> = []
-    for (const entry of candidates) {
-      if (matchesRecord(filter, entry.record)) out.push(entry)
+    const out: Array<Task> = []
+    for (const task of candidates) {
+      if (matchesRecord(filter, task.record)) out.push(task)
     }
-    return records(ordered ? out : sortByOrder(out))
+    return (ordered ? out : sortByOrder(out)).map((task) => task.record)
   }
 
   /** Every record of a session, terminal ones included, oldest first. */
-  session(sessionId: string): Array<Entry<H>> {
-    const session = this.sessions.get(sessionId)
+  session(sessionId: string): Array<Task> {
+    const session = this.t.sessions.get(sessionId)
     return session === undefined ? [] : sortByOrder(Array.from(session.values()))
   }
 
   /** The live records of a session, oldest first. */
-  liveInSession(sessionId: string): Array<Entry<H>> {
-    return sortByOrder(Array.from(this.liveBySession.get(sessionId)))
+  liveInSession(sessionId: string): Array<Task> {
+    return sortByOrder(Array.from(this.t.liveBySession.get(sessionId)))
   }
 
   /** Every live record, oldest first. */
-  liveEntries(): Array<Entry<H>> {
-    return Array.from(this.live.values())
+  liveTasks(): Array<Task> {
+    return Array.from(this.t.live.values())
   }
 
-
-  /**
-   * Changes a live record's attempt and/or state in one step, publishing
-   * `StateChanged` with the new record even when the state stays the same (the
-   * record changed). Used for retries.
-   */
-  update(
-    entry: Entry<H>,
-    change: (record: BackgroundTaskRecord) => BackgroundTaskRecord,
-    now: DateTime.Utc
-  ): BackgroundTaskRecord {
-    const record = { ...change(entry.record), updatedAt: now, revision: ++this.seq }
-    entry.record = record
-    this.emit({
-      _tag: "StateChanged",
-      seq: record.revision,
-      taskId: record.id,
-      sessionId: record.scope.sessionId,
-      kind: record.kind,
-      state: record.state,
-      record
-    }, entry)
-    return record
-  }
-
-  stats(subscribers: number, fibers: number, queued: number, commits: number): TaskStats {
+  /** The registry's part of `stats`; the rest comes from the rooms that know it. */
+  stats(rest: Pick<TaskStats, "subscribers" | "fibers" | "queued" | "commits">): TaskStats {
+    const t = this.t
     return {
-      seq: this.seq,
-      live: this.live.size,
-      retained: this.terminal.size,
-      completed: this.counts.completed,
-      failed: this.counts.failed,
-      cancelled: this.counts.cancelled,
-      evicted: this.counts.evicted,
-      subscribers,
-      fibers,
-      queued,
-      commits
+      seq: t.seq,
+      live: t.live.size,
+      retained: t.terminal.size,
+      completed: t.counts.completed,
+      failed: t.counts.failed,
+      cancelled: t.counts.cancelled,
+      evicted: t.counts.evicted,
+      ...rest
     }
   }
 
@@ -442,47 +354,46 @@ export class Registry<H> {
    * come oldest registration first; `lastSeq` is the store's last event.
    */
   restore(
-    records: ReadonlyArray<{ readonly order: number; readonly record: BackgroundTaskRecord; readonly handle: H }>,
+    records: ReadonlyArray<
+      { readonly order: number; readonly record: BackgroundTaskRecord; readonly owner: Owner; readonly control: Control }
+    >,
     lastSeq: number
-  ): Array<Entry<H>> {
-    this.seq = Math.max(this.seq, lastSeq)
-    const restored: Array<Entry<H>> = []
-    for (const { handle, order, record } of records) {
-      if (this.live.has(record.id) && !isTerminal(record.state)) continue
-      if (this.sessions.get(record.scope.sessionId)?.has(record.id) === true) continue
-      const entry: Entry<H> = { order, record, handle, parent: undefined, children: undefined, retained: false }
-      this.seq = Math.max(this.seq, record.revision, order)
-      this.index(entry)
-      restored.push(entry)
+  ): Array<Task> {
+    const t = this.t
+    t.seq = Math.max(t.seq, lastSeq)
+    const restored: Array<Task> = []
+    for (const { control, order, owner, record } of records) {
+      if (t.live.has(record.id) && !isTerminal(record.state)) continue
+      if (t.sessions.get(record.scope.sessionId)?.has(record.id) === true) continue
+      const task: Task = { order, record, owner, control, parent: undefined, children: undefined, retained: false, held: false }
+      t.seq = Math.max(t.seq, record.revision, order)
+      t.index(task)
+      restored.push(task)
     }
-    for (const entry of restored) {
-      const parentId = Option.getOrUndefined(entry.record.parentTaskId)
-      const parent = parentId === undefined || isTerminal(entry.record.state) ? undefined : this.live.get(parentId)
-      if (parent !== undefined && parent !== entry) {
-        entry.parent = parent
-        ;(parent.children ??= new Set()).add(entry)
+    for (const task of restored) {
+      const parentId = Option.getOrUndefined(task.record.parentTaskId)
+      const parent = parentId === undefined || isTerminal(task.record.state) ? undefined : t.live.get(parentId)
+      if (parent !== undefined && parent !== task) {
+        task.parent = parent
+        ;(parent.children ??= new Set()).add(task)
       }
     }
-    const ended = restored.filter((entry) => isTerminal(entry.record.state))
+    const ended = restored.filter((task) => isTerminal(task.record.state))
     ended.sort((a, b) => endOf(a.record) - endOf(b.record) || a.order - b.order)
     // the outcome counters count what ends in this process
-    for (const entry of ended) this.retire(entry)
+    for (const task of ended) this.retire(task)
     return restored
   }
 
   // internal
 
-  private emit(event: BackgroundTaskEvent, entry: Entry<H> | undefined): void {
-    this.publishEvent(event)
-    this.journal?.(event, entry)
-  }
-
-  private publishEvicted(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
-    if (entries.length === 1) {
-      const { record } = entries[0]!
-      this.emit({
+  private publishEvicted(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {
+    const t = this.t
+    if (tasks.length === 1) {
+      const { record } = tasks[0]!
+      this.sink.emit({
         _tag: "Evicted",
-        seq: ++this.seq,
+        seq: ++t.seq,
         sessionId: record.scope.sessionId,
         kind: record.kind,
         taskIds: [record.id],
@@ -492,7 +403,7 @@ export class Registry<H> {
     }
     // one event per (session, kind), in the order of each group's first record
     const groups = new Map<string, { sessionId: string; kind: TaskKind; taskIds: Array<string> }>()
-    for (const { record } of entries) {
+    for (const { record } of tasks) {
       const key = `${record.kind}\u0000${record.scope.sessionId}`
       const group = groups.get(key)
       if (group === undefined) {
@@ -502,9 +413,9 @@ export class Registry<H> {
       }
     }
     for (const { kind, sessionId, taskIds } of groups.values()) {
-      this.emit({
+      this.sink.emit({
         _tag: "Evicted",
-        seq: ++this.seq,
+        seq: ++t.seq,
         sessionId,
         kind,
         taskIds: taskIds as [string, ...Array<string>],
@@ -514,95 +425,34 @@ export class Registry<H> {
   }
 
   /** A record has become terminal: hold it, within the limits. */
-  private retire(entry: Entry<H>): void {
-    this.terminal.push(entry)
-    if (this.terminal.size <= this.maxTerminal) return
-    const excess: Array<Entry<H>> = []
-    while (this.terminal.size > this.maxTerminal) excess.push(this.terminal.shift()!)
+  private retire(task: Task): void {
+    const terminal = this.t.terminal
+    terminal.push(task)
+    if (terminal.size <= this.retention.maxTerminal) return
+    const excess: Array<Task> = []
+    while (terminal.size > this.retention.maxTerminal) excess.push(terminal.shift()!)
     this.evict(excess, "max_terminal")
   }
 
   /** A terminal record gives way to a new one with its id in its session. */
-  private replace(entry: Entry<H>): void {
-    this.delete(entry)
-    this.publishEvicted([entry], "replaced")
+  private replace(task: Task): void {
+    this.t.delete(task)
+    this.publishEvicted([task], "replaced")
   }
 
-  private evict(entries: ReadonlyArray<Entry<H>>, reason: EvictionReason): void {
-    if (entries.length === 0) return
-    for (const entry of entries) this.delete(entry)
-    this.counts.evicted += entries.length
-    this.publishEvicted(entries, reason)
-  }
-
-  private index(entry: Entry<H>): void {
-    const { attempt, id, kind, state } = entry.record
-    this.byKind.add(kind, entry)
-    if (!isTerminal(state)) {
-      this.live.set(id, entry)
-      this.liveByKind.add(kind, entry)
-      if (Option.isSome(attempt.idempotencyKey)) this.keys.set(attempt.idempotencyKey.value, entry)
-    }
-    const same = this.ids.get(id)
-    if (same === undefined) this.ids.set(id, entry)
-    else if (Array.isArray(same)) same.push(entry)
-    else this.ids.set(id, [same, entry])
-    this.indexSession(entry)
-  }
-
-  /** Removes a record that has become terminal from the live indexes. */
-  private unindexLive(entry: Entry<H>): void {
-    const { attempt, id, kind, scope } = entry.record
-    if (this.live.get(id) === entry) this.live.delete(id)
-    if (Option.isSome(attempt.idempotencyKey) && this.keys.get(attempt.idempotencyKey.value) === entry) {
-      this.keys.delete(attempt.idempotencyKey.value)
-    }
-    this.liveByKind.delete(kind, entry)
-    this.liveBySession.delete(scope.sessionId, entry)
-  }
-
-  private indexSession(entry: Entry<H>): void {
-    const { id, scope, state } = entry.record
-    let session = this.sessions.get(scope.sessionId)
-    if (session === undefined) this.sessions.set(scope.sessionId, session = new Map())
-    session.set(id, entry)
-    if (!isTerminal(state)) this.liveBySession.add(scope.sessionId, entry)
-  }
-
-  private unindexSession(entry: Entry<H>): void {
-    const { id, scope } = entry.record
-    this.liveBySession.delete(scope.sessionId, entry)
-    const session = this.sessions.get(scope.sessionId)
-    if (session?.get(id) !== entry) return
-    session.delete(id)
-    if (session.size === 0) this.sessions.delete(scope.sessionId)
-  }
-
-  private delete(entry: Entry<H>): void {
-    const { id, kind } = entry.record
-    entry.parent?.children?.delete(entry)
-    entry.parent = undefined
-    if (entry.children !== undefined) {
-      for (const child of entry.children) child.parent = undefined
-      entry.children = undefined
-    }
-    this.terminal.delete(entry)
-    this.byKind.delete(kind, entry)
-    this.unindexLive(entry)
-    const same = this.ids.get(id)
-    if (same === entry) this.ids.delete(id)
-    else if (Array.isArray(same)) {
-      const rest = same.filter((other) => other !== entry)
-      this.ids.set(id, rest.length === 1 ? rest[0]! : rest)
-    }
-    this.unindexSession(entry)
+  private evict(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {
+    if (tasks.length === 0) return
+    const t = this.t
+    for (const task of tasks) t.delete(task)
+    t.counts.evicted += tasks.length
+    this.publishEvicted(tasks, reason)
   }
 }
+
+/** The registry as a service: the rooms that read or change records get it from their context. */
+export class Registry extends Context.Service<Registry, RegistryService>()("effect-task-host/internal/Registry") {}
 
 const endOf = (record: BackgroundTaskRecord): number =>
   Option.match(record.completedAt, { onNone: () => record.updatedAt, onSome: (end) => end }).epochMilliseconds
 
-const sortByOrder = <H>(entries: Array<Entry<H>>): Array<Entry<H>> => entries.sort((a, b) => a.order - b.order)
-
-const records = <H>(entries: ReadonlyArray<Entry<H>>): Array<BackgroundTaskRecord> =>
-  entries.map((entry) => entry.record)
+const sortByOrder = (tasks: Array<Task>): Array<Task> => tasks.sort((a, b) => a.order - b.order)

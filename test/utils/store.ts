@@ -45,7 +45,7 @@ import {
   BackgroundTaskRecord,
   type LeaseHeld,
   NodeSqliteClient,
-  type SessionError,
+  type InvalidOptions,
   type SubscriptionEvent,
   type TaskKind,
   type TaskState,
@@ -187,7 +187,7 @@ export const startHost = (
   sql: SqlClient.SqlClient,
   options: BackgroundTaskHostStoreOptions = {},
   store: Layer.Layer<TaskStore, TaskStoreError> = sqlStore(sql)
-): Effect.Effect<StoreHost, SessionError | TaskStoreError | LeaseHeld, Scope.Scope> =>
+): Effect.Effect<StoreHost, InvalidOptions | TaskStoreError | LeaseHeld, Scope.Scope> =>
   startHostOn(BackgroundTaskHost.layerStore({ subscriberBuffer: 1_000_000, ...options }).pipe(Layer.provide(store)))
 
 /** `startHost` for any host layer. */

@@ -1,0 +1,364 @@
+/**
+ * The host's events as a PubSub-driven `Stream`.
+ *
+ * Owns: the host's one `PubSub` of events, its backing store (a bounded,
+ * filtered buffer per subscriber) and its strategy (wake readers after the
+ * publishing step), and the subscriptions read through
+ * `Stream.fromSubscription`. Calls nothing but `state.ts`'s `afterStep`.
+ *
+ * Why a store and a strategy of our own: the stock ones fall short of what
+ * the host promises. Each subscriber's buffer holds only the events matching
+ * its filter, so a busy session cannot push a quiet one's events out; when
+ * it is full the oldest is dropped and counted, and the reader gets one
+ * `Lagged { skipped }` (exact, counting only matching events) in place of the
+ * dropped ones, then the newer ones. Publishing never waits (the store always
+ * accepts). A reader is never resumed inside the step that published: the
+ * strategy wakes waiting readers once, after the step, and a woken reader
+ * takes everything buffered in one pull. Closing the hub, or a
+ * subscription's scope, ends the buffer: it takes nothing more, the reader
+ * drains what it holds, then gets a marker that ends its stream.
+ *
+ * @internal
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as MutableList from "effect/MutableList"
+import * as PubSub from "effect/PubSub"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import {
+  type BackgroundTaskEvent,
+  matchesEvent,
+  type SubscriptionEvent,
+  type TaskFilter
+} from "../BackgroundTask.ts"
+import { afterStep } from "./state.ts"
+
+/** Published once, when the hub closes: every stream ends when it reaches it. */
+const End: unique symbol = Symbol.for("effect-task-host/events/End")
+type Item = SubscriptionEvent | typeof End
+
+const isEvent = (item: Item): item is SubscriptionEvent => item !== End
+
+/**
+ * One subscriber's buffer: the backing subscription of its `PubSub`
+ * subscription. It takes no event until it is activated (in the step that
+ * also reads the snapshot it continues).
+ */
+export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
+  /** `undefined`: every event. */
+  private filter: TaskFilter | undefined = undefined
+  private capacity = 1
+  /** Events up to this `seq` are not this subscriber's (they came before it). */
+  private after = 0
+  /**
+   * The buffered events: a plain array while it holds fewer than `capacity`;
+   * once full, a ring whose oldest event is at `start` (each new event
+   * overwrites the oldest, which is counted in `skipped`).
+   */
+  private items: Array<BackgroundTaskEvent> = []
+  private start = 0
+  private skipped = 0
+  /** No event after what it holds: once drained, it answers `End`. */
+  private ended = false
+  private readonly store: EventStore
+
+  constructor(store: EventStore) {
+    this.store = store
+  }
+
+  /** Starts taking the matching events after `after`. */
+  activate(filter: TaskFilter | undefined, capacity: number, after: number): void {
+    if (this.ended) return
+    this.filter = filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
+      ? undefined
+      : filter
+    this.capacity = capacity
+    this.after = after
+    this.store.active.add(this)
+  }
+
+  /** Buffers one published event, if it is this subscriber's. */
+  offer(event: BackgroundTaskEvent): void {
+    if (event.seq <= this.after || (this.filter !== undefined && !matchesEvent(this.filter, event))) return
+    if (this.items.length < this.capacity) {
+      this.items.push(event)
+    } else {
+      // full: the newest takes the oldest's place
+      this.items[this.start] = event
+      this.start = this.start + 1 === this.capacity ? 0 : this.start + 1
+      this.skipped++
+    }
+  }
+
+  /** Takes no event any more; the reader drains what is held, then gets `End`. */
+  end(): void {
+    this.ended = true
+    this.store.active.delete(this)
+  }
+
+  /** Whether it has ended and everything it held has been taken. */
+  get drained(): boolean {
+    return this.ended && this.items.length === 0 && this.skipped === 0
+  }
+
+  isEmpty(): boolean {
+    return this.items.length === 0 && this.skipped === 0 && !this.ended
+  }
+
+  /** Events buffered now (what was dropped not counted). */
+  get buffered(): number {
+    return this.items.length
+  }
+
+  size(): number {
+    return this.items.length + (this.skipped > 0 ? 1 : 0) + (this.ended ? 1 : 0)
+  }
+
+  poll(): Item | MutableList.Empty {
+    if (this.skipped > 0) {
+      const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
+      this.skipped = 0
+      return lagged
+    }
+    if (this.items.length === 0) return this.ended ? End : MutableList.Empty
+    const event = this.items[this.start]!
+    if (this.start === 0) this.items.shift()
+    else {
+      // a ring read from its oldest: back to a plain array first
+      this.items = this.items.slice(this.start).concat(this.items.slice(0, this.start))
+      this.start = 0
+      this.items.shift()
+    }
+    return event
+  }
+
+  /** Everything buffered (`n` is always unbounded here: readers take all), `Lagged` first when events were dropped. */
+  pollUpTo(n: number): Array<Item> {
+    if (n < this.size()) return pollSome(this, n)
+    const items = this.items
+    const events: Array<Item> = this.start === 0 ? items : items.slice(this.start).concat(items.slice(0, this.start))
+    this.items = []
+    this.start = 0
+    if (this.ended) events.push(End)
+    if (this.skipped === 0) return events
+    const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
+    this.skipped = 0
+    events.unshift(lagged)
+    return events
+  }
+
+  unsubscribe(): void {
+    this.end()
+  }
+}
+
+const pollSome = (buffer: EventBuffer, n: number): Array<Item> => {
+  const out: Array<Item> = []
+  while (out.length < n) {
+    const item = buffer.poll()
+    if (item === MutableList.Empty) break
+    out.push(item)
+  }
+  return out
+}
+
+const noReplay: PubSub.PubSub.ReplayWindow<never> = {
+  take: () => undefined,
+  takeN: () => [],
+  takeAll: () => [],
+  close: () => {},
+  remaining: 0
+}
+
+/** The `PubSub`'s backing store: a buffer per active subscriber; it always accepts. */
+export class EventStore implements PubSub.PubSub.Atomic<Item> {
+  readonly capacity = Number.POSITIVE_INFINITY
+  readonly active = new Set<EventBuffer>()
+
+  isEmpty(): boolean {
+    return true
+  }
+  isFull(): boolean {
+    return false
+  }
+  size(): number {
+    return 0
+  }
+  publish(value: Item): boolean {
+    // the host publishes only its own events; `Lagged` exists only in a reader's buffer
+    if (value !== End && value._tag !== "Lagged") for (const buffer of this.active) buffer.offer(value)
+    return true
+  }
+  publishAll(elements: Iterable<Item>): Array<Item> {
+    for (const value of elements) this.publish(value)
+    return []
+  }
+  slide(): void {}
+  subscribe(): EventBuffer {
+    return new EventBuffer(this)
+  }
+  replayWindow(): PubSub.PubSub.ReplayWindow<Item> {
+    return noReplay
+  }
+}
+
+/** Hands each waiting reader its next event after the publishing step, never inside it. */
+export class WakeAfterStep implements PubSub.PubSub.Strategy<Item> {
+  private scheduled = false
+  private subscribers: PubSub.PubSub.Subscribers<Item> | undefined
+
+  readonly shutdown: Effect.Effect<void> = Effect.void
+
+  handleSurplus(): Effect.Effect<boolean> {
+    // the store accepts every event: there is never a surplus
+    return Effect.succeed(true)
+  }
+
+  onPubSubEmptySpaceUnsafe(): void {}
+
+  /** A reader registering to wait (in its own fiber): hand it what is there now. */
+  completePollersUnsafe(
+    _pubsub: PubSub.PubSub.Atomic<Item>,
+    subscribers: PubSub.PubSub.Subscribers<Item>,
+    subscription: PubSub.PubSub.BackingSubscription<Item>,
+    pollers: MutableList.MutableList<Deferred.Deferred<Item>>
+  ): void {
+    this.subscribers = subscribers
+    completePollers(subscribers, subscription, pollers)
+  }
+
+  /** A publish, inside a step: wake the waiting readers once the step is over. */
+  completeSubscribersUnsafe(_pubsub: PubSub.PubSub.Atomic<Item>, subscribers: PubSub.PubSub.Subscribers<Item>): void {
+    this.subscribers = subscribers
+    if (subscribers.size > 0) this.wakeAfterStep()
+  }
+
+  /** Wakes the waiting readers once the current step is over (once, however many steps ask). */
+  wakeAfterStep(): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    afterStep(this.wake)
+  }
+
+  /** Wakes every waiting reader that has something to take. */
+  readonly wake = (): void => {
+    this.scheduled = false
+    const subscribers = this.subscribers
+    if (subscribers === undefined) return
+    for (const [subscription, pollersSet] of subscribers) {
+      for (const pollers of pollersSet) completePollers(subscribers, subscription, pollers)
+    }
+  }
+}
+
+const completePollers = (
+  subscribers: PubSub.PubSub.Subscribers<Item>,
+  subscription: PubSub.PubSub.BackingSubscription<Item>,
+  pollers: MutableList.MutableList<Deferred.Deferred<Item>>
+): void => {
+  while (!subscription.isEmpty()) {
+    const poller = MutableList.take(pollers)
+    if (poller === MutableList.Empty) break
+    const item = subscription.poll()
+    if (item === MutableList.Empty) {
+      MutableList.prepend(pollers, poller)
+      break
+    }
+    // the reader takes the rest of its buffer itself, in the same pull
+    Deferred.doneUnsafe(poller, Exit.succeed(item))
+  }
+  if (pollers.length === 0) {
+    const set = subscribers.get(subscription)
+    if (set !== undefined) {
+      set.delete(pollers)
+      if (set.size === 0) subscribers.delete(subscription)
+    }
+  }
+}
+
+/** A subscription before it is activated: its stream, and the step that starts it. */
+export interface PendingSubscription {
+  readonly stream: Stream.Stream<SubscriptionEvent>
+  /** One pull of the stream: everything buffered (waiting for at least one event); empty once ended. */
+  readonly pull: Effect.Effect<ReadonlyArray<SubscriptionEvent>>
+  /** Events buffered now. */
+  readonly size: () => number
+  /** Starts taking the matching events after `after` (the registry's last `seq`); inside a step. */
+  readonly activate: (filter: TaskFilter | undefined, capacity: number, after: number) => void
+}
+
+export class EventHub {
+  private readonly store: EventStore
+  private readonly strategy: WakeAfterStep
+  private readonly pubsub: PubSub.PubSub<Item>
+  private closed = false
+
+  private constructor(store: EventStore, strategy: WakeAfterStep, pubsub: PubSub.PubSub<Item>) {
+    this.store = store
+    this.strategy = strategy
+    this.pubsub = pubsub
+  }
+
+  static readonly make: Effect.Effect<EventHub> = Effect.suspend(() => {
+    const store = new EventStore()
+    const strategy = new WakeAfterStep()
+    return Effect.map(
+      PubSub.make<Item>({ atomicPubSub: () => store, strategy: () => strategy }),
+      (pubsub) => new EventHub(store, strategy, pubsub)
+    )
+  })
+
+  /** Publishes one event; never waits. Call it only from a synchronous step. */
+  publish(event: BackgroundTaskEvent): void {
+    PubSub.publishUnsafe(this.pubsub, event)
+  }
+
+  /**
+   * A new subscription in the caller's scope, taking nothing until it is
+   * activated. Closing the scope unsubscribes it.
+   */
+  subscribe(): Effect.Effect<PendingSubscription, never, Scope.Scope> {
+    const hub = this
+    return Effect.gen(function*() {
+      // the PubSub subscription lives in a scope of its own: closing the caller's scope ends it
+      // (the reader drains what it holds, then its stream ends), and the stream's end releases it
+      const own = yield* Scope.make()
+      const subscription = yield* PubSub.subscribe(hub.pubsub).pipe(Scope.provide(own))
+      const buffer = subscription.subscription
+      if (!(buffer instanceof EventBuffer)) return yield* Effect.die("the host's PubSub lost its backing store")
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          buffer.end()
+          hub.strategy.wakeAfterStep()
+          return buffer.drained ? Scope.close(own, Exit.void) : Effect.void
+        })
+      )
+      return {
+        stream: Stream.fromSubscription(subscription).pipe(
+          Stream.takeWhile(isEvent),
+          Stream.onEnd(Scope.close(own, Exit.void))
+        ),
+        pull: Effect.map(PubSub.takeAll(subscription), (items) => items.filter(isEvent)),
+        size: () => buffer.buffered,
+        activate: (filter, capacity, after) => {
+          if (hub.closed) buffer.end()
+          else buffer.activate(filter, capacity, after)
+        }
+      }
+    })
+  }
+
+  /** Ends every subscriber's stream after the events already published. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const buffer of Array.from(this.store.active)) buffer.end()
+    this.strategy.wakeAfterStep()
+  }
+
+  get subscriberCount(): number {
+    return this.store.active.size
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Recovery: what a host on a durable store does, at start, with the tasks a
+ * previous process left live.
+ *
+ * Owns: putting the stored records back, each live task's fate (re-run by
+ * its producer's handler with the next attempt, or ended `failed` /
+ * `cancelled` with the reason), and the report. Calls the registry,
+ * `ending.ts` and `supervisor.ts` (a re-run task starts, or queues, as a
+ * retry does).
+ *
+ * @internal
+ */
+import type * as Context from "effect/Context"
+import type * as DateTime from "effect/DateTime"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
+import { isTerminal } from "../BackgroundTask.ts"
+import type { StoredState } from "../TaskStore.ts"
+import type { Ending } from "./ending.ts"
+import type { RegistryService } from "./registry.ts"
+import type { RecoveryHandler, RecoveryReport } from "./service.ts"
+import type { Steps } from "./state.ts"
+import type { Supervisor } from "./supervisor.ts"
+import * as Task from "./task.ts"
+import type { Telemetry } from "./telemetry.ts"
+
+/** Why a task left live by a previous process was not re-run. */
+export const stoppedReason = "host stopped before the task finished"
+
+type Fate = "respawned" | "failed" | "cancelled"
+
+export interface RecoveryOptions {
+  readonly handlers: ReadonlyMap<string, RecoveryHandler>
+  /** The host's grace period (a stored task's own is not stored). */
+  readonly grace: Duration.Duration
+  readonly retrySchedule: Schedule.Schedule<unknown, unknown>
+  /** The context re-run tasks run with (the layer's). */
+  readonly context: Context.Context<never>
+}
+
+/**
+ * Puts the stored records back (no event: they are already in the store's
+ * history) and resolves every live one, parents first: a task re-runs only
+ * under a parent that re-runs too (a parent that ends takes its children
+ * with it, as a cancellation would).
+ */
+export const recover = (
+  stored: StoredState,
+  deps: {
+    readonly steps: Steps
+    readonly registry: RegistryService
+    readonly ending: Ending
+    readonly supervisor: Supervisor
+    readonly telemetry: Telemetry
+  },
+  options: RecoveryOptions
+): Effect.Effect<RecoveryReport> =>
+  Effect.suspend(() => {
+    const { registry, steps, telemetry } = deps
+    const report = { respawned: [] as Array<string>, failed: [] as Array<string>, cancelled: [] as Array<string> }
+    const restored = registry.restore(
+      stored.tasks.map(({ order, owner, record }) => ({
+        order,
+        record,
+        owner: owner === "host" ? Task.managed() : owner === "external" ? Task.external(undefined) : Task.caller,
+        control: Task.control(options.grace)
+      })),
+      stored.lastSeq
+    )
+    const live = restored.filter((task) => !isTerminal(task.record.state))
+    for (const task of live) telemetry.registered(task.record)
+    if (live.length === 0) return Effect.succeed({ ...report, quarantined: stored.quarantined })
+    const fates = new Map<Task.Task, Fate>()
+    const byAge = live.sort((a, b) => a.order - b.order)
+    for (const task of byAge) {
+      const { attempt, producer, state } = task.record
+      const handler = options.handlers.get(producer)
+      const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+      const parentFate = task.parent === undefined ? "respawned" : fates.get(task.parent) ?? "respawned"
+      fates.set(
+        task,
+        task.owner._tag === "External" || state === "cancel_requested" || parentFate !== "respawned"
+          ? "cancelled"
+          : task.owner._tag === "Managed" && handler !== undefined && allowed
+          ? "respawned"
+          : "failed"
+      )
+    }
+    // applied newest first: a child is resolved before its parent
+    return Effect.as(
+      steps.internal((now) =>
+        Effect.sync(() => {
+          for (const task of byAge.reverse()) {
+            if (isTerminal(task.record.state)) continue
+            const fate = fates.get(task)!
+            report[fate].push(task.record.id)
+            if (fate === "respawned") respawn(task, options.handlers.get(task.record.producer)!, now, deps, options)
+            else deps.ending.move(task, fate, now, { summary: Option.some(stoppedReason) })
+          }
+        })
+      ),
+      { ...report, quarantined: stored.quarantined }
+    )
+  })
+
+/**
+ * Re-runs a task a previous process left live, in one step: the record
+ * moves to its next attempt and the handler's body starts (or queues for a
+ * slot), as a retry does.
+ */
+const respawn = (
+  task: Task.Task,
+  handler: RecoveryHandler,
+  now: DateTime.Utc,
+  deps: { readonly registry: RegistryService; readonly supervisor: Supervisor },
+  options: RecoveryOptions
+): void => {
+  const { registry, supervisor } = deps
+  const owner = task.owner
+  if (owner._tag !== "Managed") return
+  const stored = task.record
+  const { attempt } = stored
+  const slot = supervisor.tryAcquire({ sessionId: stored.scope.sessionId, kind: stored.kind })
+  registry.update(task, (record) => ({
+    ...record,
+    state: slot !== undefined ? "running" : "pending",
+    attempt: { ...attempt, attempt: attempt.attempt + 1 }
+  }), now)
+  registry.progress(
+    task,
+    `recovered after the host stopped: attempt ${attempt.attempt + 2} of ${
+      Option.getOrElse(attempt.maxAttempts, () => 1)
+    }`
+  )
+  // the handler sees the record as the previous process left it, once: its
+  // effect is the task's body, run again for each later attempt (as spawnManaged's is)
+  let made: ReturnType<RecoveryHandler> | undefined
+  const body = Effect.suspend(() => made ??= handler(stored))
+  supervisor.startOrQueue(task, owner, {
+    run: supervisor.body(task, owner, body),
+    timeout: undefined,
+    schedule: options.retrySchedule,
+    context: options.context
+  }, slot)
+}

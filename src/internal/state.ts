@@ -1,0 +1,136 @@
+/**
+ * The host's state and its atomic step.
+ *
+ * Owns: the state union in its `Ref` (`Open` and `Closing` carry the
+ * registry's tables, `Closed` carries none), the step helpers every room
+ * runs its mutations in, the time of a step, and "after the step". Calls
+ * nothing but `tables.ts`.
+ *
+ * Atomic without a lock: JavaScript runs one fiber at a time and a
+ * synchronous block is never preempted, so a mutation written as one
+ * synchronous step (check, write, number, publish) is atomic, and events go
+ * out in exactly the order the mutations took effect. A step is the body of
+ * one `Effect.withFiber` / `Effect.suspend`; whatever it returns (an effect
+ * on fibers, a wait) runs after it.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as DateTime from "effect/DateTime"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
+import * as Result from "effect/Result"
+import { SessionError } from "../PluginError.ts"
+import { Tables } from "./tables.ts"
+
+export type HostState =
+  | { readonly _tag: "Open"; readonly tables: Tables }
+  | { readonly _tag: "Closing"; readonly tables: Tables; readonly reason: SessionError }
+  | { readonly _tag: "Closed"; readonly reason: SessionError }
+
+export const shutDown = new SessionError({ message: "the background task host has shut down" })
+
+/**
+ * Runs `f` once the current synchronous step (and the fiber running it) has
+ * given way: resuming a fiber runs it at once, inside the caller's stack, so
+ * a reader or a waiter woken from a step must be woken after it.
+ */
+export const afterStep = (f: () => void): void => queueMicrotask(f)
+
+/** A closed host's registry reads an empty table set, and what it writes there goes nowhere. */
+const noTables = (): Tables => new Tables()
+
+export class Steps {
+  readonly ref: Ref.Ref<HostState>
+
+  constructor(ref: Ref.Ref<HostState>) {
+    this.ref = ref
+  }
+
+  static make: Effect.Effect<Steps> = Effect.suspend(() =>
+    Effect.map(Ref.make<HostState>({ _tag: "Open", tables: new Tables() }), (ref) => new Steps(ref))
+  )
+
+  get state(): HostState {
+    return Ref.getUnsafe(this.ref)
+  }
+
+  /** The registry's tables: the open or closing host's; none once closed. */
+  get tables(): Tables {
+    const state = this.state
+    return state._tag === "Closed" ? noTables() : state.tables
+  }
+
+  isOpen(): boolean {
+    return this.state._tag === "Open"
+  }
+
+  isClosed(): boolean {
+    return this.state._tag === "Closed"
+  }
+
+  /** What a public call on a host that is not open fails with. */
+  get closedReason(): SessionError {
+    const state = this.state
+    return state._tag === "Open" ? shutDown : state.reason
+  }
+
+  /** Open → Closing: public calls fail with `reason`; tasks may still report their exit. */
+  closing(reason: SessionError = shutDown): Effect.Effect<boolean> {
+    return Ref.modify(this.ref, (state): readonly [boolean, HostState] =>
+      state._tag === "Open" ? [true, { _tag: "Closing", tables: state.tables, reason }] : [false, state])
+  }
+
+  /** → Closed: the tables are gone, no step runs any more. */
+  get closed(): Effect.Effect<void> {
+    return Ref.update(this.ref, (state): HostState =>
+      state._tag === "Closed" ? state : { _tag: "Closed", reason: state._tag === "Open" ? shutDown : state.reason })
+  }
+
+  // The time of a step, as a `DateTime.Utc`: steps in the same millisecond share one (it is immutable).
+  private lastMillis = Number.NaN
+  private lastNow: DateTime.Utc | undefined
+
+  nowOf(fiber: Fiber.Fiber<unknown, unknown>): DateTime.Utc {
+    const millis = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    if (millis !== this.lastMillis || this.lastNow === undefined) {
+      this.lastMillis = millis
+      this.lastNow = DateTime.makeUnsafe(millis)
+    }
+    return this.lastNow
+  }
+
+  /** A public step that reads no clock (lookups, subscriptions): fails with `SessionError` unless the host is open. */
+  whenOpen<A, E, R>(f: () => Effect.Effect<A, E, R>): Effect.Effect<A, E | SessionError, R> {
+    return Effect.suspend((): Effect.Effect<A, E | SessionError, R> => this.isOpen() ? f() : Effect.fail(this.closedReason))
+  }
+
+  /** A public step that writes: as `whenOpen`, with the current time for the records it changes. */
+  atomic<A, E, R>(f: (now: DateTime.Utc) => Effect.Effect<A, E, R>): Effect.Effect<A, E | SessionError, R> {
+    return Effect.withFiber((fiber): Effect.Effect<A, E | SessionError, R> =>
+      this.isOpen() ? f(this.nowOf(fiber)) : Effect.fail(this.closedReason)
+    )
+  }
+
+  /**
+   * `atomic`, for input that is decoded first (bad input fails before a
+   * closed host does); `f` also gets the caller's context.
+   */
+  atomicWith<I, E1, A, E, R>(
+    input: () => Result.Result<I, E1>,
+    f: (input: I, now: DateTime.Utc, context: Context.Context<never>) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E1 | E | SessionError, R> {
+    return Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError, R> => {
+      const valid = input()
+      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
+      return this.isOpen() ? f(valid.success, this.nowOf(fiber), fiber.context) : Effect.fail(this.closedReason)
+    })
+  }
+
+  /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing, never once closed. */
+  internal(f: (now: DateTime.Utc) => Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.withFiber((fiber) => this.isClosed() ? Effect.void : f(this.nowOf(fiber)))
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The supervisor: the fibers of managed tasks.
+ *
+ * Owns: launching a task's fiber (with the caller's context, its own
+ * `TaskContext` and scope), its attempts (timeouts, retries after the
+ * schedule's backoff), its exit (one terminal move, whoever moves first
+ * wins), concurrency slots and the queue of tasks waiting for one, and the
+ * set of running managed fibers. Calls the registry, `ending.ts`,
+ * `cancellation.ts` (a failed parent cancels its children) and `state.ts`.
+ *
+ * A fiber exists as soon as its record runs: it is launched in the step that
+ * registers the task (or frees a slot for it), so shutdown and cancellation
+ * can reach it at once, and it starts running after that step. Its first
+ * action checks that its record is still live and the host still open: a
+ * task cancelled before it ran never runs.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import type * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
+import { TaskContext } from "../TaskContext.ts"
+import type { Cancellation } from "./cancellation.ts"
+import type { Ending } from "./ending.ts"
+import * as Lifecycle from "./lifecycle.ts"
+import { causeMessage } from "./messages.ts"
+import type { RegistryService } from "./registry.ts"
+import type { Slot } from "./slots.ts"
+import type { Steps } from "./state.ts"
+import { isQueued, type Managed, type Task } from "./task.ts"
+
+/** What a managed task runs with: its body, its limits, the caller's context. */
+export interface Launch {
+  readonly run: Effect.Effect<unknown, unknown>
+  readonly timeout: Duration.Duration | undefined
+  readonly schedule: Schedule.Schedule<unknown, unknown>
+  readonly context: Context.Context<never>
+}
+
+export class Supervisor {
+  private readonly steps: Steps
+  private readonly registry: RegistryService
+  private readonly ending: Ending
+  private readonly cancellation: Cancellation
+  /** The managed fibers running now. */
+  readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
+
+  constructor(steps: Steps, registry: RegistryService, ending: Ending, cancellation: Cancellation) {
+    this.steps = steps
+    this.registry = registry
+    this.ending = ending
+    this.cancellation = cancellation
+  }
+
+  /**
+   * The slot a new task would run in, taken now if a limit allows (or no
+   * limit is set); `undefined` when the task must queue.
+   */
+  tryAcquire(slot: Slot): Slot | undefined {
+    const slots = this.ending.slots
+    return !slots.limited || slots.tryAcquire(slot) ? slot : undefined
+  }
+
+  /** Gives back a slot taken for a task that was not registered after all. */
+  releaseUnused(slot: Slot | undefined): void {
+    if (slot !== undefined && this.ending.slots.limited) this.ending.slots.release(slot)
+  }
+
+  /**
+   * Launches a managed task now, in the slot it holds (`slot`), or queues
+   * it until one frees (`slot` undefined); inside a step.
+   */
+  startOrQueue(task: Task, owner: Managed, launch: Launch, slot: Slot | undefined): void {
+    owner.launch = () => this.launchTask(task, owner, launch)
+    if (slot !== undefined) {
+      if (this.ending.slots.limited) owner.slot = slot
+      owner.launch()
+    } else {
+      this.ending.slots.enqueue(task, () =>
+        task.record.state === "pending" && owner.fiber === undefined && task.held
+          ? { sessionId: task.record.scope.sessionId, kind: task.record.kind }
+          : undefined)
+    }
+  }
+
+  /** The body a managed task runs: the task with its own context and a scope that closes when it ends. */
+  body(
+    task: Task,
+    owner: Managed,
+    run: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
+  ): Effect.Effect<unknown, unknown> {
+    return Effect.scoped(Effect.provideService(run, TaskContext, this.taskContext(task, owner)))
+  }
+
+  /**
+   * Moves records to another session (all or none); a running task's
+   * concurrency slot goes with it, so its old session may start a queued task.
+   */
+  transferTasks(
+    tasks: ReadonlyArray<Task>,
+    to: string,
+    now: DateTime.Utc
+  ): Result.Result<ReadonlyArray<BackgroundTaskRecord>, TaskAlreadyExists> {
+    const moved = this.registry.transfer(tasks, to, now)
+    if (Result.isFailure(moved)) return moved
+    // a moved slot frees one in the old session; a moved queued task may fit in the new one
+    let check = false
+    for (const task of tasks) {
+      if (isQueued(task)) check = true
+      const owner = task.owner
+      if (owner._tag !== "Managed" || owner.slot === undefined || owner.slot.sessionId === to) continue
+      owner.slot = this.ending.slots.moveSession(owner.slot, to)
+      check = true
+    }
+    if (check && this.steps.isOpen()) this.ending.startQueued(now)
+    return moved
+  }
+
+  /** `running` ⇄ `waiting` on request (`markLiveState`, `TaskContext.setLiveState`); a queued task stays put. */
+  moveLive(task: Task, to: unknown, now: DateTime.Utc): void {
+    const from = task.record.state
+    if (
+      (to === "running" || to === "waiting") && (from === "running" || from === "waiting" || from === "pending") &&
+      !isQueued(task)
+    ) {
+      this.ending.move(task, to, now)
+    }
+  }
+
+  // internal
+
+  private taskContext(task: Task, owner: Managed) {
+    const steps = this.steps
+    return TaskContext.of({
+      taskId: task.record.id,
+      sessionId: Effect.sync(() => task.record.scope.sessionId),
+      progress: (message) =>
+        steps.internal(() =>
+          Effect.sync(() => {
+            if (!isTerminal(task.record.state)) this.registry.progress(task, String(message))
+          })
+        ),
+      setLiveState: (liveState) => steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now))),
+      cancelRequested: Deferred.await(owner.signal),
+      isCancelRequested: Effect.sync(() => task.control.requested)
+    })
+  }
+
+  /**
+   * Launches a managed task's fiber, from inside a step: the fiber exists at
+   * once and starts running after the step, with the caller's context.
+   */
+  private launchTask(task: Task, owner: Managed, launch: Launch): void {
+    owner.launch = undefined
+    const body = Effect.suspend(() => {
+      // a task cancelled, or a host closed, before its fiber ran never runs
+      if (!this.steps.isOpen() || isTerminal(task.record.state) || !task.held) return Effect.interrupt
+      // one attempt allowed: no retry loop to run
+      const { maxAttempts } = task.record.attempt
+      return Option.isNone(maxAttempts) || maxAttempts.value <= 1
+        ? this.attempt(task, launch)
+        : this.attempts(task, owner, launch)
+    })
+    const fiber = Effect.runForkWith(launch.context)(
+      Effect.andThen(Effect.yieldNow, body).pipe(Effect.onExit((exit) => this.finish(task, owner, exit)))
+    )
+    if (fiber.pollUnsafe() === undefined) {
+      owner.fiber = fiber
+      this.fibers.add(fiber)
+    }
+  }
+
+  /** One attempt: the body, bounded by the timeout, in a `background_task` span. */
+  private attempt(task: Task, launch: Launch): Effect.Effect<unknown, unknown> {
+    const { record } = task
+    const timeout = launch.timeout
+    const body = timeout === undefined
+      ? launch.run
+      : Effect.flatMap(
+        Effect.timeoutOption(launch.run, timeout),
+        (result) =>
+          Option.isSome(result)
+            ? Effect.succeed(result.value)
+            : Effect.fail(new TaskTimeout({ taskId: record.id, timeout: Duration.format(timeout) }))
+      )
+    return Effect.withSpan(body, "background_task", {
+      // a stack trace per span costs more than the rest of a short task
+      captureStackTrace: false,
+      attributes: {
+        task_id: record.id,
+        kind: record.kind,
+        session_id: record.scope.sessionId,
+        producer: record.producer,
+        attempt: record.attempt.attempt
+      }
+    })
+  }
+
+  /** Whether a failed attempt may be retried now. */
+  private retryable(task: Task, exit: Exit.Exit<unknown, unknown>): exit is Exit.Failure<unknown, unknown> {
+    if (Exit.isSuccess(exit) || !Cause.hasFails(exit.cause) || !this.steps.isOpen() || !task.held) return false
+    const { attempt, state } = task.record
+    if (state !== "running" && state !== "waiting") return false
+    return Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+  }
+
+  /** The attempts of a managed task: each failure retried after the schedule's delay while attempts remain. */
+  private attempts(task: Task, owner: Managed, launch: Launch): Effect.Effect<unknown, unknown> {
+    const self = this
+    return Effect.gen(function*() {
+      let step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
+      while (true) {
+        const exit = yield* Effect.exit(self.attempt(task, launch))
+        if (!self.retryable(task, exit)) return yield* exit
+        step ??= yield* Schedule.toStep(launch.schedule)
+        const now = yield* Clock.currentTimeMillis
+        const next = yield* Effect.exit(step(now, Cause.squash(exit.cause)))
+        // the schedule is done: the last failure stands
+        if (Exit.isFailure(next)) return yield* exit
+        const delay = next.value[1]
+        const message = causeMessage(exit.cause)
+        // the schedule's step may have waited: a cancel request that came meanwhile ends the task
+        yield* self.steps.internal((now) =>
+          Effect.sync(() => {
+            const { attempt, state } = task.record
+            if ((state !== "running" && state !== "waiting") || !task.held) return
+            self.registry.update(task, (record) => ({
+              ...record,
+              state: "waiting",
+              attempt: { ...attempt, attempt: attempt.attempt + 1 }
+            }), now)
+            self.registry.progress(
+              task,
+              `attempt ${attempt.attempt + 1} of ${Option.getOrElse(attempt.maxAttempts, () => 1)} failed: ${message}; retrying in ${
+                Duration.format(delay)
+              }`
+            )
+          })
+        )
+        if (task.record.state !== "waiting") return yield* Effect.interrupt
+        // a cancel request ends the wait at once
+        yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(owner.signal)))
+        const resumed = yield* Effect.withFiber((fiber) =>
+          Effect.sync(() => {
+            if (task.record.state !== "waiting" || !self.steps.isOpen() || !task.held) return false
+            self.ending.move(task, "running", self.steps.nowOf(fiber))
+            return true
+          })
+        )
+        // cancelled while waiting for the next attempt
+        if (!resumed) return yield* Effect.interrupt
+      }
+    })
+  }
+
+  /** A managed fiber's exit: one terminal move, unless someone else moved first. */
+  private finish(task: Task, owner: Managed, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
+      owner.fiber = undefined
+      this.ending.stopTimer(task)
+      if (isTerminal(task.record.state) || !task.held) return Effect.void
+      const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+      const summary = Exit.isSuccess(exit)
+        ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
+        : outcome === "failure"
+        ? Option.some(causeMessage(exit.cause))
+        : Option.fromUndefinedOr(task.control.stopReason)
+      // a failed or cancelled parent (a task that returns after a cancel request
+      // ends cancelled) ends after its children
+      const children = Lifecycle.exitState(outcome, task.record.state) === "completed"
+        ? Effect.void
+        : this.cancellation.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
+      return Effect.andThen(
+        children,
+        this.steps.internal((now) =>
+          Effect.sync(() => {
+            if (isTerminal(task.record.state)) return
+            this.ending.move(task, Lifecycle.exitState(outcome, task.record.state), now, { summary })
+          })
+        )
+      )
+    })
+  }
+}
