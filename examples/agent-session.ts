@@ -32,11 +32,11 @@ import {
   type BackgroundTaskRecord,
   InvokeError,
   isTerminal,
-  NodeSqliteClient,
   TaskContext,
   type TaskRegistration,
   TaskStore
 } from "../src/index.ts"
+import * as NodeSqliteClient from "../src/NodeSqliteClient.ts"
 import * as View from "./internal/view.ts"
 
 interface Config {

@@ -22,10 +22,10 @@ import {
   BackgroundTaskHost,
   type BackgroundTaskHostStoreOptions,
   isTerminal,
-  NodeSqliteClient,
   TaskContext,
   TaskStore
 } from "../src/index.ts"
+import * as NodeSqliteClient from "../src/NodeSqliteClient.ts"
 
 const hostOn = (filename: string, options: BackgroundTaskHostStoreOptions) =>
   BackgroundTaskHost.layerStore(options).pipe(

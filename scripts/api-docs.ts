@@ -329,7 +329,8 @@ const cancelIfKnown = (taskId: string) =>
     Effect.catchTag("TaskNotFound", () => Effect.void)
   )`,
   BackgroundTaskHostStoreOptions: `import { Effect, Layer } from "effect"
-import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+import { BackgroundTaskHost, TaskStore } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
 
 const HostLive = BackgroundTaskHost.layerStore({
   lease: { ttl: "15 seconds", onHeld: "wait" },
@@ -372,7 +373,8 @@ const reportCorruption = Effect.gen(function*() {
   for (const error of quarantined) yield* Effect.logWarning(\`\${error.table} row \${error.key}: \${error.message}\`)
 })`,
   LeaseHeld: `import { Effect, Layer } from "effect"
-import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+import { BackgroundTaskHost, TaskStore } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
 
 const HostLive = BackgroundTaskHost.layerStore().pipe(
   Layer.provide(TaskStore.layerSql()),
@@ -382,42 +384,9 @@ const program = BackgroundTaskHost.use((host) => host.stats).pipe(
   Effect.provide(HostLive),
   Effect.catchTag("LeaseHeld", (held) => Effect.logError(\`another host runs these tasks: \${held.holder}\`))
 )`,
-  StoredState: `import { Effect } from "effect"
-import { TaskStore } from "effect-task-host"
-
-const countStored = Effect.gen(function*() {
-  const store = yield* TaskStore
-  const { lastSeq, tasks } = yield* store.load
-  return { tasks: tasks.length, lastSeq }
-})`,
-  StoredTask: `import type { StoredTask } from "effect-task-host"
-
-const liveManaged = (tasks: ReadonlyArray<StoredTask>) =>
-  tasks.filter((task) => task.owner === "host" && task.record.completedAt._tag === "None")`,
-  TaskOwner: `import type { TaskOwner } from "effect-task-host"
-
-const describeOwner = (owner: TaskOwner) =>
-  owner === "host" ? "a managed fiber" : owner === "external" ? "work run elsewhere" : "a registered record"`,
-  TaskStoreBatch: `import { Effect, Layer } from "effect"
-import { TaskStore, type TaskStoreBatch } from "effect-task-host"
-
-// a store that counts its commits (as the tests do)
-let commits = 0
-const Counting = Layer.effect(
-  TaskStore,
-  Effect.gen(function*() {
-    const store = yield* TaskStore
-    return {
-      ...store,
-      write: (batch: TaskStoreBatch, lease: Parameters<typeof store.write>[1]) => {
-        commits++
-        return store.write(batch, lease)
-      }
-    }
-  })
-)`,
   TaskStoreError: `import { Effect, Layer } from "effect"
-import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+import { BackgroundTaskHost, TaskStore } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
 
 const HostLive = BackgroundTaskHost.layerStore().pipe(
   Layer.provide(TaskStore.layerSql({ tablePrefix: "agent_" })),
@@ -427,13 +396,39 @@ const program = BackgroundTaskHost.use((host) => host.stats).pipe(
   Effect.provide(HostLive),
   Effect.catchTag("TaskStoreError", (error) => Effect.logError(\`\${error.operation}: \${error.message}\`))
 )`,
-  TaskStoreService: `import { Effect } from "effect"
-import { TaskStore } from "effect-task-host"
+  InvalidOptions: `import { Effect, Layer } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
 
-const isDurable = Effect.gen(function*() {
-  const store = yield* TaskStore
-  return store.durable
+const program = Layer.build(BackgroundTaskHost.layerWith({ subscriberBuffer: 0 })).pipe(
+  Effect.scoped,
+  Effect.catchTag("InvalidOptions", (error) => Effect.logError(\`\${error.option}: \${error.message}\`))
+)`,
+  TaskTimeout: `import { Effect } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+// the attempt fails with TaskTimeout after 30 seconds; the record ends failed, "timed out after 30s"
+const spawn = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  return yield* host.spawnManaged("s-1", { id: "t-1", kind: "other", producer: "app", timeout: "30 seconds" }, Effect.never)
 })`,
+  HostStopped: `import type { TaskStoreError } from "effect-task-host"
+
+const stoppedForGood = (error: TaskStoreError) => error.reason._tag === "HostStopped"`,
+  StoreMisconfigured: `import type { TaskStoreError } from "effect-task-host"
+
+const setUpWrong = (error: TaskStoreError) => error.reason._tag === "StoreMisconfigured"`,
+  StoreRejected: `import type { TaskStoreError } from "effect-task-host"
+
+const refused = (error: TaskStoreError) => error.reason._tag === "StoreRejected"`,
+  StoreUnreachable: `import type { TaskStoreError } from "effect-task-host"
+
+// an outage: worth trying again (error.isRetryable says the same)
+const outage = (error: TaskStoreError) => error.reason._tag === "StoreUnreachable"`,
+  TaskStoreErrorReason: `import { Schema } from "effect"
+import { TaskStoreErrorReason } from "effect-task-host"
+
+const decodeReason = Schema.decodeUnknownSync(TaskStoreErrorReason)
+const reason = decodeReason({ _tag: "StoreUnreachable", operation: "write", message: "connection refused" })`,
   TaskStoreSqlOptions: `import { TaskStore } from "effect-task-host"
 
 // two applications in one database, each with its own tables

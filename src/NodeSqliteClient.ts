@@ -10,9 +10,14 @@
  * The database is closed when the client's scope closes. `node:sqlite` is
  * loaded only when a client is made.
  *
+ * Import it from its own entry point, `effect-task-host/sqlite`. It has the
+ * shape of Effect's SQLite clients (a service key of its own beside
+ * `SqlClient`, and a `layer` that provides both), so moving to an official
+ * `node:sqlite` client for effect 4.x, once one exists, is an import change.
+ *
  * @since 0.3.0
  */
-import { Duration, Effect, Layer, Option, Semaphore, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Semaphore, Stream } from "effect"
 import type { Scope } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient, SqlError, Statement } from "effect/sql"
@@ -92,7 +97,7 @@ export interface NodeSqliteClientConfig {
  * ```ts
  * import { Effect } from "effect"
  * import { Reactivity } from "effect/reactivity"
- * import { NodeSqliteClient } from "effect-task-host"
+ * import * as NodeSqliteClient from "effect-task-host/sqlite"
  *
  * const count = Effect.gen(function*() {
  *   const sql = yield* NodeSqliteClient.make({ filename: ":memory:" })
@@ -177,7 +182,7 @@ export const make = (
  * ```ts
  * import { Effect } from "effect"
  * import { SqlClient } from "effect/sql"
- * import { NodeSqliteClient } from "effect-task-host"
+ * import * as NodeSqliteClient from "effect-task-host/sqlite"
  *
  * const SqliteLive = NodeSqliteClient.layer({ filename: "tasks.db", synchronous: "NORMAL" })
  *
@@ -193,8 +198,48 @@ export const make = (
  * @category layers
  * @since 0.3.0
  */
-export const layer = (options: NodeSqliteClientConfig): Layer.Layer<SqlClient.SqlClient, SqlError.SqlError> =>
-  Layer.effect(SqlClient.SqlClient, make(options)).pipe(Layer.provide(Reactivity.layer))
+export const layer = (
+  options: NodeSqliteClientConfig
+): Layer.Layer<NodeSqliteClient | SqlClient.SqlClient, SqlError.SqlError> =>
+  Layer.effectContext(
+    Effect.map(make(options), (client) =>
+      Context.make(NodeSqliteClient, Object.assign(Object.create(client) as SqlClient.SqlClient, { config: options })).pipe(
+        Context.add(SqlClient.SqlClient, client)
+      ))
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * The client as a service of its own: an Effect `SqlClient` that also says
+ * how it was opened. `layer` provides it together with `SqlClient`.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface NodeSqliteClientService extends SqlClient.SqlClient {
+  readonly config: NodeSqliteClientConfig
+}
+
+/**
+ * The service key of a `node:sqlite` client, beside the generic `SqlClient`.
+ *
+ * **Example** (Reading the file name of the database in use)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as NodeSqliteClient from "effect-task-host/sqlite"
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* NodeSqliteClient.NodeSqliteClient
+ *   return client.config.filename
+ * }).pipe(Effect.provide(NodeSqliteClient.layer({ filename: ":memory:" })))
+ * ```
+ *
+ * @category services
+ * @since 0.4.0
+ */
+export class NodeSqliteClient extends Context.Service<NodeSqliteClient, NodeSqliteClientService>()(
+  "effect-task-host/NodeSqliteClient"
+) {}
 
 // internal
 

@@ -23,6 +23,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
+import * as SqlError from "effect/sql/SqlError"
 import { BackgroundTaskEvent, BackgroundTaskRecord, isTerminal } from "./BackgroundTask.ts"
 import { eventJson, recordJson } from "./internal/wire.ts"
 
@@ -31,16 +32,111 @@ import { eventJson, recordJson } from "./internal/wire.ts"
 // -----------------------------------------------------------------------------
 
 /**
- * A store operation failed (the database could not be reached, a statement
- * failed, a migration could not run). `operation` says which.
+ * Why a store operation failed: the database could not be reached or timed
+ * out (`StoreUnreachable`, worth retrying), it refused a statement
+ * (`StoreRejected`), the store is set up wrong (`StoreMisconfigured`), or the
+ * host stopped writing to it (`HostStopped`, its lease lost or a commit
+ * failed for good). `operation` says what was tried.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class StoreUnreachable extends Schema.TaggedClass<StoreUnreachable>()("StoreUnreachable", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The database refused a statement (a constraint, a syntax error, a type it
+ * cannot store); trying again will not help.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class StoreRejected extends Schema.TaggedClass<StoreRejected>()("StoreRejected", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The store is set up wrong (an invalid table prefix, a migration that
+ * cannot run).
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class StoreMisconfigured extends Schema.TaggedClass<StoreMisconfigured>()("StoreMisconfigured", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The host stopped writing to its store (it lost the lease, or a commit
+ * failed for good): later writes are refused with this reason.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export class HostStopped extends Schema.TaggedClass<HostStopped>()("HostStopped", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The reasons a {@link TaskStoreError} carries.
+ *
+ * @category errors
+ * @since 0.4.0
+ */
+export const TaskStoreErrorReason = Schema.Union([StoreUnreachable, StoreRejected, StoreMisconfigured, HostStopped])
+
+/**
+ * @category errors
+ * @since 0.4.0
+ */
+export type TaskStoreErrorReason = typeof TaskStoreErrorReason.Type
+
+/**
+ * A store operation failed; `reason` says why (a union, as `SqlError`'s),
+ * `operation` what was tried, `isRetryable` whether trying again may help.
+ *
+ * **Example** (Telling an outage from a bad statement)
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TaskStore } from "effect-task-host"
+ *
+ * const load = Effect.gen(function*() {
+ *   const store = yield* TaskStore
+ *   return yield* store.load
+ * }).pipe(
+ *   Effect.catchTag("TaskStoreError", (error) =>
+ *     error.reason._tag === "StoreUnreachable"
+ *       ? Effect.logWarning(`database unreachable during ${error.operation}: ${error.message}`)
+ *       : Effect.fail(error))
+ * )
+ * ```
  *
  * @category errors
  * @since 0.3.0
  */
 export class TaskStoreError extends Schema.TaggedError<TaskStoreError>()("TaskStoreError", {
-  operation: Schema.String,
-  message: Schema.String
-}) {}
+  reason: TaskStoreErrorReason
+}) {
+  /** What was tried: `migrate`, `load`, `read events`, `write`, `acquire lease`, `renew lease`, `release lease`, `start`. */
+  get operation(): string {
+    return this.reason.operation
+  }
+
+  override get message(): string {
+    return this.reason.message
+  }
+
+  /** Whether trying again may help (the database was unreachable or timed out). */
+  get isRetryable(): boolean {
+    return this.reason._tag === "StoreUnreachable"
+  }
+}
 
 /**
  * Another host holds the store's lease: two hosts never run one store's tasks
@@ -173,7 +269,8 @@ export interface TaskStoreService {
  *
  * ```ts
  * import { Effect, Layer } from "effect"
- * import { BackgroundTaskHost, NodeSqliteClient, TaskStore } from "effect-task-host"
+ * import { BackgroundTaskHost, TaskStore } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
  *
  * const HostLive = BackgroundTaskHost.layerStore({ lease: { ttl: "10 seconds" } }).pipe(
  *   Layer.provide(TaskStore.layerSql()),
@@ -266,8 +363,24 @@ const causeMessage = (cause: unknown): string => {
   return String(cause)
 }
 
-const storeError = (operation: string) => (cause: unknown) =>
-  new TaskStoreError({ operation, message: causeMessage(cause) })
+/** A failure of `operation` as a `TaskStoreError`: an unreachable database is told apart from a refused statement. */
+const storeError = (operation: string) => (cause: unknown) => {
+  const message = causeMessage(cause)
+  if (SqlError.isSqlError(cause)) {
+    return new TaskStoreError({
+      reason: cause.isRetryable
+        ? new StoreUnreachable({ operation, message })
+        : operation === "migrate"
+        ? new StoreMisconfigured({ operation, message })
+        : new StoreRejected({ operation, message })
+    })
+  }
+  return new TaskStoreError({
+    reason: operation === "migrate"
+      ? new StoreMisconfigured({ operation, message })
+      : new StoreRejected({ operation, message })
+  })
+}
 
 /** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
 const rowText = (row: object): string =>
@@ -297,8 +410,10 @@ const makeSql = (options?: TaskStoreSqlOptions) =>
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(prefix)) {
       return yield* Effect.fail(
         new TaskStoreError({
-          operation: "start",
-          message: `tablePrefix must be letters, digits and _, not starting with a digit; got ${JSON.stringify(prefix)}`
+          reason: new StoreMisconfigured({
+            operation: "start",
+            message: `tablePrefix must be letters, digits and _, not starting with a digit; got ${JSON.stringify(prefix)}`
+          })
         })
       )
     }

@@ -78,15 +78,14 @@ export { TaskContext } from "./TaskContext.ts"
 export { TaskMetrics } from "./TaskMetrics.ts"
 export {
   CorruptRecord,
+  HostStopped,
   LeaseHeld,
-  type StoredState,
-  type StoredTask,
-  type TaskOwner,
+  StoreMisconfigured,
+  StoreRejected,
+  StoreUnreachable,
   TaskStore,
-  type TaskStoreBatch,
   TaskStoreError,
-  type TaskStoreService,
+  TaskStoreErrorReason,
   type TaskStoreSqlOptions
 } from "./TaskStore.ts"
 export { TaskView } from "./TaskView.ts"
-export * as NodeSqliteClient from "./NodeSqliteClient.ts"

@@ -23,11 +23,11 @@ import {
   BackgroundTaskHost,
   BackgroundTaskRecord,
   isTerminal,
-  NodeSqliteClient,
   type RecoveryHandler,
   TaskStore,
   TaskView
 } from "../src/index.ts"
+import * as NodeSqliteClient from "../src/NodeSqliteClient.ts"
 import { type ChildLine, killAfter, type PlannedTask, parseLine, planned, totalTasks } from "./fixtures/crash-plan.ts"
 import { root } from "./utils/child.ts"
 import { describePg, PgTestDatabase, settings } from "./utils/postgres.ts"

@@ -37,14 +37,13 @@ import {
   InvalidOptions,
   SessionError,
   SnapshotError,
-  type StoredTask,
   type SubscriptionEvent,
   TaskContext,
   TaskStore,
-  type TaskStoreBatch,
-  TaskStoreError,
-  type TaskStoreService
+  StoreUnreachable,
+  TaskStoreError
 } from "../src/index.ts"
+import type { StoredTask, TaskStoreBatch, TaskStoreService } from "../src/TaskStore.ts"
 import { blocking, spec, terminalEvents } from "./utils/host.ts"
 import {
   describeStores,
@@ -445,7 +444,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
             Effect.gen(function*() {
               yield* Ref.update(writes, (n) => n + 1)
               const failing = yield* Ref.getAndUpdate(failures, (n) => Math.max(0, n - 1))
-              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ operation: "write", message: "disk unplugged" }))
+              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "disk unplugged" }) }))
               return yield* store.write(batch, lease)
             })
         }))
@@ -927,7 +926,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
               Effect.andThen(
                 Queue.offer(renewals, now - t0),
-                Effect.fail(new TaskStoreError({ operation: "renew lease", message: "connection refused" }))
+                Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "renew lease", message: "connection refused" }) }))
               ))
         }))
         // the lease runs out at 9 s unless renewed; renewals at 3 s and 6 s fail
@@ -1314,7 +1313,7 @@ describe("fixed bugs these tests found", () => {
       for (const lease of leases) {
         const exit = yield* startExit(BackgroundTaskHost.layerStore({ lease }).pipe(Layer.provide(TaskStore.layerMemory)))
         assert.isTrue(Exit.isFailure(exit), `lease ${JSON.stringify(lease)} was accepted`)
-        assert.instanceOf(errorOf(exit), SessionError)
+        assert.instanceOf(errorOf(exit), InvalidOptions)
       }
     }))
 })

@@ -5,7 +5,7 @@ import { Migrator, SqlClient, SqlError } from "effect/sql"
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { NodeSqliteClient } from "../src/index.ts"
+import * as NodeSqliteClient from "../src/NodeSqliteClient.ts"
 
 const memory = NodeSqliteClient.layer({ filename: ":memory:" })
 

@@ -12,10 +12,10 @@ import {
   type BackgroundTaskRecord,
   CorruptRecord,
   LeaseHeld,
-  type StoredTask,
   TaskStore,
   TaskStoreError
 } from "../src/index.ts"
+import type { StoredTask } from "../src/TaskStore.ts"
 import {
   describeStores,
   encodeEvent,

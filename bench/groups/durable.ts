@@ -26,7 +26,8 @@ import { SqlClient } from "effect/sql"
 import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { TaskStore, type TaskStoreService } from "../../src/index.ts"
+import { TaskStore } from "../../src/index.ts"
+import type { TaskStoreService } from "../../src/TaskStore.ts"
 import * as NodeSqliteClient from "../../src/NodeSqliteClient.ts"
 import {
   check,

@@ -38,7 +38,7 @@ import {
   TaskNotFound
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
-import { type LeaseHeld, type StoredState, TaskStoreError, type TaskStoreService } from "../TaskStore.ts"
+import { HostStopped, type LeaseHeld, type StoredState, TaskStoreError, type TaskStoreService } from "../TaskStore.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
 import { type Durability, holdLease, journaled, memory } from "./durable.ts"
 import { Ending } from "./ending.ts"
@@ -129,7 +129,7 @@ export const makeWith = (
         if (!steps.isOpen()) return Effect.void
         const message = `the background task host ${leaseOwner} stopped: ${why}`
         // the tasks' ends below are not written: the store keeps them live, to be recovered
-        journal?.stop(new TaskStoreError({ operation: "write", message }))
+        journal?.stop(new TaskStoreError({ reason: new HostStopped({ operation: "write", message }) }))
         return steps.closing(new SessionError({ message })).pipe(
           Effect.andThen(Effect.logError(message)),
           Effect.andThen(Effect.suspend(() => Fiber.interruptAll(allFibers()))),

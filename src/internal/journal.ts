@@ -24,6 +24,7 @@ import {
   type StoredTask,
   type TaskOwner,
   type TaskStoreBatch,
+  StoreRejected,
   TaskStoreError,
   type TaskStoreService
 } from "../TaskStore.ts"
@@ -161,7 +162,7 @@ export class Journal implements EventSink {
             const error = Cause.findError(exit.cause)
             this.broken = error._tag === "Success"
               ? error.success
-              : new TaskStoreError({ operation: "write", message: Cause.pretty(exit.cause) })
+              : new TaskStoreError({ reason: new StoreRejected({ operation: "write", message: Cause.pretty(exit.cause) }) })
             Deferred.doneUnsafe(this.failed, Exit.succeed(this.broken))
           } else {
             this.commits++

@@ -6,12 +6,12 @@ import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream } from "ef
 import {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
-  NodeSqliteClient,
   type SubscriptionEvent,
   type TaskEvent,
   type TaskRegistration,
   TaskStore
 } from "../../src/index.ts"
+import * as NodeSqliteClient from "../../src/NodeSqliteClient.ts"
 
 export interface TestHost {
   readonly host: BackgroundTaskHost["Service"]

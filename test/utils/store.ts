@@ -44,15 +44,15 @@ import {
   type BackgroundTaskHostStoreOptions,
   BackgroundTaskRecord,
   type LeaseHeld,
-  NodeSqliteClient,
   type InvalidOptions,
   type SubscriptionEvent,
   type TaskKind,
   type TaskState,
   TaskStore,
   type TaskStoreError,
-  type TaskStoreService
 } from "../../src/index.ts"
+import type { TaskStoreService } from "../../src/TaskStore.ts"
+import * as NodeSqliteClient from "../../src/NodeSqliteClient.ts"
 import { clientConfig, describePg, layerFreshDatabase, PgTestDatabase, settings } from "./postgres.ts"
 
 // -----------------------------------------------------------------------------
