@@ -25,7 +25,8 @@ import type {
   BackgroundTaskHostStoreOptions
 } from "./internal/service.ts"
 import type { InvalidOptions } from "./PluginError.ts"
-import { type LeaseHeld, TaskStore, type TaskStoreError } from "./TaskStore.ts"
+import { type LeaseHeld, type TaskStoreError } from "./TaskStoreError.ts"
+import { TaskStore } from "./TaskStore.ts"
 
 export type {
   BackgroundTaskHostOptions,

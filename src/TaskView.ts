@@ -12,12 +12,8 @@
  *
  * @since 0.2.0
  */
-import {
-  type BackgroundTaskRecord,
-  matchesRecord,
-  type SubscriptionEvent,
-  type TaskFilter
-} from "./BackgroundTask.ts"
+import { type BackgroundTaskRecord, matchesRecord, type TaskFilter } from "./BackgroundTask.ts"
+import { type SubscriptionEvent } from "./TaskEvent.ts"
 
 const keyOf = (sessionId: string, taskId: string) => `${sessionId}\u0000${taskId}`
 

@@ -4,37 +4,20 @@
  * @since 0.1.0
  */
 export {
-  BackgroundTaskEvent,
-  type BackgroundTaskEventTag,
   BackgroundTaskRecord,
   CancelPolicy,
-  Cancelled,
-  CancelRequested,
   ClosePolicy,
-  Completed,
   defaultAttempt,
   duration,
   DurationInput,
-  Evicted,
-  EvictionReason,
-  Failed,
   Id,
-  isTaskEvent,
   isTerminal,
-  Lagged,
   LiveState,
-  matchesEvent,
   matchesRecord,
-  Progress,
-  Registered,
   RegisterRequest,
   RetrySchedule,
-  Seq,
-  StateChanged,
-  SubscriptionEvent,
   TaskAttempt,
   TaskCompletion,
-  type TaskEvent,
   TaskFilter,
   TaskKind,
   TaskOutcome,
@@ -43,9 +26,28 @@ export {
   TaskState,
   TaskStats,
   TaskUpdate,
-  TerminalState,
-  Transferred
+  TerminalState
 } from "./BackgroundTask.ts"
+export {
+  BackgroundTaskEvent,
+  type BackgroundTaskEventTag,
+  Cancelled,
+  CancelRequested,
+  Completed,
+  Evicted,
+  EvictionReason,
+  Failed,
+  isTaskEvent,
+  Lagged,
+  matchesEvent,
+  Progress,
+  Registered,
+  Seq,
+  StateChanged,
+  SubscriptionEvent,
+  type TaskEvent,
+  Transferred
+} from "./TaskEvent.ts"
 export {
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
@@ -76,6 +78,7 @@ export {
 } from "./PluginError.ts"
 export { TaskContext } from "./TaskContext.ts"
 export { TaskMetrics } from "./TaskMetrics.ts"
+export { TaskStore, type TaskStoreSqlOptions } from "./TaskStore.ts"
 export {
   CorruptRecord,
   HostStopped,
@@ -83,9 +86,7 @@ export {
   StoreMisconfigured,
   StoreRejected,
   StoreUnreachable,
-  TaskStore,
   TaskStoreError,
-  TaskStoreErrorReason,
-  type TaskStoreSqlOptions
-} from "./TaskStore.ts"
+  TaskStoreErrorReason
+} from "./TaskStoreError.ts"
 export { TaskView } from "./TaskView.ts"

@@ -43,7 +43,7 @@ import {
   StoreUnreachable,
   TaskStoreError
 } from "../src/index.ts"
-import type { StoredTask, TaskStoreBatch, TaskStoreService } from "../src/TaskStore.ts"
+import type { StoredTask, TaskStoreBatch, TaskStoreService } from "../src/internal/store.ts"
 import { blocking, spec, terminalEvents } from "./utils/host.ts"
 import {
   describeStores,

@@ -15,7 +15,7 @@ import {
   TaskStore,
   TaskStoreError
 } from "../src/index.ts"
-import type { StoredTask } from "../src/TaskStore.ts"
+import type { StoredTask } from "../src/internal/store.ts"
 import {
   describeStores,
   encodeEvent,

@@ -27,7 +27,7 @@ import { rmSync } from "node:fs"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { TaskStore } from "../../src/index.ts"
-import type { TaskStoreService } from "../../src/TaskStore.ts"
+import type { TaskStoreService } from "../../src/internal/store.ts"
 import * as NodeSqliteClient from "../../src/NodeSqliteClient.ts"
 import {
   check,

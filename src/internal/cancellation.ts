@@ -6,7 +6,7 @@
  * period and then stop it), and the order across a tree: whatever ends a
  * task other than its own success first cancels its live descendants, each
  * one's own before it, so a parent's terminal event always follows its
- * children's. Calls the registry and `ending.ts` (moves), `state.ts` (steps).
+ * children's. Calls `supervisor.ts`'s `Ending` (every move), `state.ts` (steps).
  *
  * Every wait here is bounded: a cancel effect that never finishes is cut
  * off after the task's grace period, wherever the task sits in a tree.
@@ -22,7 +22,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import type { InvalidTransition } from "../PluginError.ts"
-import type { Ending } from "./ending.ts"
+import type { Ending } from "./supervisor.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { afterStep, type Steps } from "./state.ts"
 import type { Task } from "./task.ts"
@@ -220,6 +220,30 @@ export class Cancellation {
       task.record.cancelPolicy === "cooperative" && !queued
         ? Effect.as(this.startGracePeriod(task), moved.success)
         : Effect.andThen(this.hardCancelSelf(task, queued), Effect.sync(() => task.record))
+    )
+  }
+
+  /**
+   * Cancels tasks now (`cancelAllManaged`): the running managed tasks without
+   * live children by one interruption of all their fibers (each one's exit
+   * still moves its record), the rest through their owners, each after its
+   * descendants. A task that cancels its own session stops last.
+   */
+  cancelAll(tasks: ReadonlyArray<Task>): Effect.Effect<void> {
+    const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+    const others: Array<Task> = []
+    for (const task of tasks) {
+      const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
+      if (fiber !== undefined && liveChildren(task).length === 0) fibers.push(fiber)
+      else others.push(task)
+    }
+    return Effect.andThen(
+      Effect.forEach(others, (task) => this.hardCancel(task, true), { concurrency: "unbounded", discard: true }),
+      Effect.withFiber((current) => {
+        const self = fibers.includes(current)
+        const rest = self ? fibers.filter((fiber) => fiber !== current) : fibers
+        return Effect.andThen(Fiber.interruptAll(rest), self ? Effect.interrupt : Effect.void)
+      })
     )
   }
 

@@ -27,12 +27,8 @@ import * as MutableList from "effect/MutableList"
 import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import {
-  type BackgroundTaskEvent,
-  matchesEvent,
-  type SubscriptionEvent,
-  type TaskFilter
-} from "../BackgroundTask.ts"
+import { type BackgroundTaskEvent, matchesEvent, type SubscriptionEvent } from "../TaskEvent.ts"
+import { type TaskFilter } from "../BackgroundTask.ts"
 import { afterStep } from "./state.ts"
 
 /** Published once, when the hub closes: every stream ends when it reaches it. */

@@ -9,13 +9,13 @@
  * The rooms, and what each may touch (see docs/design.md):
  * - `state.ts`: the state union in its `Ref`, the atomic step
  * - `registry.ts` (+ `tables.ts`, `lifecycle.ts`): records, indexes, `seq`, retention
- * - `ending.ts`: what a terminal move means beyond the record
+ * - `supervisor.ts` (+ `slots.ts`): managed fibers, attempts, `TaskContext`,
+ *   limits and the queue, and what a terminal move means beyond the record
  * - `cancellation.ts`: cancel policies, trees, grace timers
- * - `supervisor.ts` (+ `slots.ts`): managed fibers, attempts, `TaskContext`, limits
- * - `registration.ts`, `validate.ts`: new records, input checks
  * - `sessions.ts`: open, close, handoff, the handle
  * - `events.ts`: the `PubSub` and its subscriptions
- * - `durable.ts` (+ `journal.ts`), `recovery.ts`: the sinks, the lease, replay, recovery
+ * - `durable.ts`, `recovery.ts`: the sinks, the journal, the lease, replay, recovery
+ * - `validate.ts`: the input checks, pure functions
  *
  * @internal
  */
@@ -29,7 +29,8 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { type BackgroundTaskRecord, isTerminal, type SubscriptionEvent, type TaskFilter } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, type TaskFilter } from "../BackgroundTask.ts"
+import { type SubscriptionEvent } from "../TaskEvent.ts"
 import {
   type InvalidOptions,
   InvalidTransition,
@@ -38,17 +39,15 @@ import {
   TaskNotFound
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
-import { HostStopped, type LeaseHeld, type StoredState, TaskStoreError, type TaskStoreService } from "../TaskStore.ts"
+import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
+import { type StoredState, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
-import { type Durability, holdLease, journaled, memory } from "./durable.ts"
-import { Ending } from "./ending.ts"
+import { type Durability, holdLease, type Journal, journaled, memory } from "./durable.ts"
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
-import type { Journal } from "./journal.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { optionsOf, storeOptionsOf } from "./options.ts"
 import { recover } from "./recovery.ts"
-import { Registration } from "./registration.ts"
 import { RegistryService } from "./registry.ts"
 import type {
   BackgroundTaskHostOptions,
@@ -62,7 +61,7 @@ import type {
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
 import { Steps } from "./state.ts"
-import { Supervisor } from "./supervisor.ts"
+import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
 import { checkOutcomeInput, checkSession, filterOf, registerRequestOf, registrationOf, scopeOf } from "./validate.ts"
@@ -106,8 +105,18 @@ export const makeWith = (
     const registry = new RegistryService(steps, durability.sink, { maxTerminal, maxAgeMillis })
     const ending = new Ending(steps, registry, new Slots<T.Task>(limits), telemetry)
     const cancellation = new Cancellation(steps, ending)
-    const supervisor = new Supervisor(steps, registry, ending, cancellation)
-    const registration = new Registration(registry, telemetry)
+    const supervisor = new Supervisor(
+      steps,
+      registry,
+      ending,
+      (task, mode, reason) => cancellation.cancelChildren(task, mode, reason)
+    )
+    /** Registers a task (see `RegistryService.register`); a new one counts in the metrics. */
+    const register: RegistryService["register"] = (...args) => {
+      const added = registry.register(...args)
+      if (Result.isSuccess(added) && !added.success.existing) telemetry.registered(added.success.task.record)
+      return added
+    }
     const hidden = new HiddenTasks(() => steps.isOpen())
     const sessions = new Sessions(steps, registry, cancellation, supervisor, durability.sync)
 
@@ -268,14 +277,14 @@ export const makeWith = (
           () => registrationOf(spec),
           (valid, now, context) => {
             // a live task holding the key is the answer: no slot, no new task
-            const holder = registration.holderOf(valid.idempotencyKey)
+            const holder = valid.idempotencyKey === undefined ? undefined : registry.findByKey(valid.idempotencyKey)
             if (holder !== undefined) return Effect.succeed(holder.record)
             const owner = T.managed()
             const control = T.control(
               valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod)
             )
             const slot = supervisor.tryAcquire({ sessionId, kind: valid.kind })
-            const added = registration.add(sessionId, valid, slot !== undefined ? "running" : "pending", now, owner, control)
+            const added = register(sessionId, valid, slot !== undefined ? "running" : "pending", now, owner, control)
             if (Result.isFailure(added)) {
               supervisor.releaseUnused(slot)
               return Effect.fail(added.failure)
@@ -299,7 +308,7 @@ export const makeWith = (
         write(steps.atomicWith(
           () => registerRequestOf(request),
           (req, now) =>
-            recordOf(registration.add(
+            recordOf(register(
               req.scope.sessionId,
               req,
               "pending",
@@ -445,7 +454,7 @@ export const makeWith = (
           steps.atomicWith(
             () => registrationOf(spec),
             (valid, now) =>
-              recordOf(registration.add(
+              recordOf(register(
                 sessionId,
                 valid,
                 "running",
@@ -541,30 +550,7 @@ export const makeWith = (
         write(withSession(
           sessionId,
           steps.whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
-            Effect.tap((tasks) => {
-              // running managed tasks without live children: one interruption
-              // of all their fibers (each one's exit still moves its record);
-              // the rest through their owners, each after its descendants
-              const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
-              const others: Array<T.Task> = []
-              for (const task of tasks) {
-                const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
-                if (fiber !== undefined && liveChildren(task).length === 0) fibers.push(fiber)
-                else others.push(task)
-              }
-              return Effect.andThen(
-                Effect.forEach(others, (task) => cancellation.hardCancel(task, true), {
-                  concurrency: "unbounded",
-                  discard: true
-                }),
-                Effect.withFiber((current) => {
-                  // a task that cancels its own session stops last
-                  const self = fibers.includes(current)
-                  const rest = self ? fibers.filter((fiber) => fiber !== current) : fibers
-                  return Effect.andThen(Fiber.interruptAll(rest), self ? Effect.interrupt : Effect.void)
-                })
-              )
-            }),
+            Effect.tap((tasks) => cancellation.cancelAll(tasks)),
             Effect.map((tasks) => tasks.map((task) => task.record))
           )
         )),

@@ -8,13 +8,8 @@
  */
 import type * as DateTime from "effect/DateTime"
 import * as Option from "effect/Option"
-import {
-  type TaskEvent,
-  type BackgroundTaskRecord,
-  isTerminal,
-  TaskState,
-  type TerminalState
-} from "../BackgroundTask.ts"
+import { type TaskEvent } from "../TaskEvent.ts"
+import { type BackgroundTaskRecord, isTerminal, TaskState, type TerminalState } from "../BackgroundTask.ts"
 import { InvalidTransition } from "../PluginError.ts"
 
 const states: ReadonlySet<string> = new Set(TaskState.literals)

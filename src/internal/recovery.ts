@@ -5,7 +5,7 @@
  * Owns: putting the stored records back, each live task's fate (re-run by
  * its producer's handler with the next attempt, or ended `failed` /
  * `cancelled` with the reason), and the report. Calls the registry,
- * `ending.ts` and `supervisor.ts` (a re-run task starts, or queues, as a
+ * and `supervisor.ts` (a re-run task starts, or queues, as a
  * retry does).
  *
  * @internal
@@ -17,8 +17,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import { isTerminal } from "../BackgroundTask.ts"
-import type { StoredState } from "../TaskStore.ts"
-import type { Ending } from "./ending.ts"
+import type { StoredState } from "./store.ts"
+import type { Ending } from "./supervisor.ts"
 import type { RegistryService } from "./registry.ts"
 import type { RecoveryHandler, RecoveryReport } from "./service.ts"
 import type { Steps } from "./state.ts"

@@ -6,7 +6,7 @@
  * live in the host's state `Ref` (`state.ts`), so a closed host has none.
  * Calls out to nothing but one `EventSink` (in memory: the hub; durable: the
  * journal). A move *returns* what it did; what ending a task means to the
- * rest of the host (timers, slots, the queue) is `ending.ts`'s business.
+ * rest of the host (timers, slots, the queue) is `supervisor.ts`'s `Ending`.
  *
  * Every method is one synchronous step: it validates, writes and hands its
  * events to the sink before it returns. Every event gets the next `seq`; a
@@ -20,18 +20,9 @@ import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
-import {
-  type BackgroundTaskEvent,
-  type BackgroundTaskRecord,
-  type EvictionReason,
-  isTerminal,
-  matchesRecord,
-  type TaskFilter,
-  TaskKind,
-  type TaskState,
-  type TaskStats
-} from "../BackgroundTask.ts"
-import { type InvalidTransition, TaskAlreadyExists } from "../PluginError.ts"
+import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
+import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskState, type TaskStats } from "../BackgroundTask.ts"
+import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
 import { empty, type Tables } from "./tables.ts"
@@ -71,6 +62,50 @@ export class RegistryService {
   /** The `seq` of the last event (0 before the first). */
   get lastSeq(): number {
     return this.t.seq
+  }
+
+  /**
+   * Registers a task in one step: its parent, its idempotency key, its
+   * record. `existing` is set when a live task held the key (nothing new
+   * is registered then).
+   */
+  register(
+    sessionId: string,
+    spec: Spec,
+    state: TaskState,
+    now: DateTime.Utc,
+    owner: Owner,
+    control: Control
+  ): Result.Result<{ readonly task: Task; readonly existing: boolean }, TaskNotFound | InvalidTransition | TaskAlreadyExists> {
+    const key = spec.idempotencyKey ?? Option.getOrUndefined(spec.attempt?.idempotencyKey ?? Option.none())
+    const holder = key === undefined ? undefined : this.findByKey(key)
+    if (holder !== undefined) return Result.succeed({ task: holder, existing: true })
+    const parent = this.parentOf(spec)
+    if (Result.isFailure(parent)) return Result.fail(parent.failure)
+    const added = this.add(
+      (revision) => newRecord(sessionId, spec, state, now, revision),
+      spec.id,
+      sessionId,
+      owner,
+      control,
+      parent.success
+    )
+    if (Result.isFailure(added)) return Result.fail(added.failure)
+    return Result.succeed({ task: added.success, existing: false })
+  }
+
+  /** The live parent a registration names, or why it cannot be one. */
+  private parentOf(spec: Spec): Result.Result<Task | undefined, TaskNotFound | InvalidTransition> {
+    const parentId = spec.parentTaskId
+    if (parentId === undefined) return Result.succeed(undefined)
+    const parent = this.findLive(parentId)
+    if (parent !== undefined) return Result.succeed(parent)
+    const ended = this.resolve(parentId)
+    return Result.fail(
+      ended === undefined
+        ? new TaskNotFound({ taskId: parentId })
+        : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${spec.id}` })
+    )
   }
 
   /**
@@ -448,6 +483,44 @@ export class RegistryService {
     this.publishEvicted(tasks, reason)
   }
 }
+
+/** A registration, with the attempt a recovered task resumes from. */
+export type Spec = TaskRegistration & { readonly attempt?: TaskAttempt }
+
+const attemptOf = (spec: Spec): TaskAttempt => {
+  const base = spec.attempt ?? defaultAttempt
+  if (spec.maxAttempts === undefined && spec.idempotencyKey === undefined) return base
+  return {
+    attempt: base.attempt,
+    maxAttempts: spec.maxAttempts === undefined ? base.maxAttempts : Option.some(spec.maxAttempts),
+    idempotencyKey: spec.idempotencyKey === undefined ? base.idempotencyKey : Option.some(spec.idempotencyKey)
+  }
+}
+
+const newRecord = (
+  sessionId: string,
+  spec: Spec,
+  state: TaskState,
+  now: DateTime.Utc,
+  revision: number
+): BackgroundTaskRecord => ({
+  id: spec.id,
+  kind: spec.kind,
+  producer: spec.producer,
+  scope: { sessionId },
+  parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
+  childSessionId: Option.fromUndefinedOr(spec.childSessionId),
+  state,
+  cancelPolicy: spec.cancelPolicy ?? "cooperative",
+  closePolicy: spec.closePolicy ?? "keep",
+  attempt: attemptOf(spec),
+  result: Option.none(),
+  failure: Option.none(),
+  createdAt: now,
+  updatedAt: now,
+  completedAt: Option.none(),
+  revision
+})
 
 /** The registry as a service: the rooms that read or change records get it from their context. */
 export class Registry extends Context.Service<Registry, RegistryService>()("effect-task-host/internal/Registry") {}

@@ -13,20 +13,8 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
-import type {
-  BackgroundTaskRecord,
-  LiveState,
-  RegisterRequest,
-  SubscriptionEvent,
-  TaskCompletion,
-  TaskFilter,
-  TaskKind,
-  TaskRegistration,
-  TaskScope,
-  TaskState,
-  TaskStats,
-  TaskUpdate
-} from "../BackgroundTask.ts"
+import type { BackgroundTaskRecord, LiveState, RegisterRequest, TaskCompletion, TaskFilter, TaskKind, TaskRegistration, TaskScope, TaskState, TaskStats, TaskUpdate } from "../BackgroundTask.ts"
+import type { SubscriptionEvent } from "../TaskEvent.ts"
 import type {
   InvalidTransition,
   InvokeError,
@@ -38,7 +26,7 @@ import type {
   TaskNotFound
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
-import type { CorruptRecord } from "../TaskStore.ts"
+import type { CorruptRecord } from "../TaskStoreError.ts"
 
 /**
  * How registering a task can fail: bad input (`RegistrationError`), an id

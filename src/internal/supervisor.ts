@@ -4,9 +4,13 @@
  * Owns: launching a task's fiber (with the caller's context, its own
  * `TaskContext` and scope), its attempts (timeouts, retries after the
  * schedule's backoff), its exit (one terminal move, whoever moves first
- * wins), concurrency slots and the queue of tasks waiting for one, and the
- * set of running managed fibers. Calls the registry, `ending.ts`,
- * `cancellation.ts` (a failed parent cancels its children) and `state.ts`.
+ * wins), concurrency slots and the queue of tasks waiting for one, the set
+ * of running managed fibers, and `Ending`: the path every move takes, and
+ * what ending a task means beyond its record (its grace timer stops, its
+ * waiters wake, the metrics count it, its slot frees and the queued tasks
+ * that now fit start). Calls the registry, `slots.ts`, `telemetry.ts` and
+ * `state.ts`; a failed parent's children are cancelled through the
+ * `CancelChildren` it is given.
  *
  * A fiber exists as soon as its record runs: it is launched in the step that
  * registers the task (or frees a slot for it), so shutdown and cancellation
@@ -29,17 +33,22 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
-import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
+import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
+import { type InvalidTransition, type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
-import type { Cancellation } from "./cancellation.ts"
-import type { Ending } from "./ending.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
-import type { Slot } from "./slots.ts"
-import type { Steps } from "./state.ts"
+import type { Slot, Slots } from "./slots.ts"
+import { afterStep, type Steps } from "./state.ts"
+import type { Telemetry } from "./telemetry.ts"
 import { isQueued, type Managed, type Task } from "./task.ts"
+
+/**
+ * How a failed or cancelled parent's children are cancelled before it ends
+ * (`cancellation.ts`'s, handed to the supervisor when the host is wired).
+ */
+export type CancelChildren = (task: Task, mode: "policy", reason: string) => Effect.Effect<void>
 
 /** What a managed task runs with: its body, its limits, the caller's context. */
 export interface Launch {
@@ -53,15 +62,15 @@ export class Supervisor {
   private readonly steps: Steps
   private readonly registry: RegistryService
   private readonly ending: Ending
-  private readonly cancellation: Cancellation
+  private readonly cancelChildren: CancelChildren
   /** The managed fibers running now. */
   readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
 
-  constructor(steps: Steps, registry: RegistryService, ending: Ending, cancellation: Cancellation) {
+  constructor(steps: Steps, registry: RegistryService, ending: Ending, cancelChildren: CancelChildren) {
     this.steps = steps
     this.registry = registry
     this.ending = ending
-    this.cancellation = cancellation
+    this.cancelChildren = cancelChildren
   }
 
   /**
@@ -282,7 +291,7 @@ export class Supervisor {
       // ends cancelled) ends after its children
       const children = Lifecycle.exitState(outcome, task.record.state) === "completed"
         ? Effect.void
-        : this.cancellation.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
+        : this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
       return Effect.andThen(
         children,
         this.steps.internal((now) =>
@@ -293,5 +302,98 @@ export class Supervisor {
         )
       )
     })
+  }
+}
+
+// -----------------------------------------------------------------------------
+// the end of a task
+// -----------------------------------------------------------------------------
+
+/** What ending a task means beyond its record: the terminal bookkeeping, in the step that ends it. */
+export class Ending {
+  private readonly steps: Steps
+  private readonly registry: RegistryService
+  readonly slots: Slots<Task>
+  private readonly telemetry: Telemetry
+  /** The grace timers running now (`cancellation.ts` starts them; a terminal move stops its task's). */
+  readonly timers = new Set<Fiber.Fiber<void>>()
+
+  constructor(steps: Steps, registry: RegistryService, slots: Slots<Task>, telemetry: Telemetry) {
+    this.steps = steps
+    this.registry = registry
+    this.slots = slots
+    this.telemetry = telemetry
+  }
+
+  /** Moves a record (inside a step); a terminal move does its bookkeeping in the same step. */
+  move(
+    task: Task,
+    to: TaskState,
+    now: DateTime.Utc,
+    options?: { readonly summary?: Option.Option<string>; readonly reason?: Option.Option<string> }
+  ): Result.Result<BackgroundTaskRecord, InvalidTransition> {
+    const wasLive = !isTerminal(task.record.state)
+    const moved = this.registry.move(task, to, now, options)
+    if (wasLive && Result.isSuccess(moved) && isTerminal(moved.success.state)) this.ended(task, now)
+    return moved
+  }
+
+  /** Ends a live record `cancelled`, saying why when the host knows. */
+  markCancelled(task: Task, now: DateTime.Utc): void {
+    if (!isTerminal(task.record.state)) {
+      this.move(task, "cancelled", now, { summary: Option.fromUndefinedOr(task.control.stopReason) })
+    }
+  }
+
+  /** Stops a task's grace timer, if one runs. */
+  stopTimer(task: Task): void {
+    const timer = task.control.timer
+    if (timer === undefined) return
+    task.control.timer = undefined
+    this.timers.delete(timer)
+    timer.interruptUnsafe()
+  }
+
+  /** Waits until a record is terminal (or no longer held). */
+  awaitEnd(task: Task): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (isTerminal(task.record.state) || !task.held) return Effect.void
+      return Deferred.await(task.control.ended ??= Deferred.makeUnsafe<void>())
+    })
+  }
+
+  /** Starts the queued tasks that fit now that a slot is free (inside a step). */
+  startQueued(now: DateTime.Utc): void {
+    for (const task of this.slots.takeStartable()) {
+      const owner = task.owner
+      if (owner._tag !== "Managed") continue
+      owner.slot = { sessionId: task.record.scope.sessionId, kind: task.record.kind }
+      this.registry.move(task, "running", now)
+      owner.launch?.()
+    }
+  }
+
+  /** A task was let go of without ending (`unregisterExternal`): wake whoever waits for it. */
+  released(task: Task): void {
+    this.stopTimer(task)
+    this.wakeWaiters(task)
+  }
+
+  private ended(task: Task, now: DateTime.Utc): void {
+    this.stopTimer(task)
+    this.wakeWaiters(task)
+    this.telemetry.ended(task.record)
+    const owner = task.owner
+    if (owner._tag === "Managed" && owner.slot !== undefined) {
+      this.slots.release(owner.slot)
+      owner.slot = undefined
+      // a closing host starts nothing: queued tasks end cancelled, never run
+      if (this.steps.isOpen()) this.startQueued(now)
+    }
+  }
+
+  private wakeWaiters(task: Task): void {
+    const ended = task.control.ended
+    if (ended !== undefined) afterStep(() => Deferred.doneUnsafe(ended, Effect.void))
   }
 }

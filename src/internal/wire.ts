@@ -12,7 +12,8 @@
  */
 import type * as DateTime from "effect/DateTime"
 import type * as Option from "effect/Option"
-import type { BackgroundTaskEvent, BackgroundTaskRecord, TaskOutcome } from "../BackgroundTask.ts"
+import type { BackgroundTaskEvent } from "../TaskEvent.ts"
+import type { BackgroundTaskRecord, TaskOutcome } from "../BackgroundTask.ts"
 
 const text = JSON.stringify as (value: string) => string
 

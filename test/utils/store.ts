@@ -51,7 +51,7 @@ import {
   TaskStore,
   type TaskStoreError,
 } from "../../src/index.ts"
-import type { TaskStoreService } from "../../src/TaskStore.ts"
+import type { TaskStoreService } from "../../src/internal/store.ts"
 import * as NodeSqliteClient from "../../src/NodeSqliteClient.ts"
 import { clientConfig, describePg, layerFreshDatabase, PgTestDatabase, settings } from "./postgres.ts"
 

@@ -1,0 +1,451 @@
+/**
+ * The store's internals: what the host and a store say to each other (the
+ * rows, the batches, the service shape), and the SQL implementation behind
+ * `TaskStore.layerSql`. Applications pick a layer of `TaskStore.ts`; they
+ * never call these.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Migrator from "effect/sql/Migrator"
+import * as SqlClient from "effect/sql/SqlClient"
+import * as SqlError from "effect/sql/SqlError"
+import { BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { BackgroundTaskEvent } from "../TaskEvent.ts"
+import {
+  CorruptRecord,
+  LeaseHeld,
+  StoreMisconfigured,
+  StoreRejected,
+  StoreUnreachable,
+  TaskStoreError
+} from "../TaskStoreError.ts"
+import { eventJson, recordJson } from "./wire.ts"
+
+/** Options of `TaskStore.layerSql`. */
+export interface SqlStoreOptions {
+  /** Prefix of the store's table names (default `task_host_`): letters, digits and `_`. */
+  readonly tablePrefix?: string | undefined
+}
+
+/**
+ * Who drives a stored task: `host` (a managed fiber), `external` (a cancel
+ * effect), `caller` (`register`).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export type TaskOwner = "host" | "external" | "caller"
+
+/**
+ * A record as the store holds it.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface StoredTask {
+  /** Registration order (the `seq` of its `Registered`): records load oldest first. */
+  readonly order: number
+  readonly owner: TaskOwner
+  readonly record: BackgroundTaskRecord
+}
+
+/**
+ * One group commit: the events in `seq` order, the records to write (the
+ * latest version of each) and the records to delete, as one transaction.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface TaskStoreBatch {
+  readonly events: ReadonlyArray<BackgroundTaskEvent>
+  readonly puts: ReadonlyArray<StoredTask>
+  readonly deletes: ReadonlyArray<{ readonly sessionId: string; readonly taskId: string }>
+}
+
+/**
+ * What a store holds when a host starts: its records (oldest registration
+ * first), the last event's `seq`, and the rows it had to quarantine.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface StoredState {
+  readonly tasks: ReadonlyArray<StoredTask>
+  readonly lastSeq: number
+  readonly quarantined: ReadonlyArray<CorruptRecord>
+}
+
+/**
+ * The store's service. The host is its only writer; applications pick a
+ * layer rather than call it.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface TaskStoreService {
+  /** Whether writes outlive the process. The memory store is not durable, and the host skips it entirely. */
+  readonly durable: boolean
+  /** Reads everything back; rows that no longer decode are quarantined and reported. */
+  readonly load: Effect.Effect<StoredState, TaskStoreError>
+  /**
+   * Writes one batch in one transaction. With `leaseOwner`, the same
+   * transaction checks (and renews) that lease first, so a host that lost
+   * its lease writes nothing.
+   */
+  readonly write: (
+    batch: TaskStoreBatch,
+    lease: { readonly owner: string; readonly expiresAt: number } | undefined
+  ) => Effect.Effect<void, TaskStoreError | LeaseHeld>
+  /**
+   * The stored events with `fromSeq < seq <= toSeq`, at most `limit`, in order;
+   * rows that no longer decode are quarantined and reported in `quarantined`.
+   */
+  readonly events: (
+    fromSeq: number,
+    toSeq: number,
+    limit: number
+  ) => Effect.Effect<
+    { readonly events: ReadonlyArray<BackgroundTaskEvent>; readonly quarantined: ReadonlyArray<CorruptRecord>; readonly lastRead: number },
+    TaskStoreError
+  >
+  /** Takes (or re-takes) the lease until `expiresAt`; fails with `LeaseHeld` while another owner's lease runs. */
+  readonly acquireLease: (owner: string, now: number, expiresAt: number) => Effect.Effect<void, TaskStoreError | LeaseHeld>
+  /** Extends the owner's lease; `false` when it no longer holds it. */
+  readonly renewLease: (owner: string, expiresAt: number) => Effect.Effect<boolean, TaskStoreError>
+  /** Gives the lease up (at shutdown), so the next host need not wait for it to expire. */
+  readonly releaseLease: (owner: string) => Effect.Effect<void, TaskStoreError>
+}
+
+
+const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskRecord))
+const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
+
+const owners: ReadonlyArray<string> = ["host", "external", "caller"]
+
+/** A record's row key: unambiguous for any two ids. */
+const keyOf = (sessionId: string, taskId: string) => JSON.stringify([sessionId, taskId])
+
+/** The lease row's name: one lease per store. */
+const leaseName = "host"
+
+/** Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits. */
+const chunkSize = 500
+
+const chunks = <A>(items: ReadonlyArray<A>): Array<readonly [A, ...Array<A>]> => {
+  const out: Array<readonly [A, ...Array<A>]> = []
+  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize) as [A, ...Array<A>])
+  return out
+}
+
+const mapNonEmpty = <A, B>(items: readonly [A, ...Array<A>], f: (a: A) => B): readonly [B, ...Array<B>] =>
+  items.map(f) as unknown as readonly [B, ...Array<B>]
+
+const causeMessage = (cause: unknown): string => {
+  if (typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string") {
+    return cause.message
+  }
+  return String(cause)
+}
+
+/** A failure of `operation` as a `TaskStoreError`: an unreachable database is told apart from a refused statement. */
+const storeError = (operation: string) => (cause: unknown) => {
+  const message = causeMessage(cause)
+  if (SqlError.isSqlError(cause)) {
+    return new TaskStoreError({
+      reason: cause.isRetryable
+        ? new StoreUnreachable({ operation, message })
+        : operation === "migrate"
+        ? new StoreMisconfigured({ operation, message })
+        : new StoreRejected({ operation, message })
+    })
+  }
+  return new TaskStoreError({
+    reason: operation === "migrate"
+      ? new StoreMisconfigured({ operation, message })
+      : new StoreRejected({ operation, message })
+  })
+}
+
+/** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
+const rowText = (row: object): string =>
+  JSON.stringify(row, (_, value) => typeof value === "bigint" ? value.toString() : value)
+
+/** An integer column: PostgreSQL's `bigint` arrives as a string or a `BigInt`. */
+const int = (value: unknown): number => typeof value === "number" ? value : Number(value)
+
+interface TaskRow {
+  readonly task_key: string
+  readonly session_id: string
+  readonly task_id: string
+  readonly ord: unknown
+  readonly owner: string
+  readonly record: string
+}
+
+interface EventRow {
+  readonly seq: unknown
+  readonly event: string
+}
+
+export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreService, TaskStoreError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const prefix = options?.tablePrefix ?? "task_host_"
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(prefix)) {
+      return yield* Effect.fail(
+        new TaskStoreError({
+          reason: new StoreMisconfigured({
+            operation: "start",
+            message: `tablePrefix must be letters, digits and _, not starting with a digit; got ${JSON.stringify(prefix)}`
+          })
+        })
+      )
+    }
+    const tasks = sql(`${prefix}tasks`)
+    const events = sql(`${prefix}events`)
+    const lease = sql(`${prefix}lease`)
+    const quarantine = sql(`${prefix}quarantine`)
+    const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+
+    // -- migrations -------------------------------------------------------------
+
+    const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
+      "1_tasks_events_lease": Effect.gen(function*() {
+        yield* sql`CREATE TABLE ${tasks} (
+          task_key TEXT PRIMARY KEY,
+          session_id TEXT NOT NULL,
+          task_id TEXT NOT NULL,
+          ord BIGINT NOT NULL,
+          owner TEXT NOT NULL,
+          state TEXT NOT NULL,
+          record TEXT NOT NULL
+        )`
+        yield* sql`CREATE TABLE ${events} (
+          seq BIGINT PRIMARY KEY,
+          session_id TEXT NOT NULL,
+          task_id TEXT,
+          tag TEXT NOT NULL,
+          event TEXT NOT NULL
+        )`
+        yield* sql`CREATE TABLE ${lease} (
+          name TEXT PRIMARY KEY,
+          owner TEXT NOT NULL,
+          expires_at BIGINT NOT NULL,
+          acquired_at BIGINT NOT NULL
+        )`
+        yield* isPg
+          ? sql`CREATE TABLE ${quarantine} (
+              id BIGSERIAL PRIMARY KEY,
+              source TEXT NOT NULL,
+              row_key TEXT NOT NULL,
+              data TEXT NOT NULL,
+              error TEXT NOT NULL,
+              quarantined_at BIGINT NOT NULL
+            )`
+          : sql`CREATE TABLE ${quarantine} (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              source TEXT NOT NULL,
+              row_key TEXT NOT NULL,
+              data TEXT NOT NULL,
+              error TEXT NOT NULL,
+              quarantined_at BIGINT NOT NULL
+            )`
+      })
+    }
+    yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
+      Effect.mapError(storeError("migrate"))
+    )
+
+    // -- reads ------------------------------------------------------------------
+
+    /** Moves rows that no longer decode out of the way, in one transaction. */
+    const quarantineRows = (
+      source: "tasks" | "events",
+      rows: ReadonlyArray<{ readonly key: string; readonly data: string; readonly error: CorruptRecord }>
+    ) =>
+      Effect.gen(function*() {
+        if (rows.length === 0) return
+        const now = Date.now()
+        for (const part of chunks(rows)) {
+          yield* sql`INSERT INTO ${quarantine} ${
+            sql.insert(mapNonEmpty(part, ({ data, error, key }) => ({
+              source,
+              row_key: key,
+              data,
+              error: error.message,
+              quarantined_at: now
+            })))
+          }`
+          yield* source === "tasks"
+            ? sql`DELETE FROM ${tasks} WHERE ${sql.in("task_key", part.map((row) => row.key))}`
+            : sql`DELETE FROM ${events} WHERE ${sql.in("seq", part.map((row) => Number(row.key)))}`
+        }
+      }).pipe(sql.withTransaction)
+
+    const load: Effect.Effect<StoredState, TaskStoreError> = Effect.gen(function*() {
+      const rows = yield* sql<TaskRow>`SELECT task_key, session_id, task_id, ord, owner, record FROM ${tasks} ORDER BY ord`
+      const [last] = yield* sql<{ readonly seq: unknown }>`SELECT MAX(seq) AS seq FROM ${events}`
+      let lastSeq = last?.seq === null || last?.seq === undefined ? 0 : int(last.seq)
+      const loaded: Array<StoredTask> = []
+      const bad: Array<{ key: string; data: string; error: CorruptRecord }> = []
+      const liveIds = new Map<string, string>()
+      for (const row of rows) {
+        const corrupt = (message: string) =>
+          bad.push({
+            key: row.task_key,
+            data: rowText(row),
+            error: new CorruptRecord({ table: `${prefix}tasks`, key: row.task_key, message })
+          })
+        const decoded = decodeRecord(row.record)
+        if (Exit.isFailure(decoded)) {
+          corrupt(`the record does not decode: ${causeMessage(squash(decoded))}`)
+          continue
+        }
+        const record = decoded.value
+        if (record.id !== row.task_id || record.scope.sessionId !== row.session_id) {
+          corrupt(`the record is ${record.id} in ${record.scope.sessionId}, but its row is ${row.task_id} in ${row.session_id}`)
+          continue
+        }
+        if (!owners.includes(row.owner)) {
+          corrupt(`unknown owner ${JSON.stringify(row.owner)}`)
+          continue
+        }
+        const order = int(row.ord)
+        if (!Number.isSafeInteger(order)) {
+          corrupt(`ord is not an integer: ${JSON.stringify(row.ord)}`)
+          continue
+        }
+        if (!isTerminal(record.state)) {
+          const other = liveIds.get(record.id)
+          if (other !== undefined) {
+            corrupt(`a second live record with id ${record.id} (the first is in session ${other})`)
+            continue
+          }
+          liveIds.set(record.id, record.scope.sessionId)
+        }
+        lastSeq = Math.max(lastSeq, record.revision, order)
+        loaded.push({ order, owner: row.owner as TaskOwner, record })
+      }
+      yield* quarantineRows("tasks", bad)
+      return { tasks: loaded, lastSeq, quarantined: bad.map((row) => row.error) }
+    }).pipe(Effect.mapError(storeError("load")))
+
+    const readEvents = (fromSeq: number, toSeq: number, limit: number) =>
+      Effect.gen(function*() {
+        const rows = yield* sql<EventRow>`SELECT seq, event FROM ${events}
+          WHERE seq > ${fromSeq} AND seq <= ${toSeq} ORDER BY seq LIMIT ${limit}`
+        const decoded: Array<BackgroundTaskEvent> = []
+        const bad: Array<{ key: string; data: string; error: CorruptRecord }> = []
+        let lastRead = fromSeq
+        for (const row of rows) {
+          const seq = int(row.seq)
+          lastRead = seq
+          const event = decodeEvent(row.event)
+          if (Exit.isSuccess(event) && event.value.seq === seq) {
+            decoded.push(event.value)
+            continue
+          }
+          const message = Exit.isSuccess(event)
+            ? `the event's seq is ${event.value.seq}, its row's ${seq}`
+            : `the event does not decode: ${causeMessage(squash(event))}`
+          bad.push({
+            key: String(seq),
+            data: rowText(row),
+            error: new CorruptRecord({ table: `${prefix}events`, key: String(seq), message })
+          })
+        }
+        yield* quarantineRows("events", bad)
+        return { events: decoded, quarantined: bad.map((row) => row.error), lastRead }
+      }).pipe(Effect.mapError(storeError("read events")))
+
+    // -- writes -----------------------------------------------------------------
+
+    const renew = (owner: string, expiresAt: number) =>
+      Effect.map(
+        sql<{ readonly owner: string }>`UPDATE ${lease} SET expires_at = ${expiresAt}
+          WHERE name = ${leaseName} AND owner = ${owner} RETURNING owner`,
+        (rows) => rows.length === 1
+      )
+
+    const holder = sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${lease}
+      WHERE name = ${leaseName}`
+
+    const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
+      Effect.gen(function*() {
+        if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
+          const [row] = yield* holder
+          return yield* Effect.fail(
+            new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
+          )
+        }
+        for (const part of chunks(batch.deletes)) {
+          yield* sql`DELETE FROM ${tasks} WHERE ${sql.in("task_key", part.map((d) => keyOf(d.sessionId, d.taskId)))}`
+        }
+        for (const part of chunks(batch.puts)) {
+          yield* sql`INSERT INTO ${tasks} ${
+            sql.insert(mapNonEmpty(part, ({ order, owner, record }) => ({
+              task_key: keyOf(record.scope.sessionId, record.id),
+              session_id: record.scope.sessionId,
+              task_id: record.id,
+              ord: order,
+              owner,
+              state: record.state,
+              record: recordJson(record)
+            })))
+          } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
+            state = excluded.state, record = excluded.record`
+        }
+        for (const part of chunks(batch.events)) {
+          yield* sql`INSERT INTO ${events} ${
+            sql.insert(mapNonEmpty(part, (event) => ({
+              seq: event.seq,
+              session_id: event.sessionId,
+              task_id: "taskId" in event ? event.taskId : null,
+              tag: event._tag,
+              event: eventJson(event)
+            })))
+          }`
+        }
+      }).pipe(
+        sql.withTransaction,
+        Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("write")(error)))
+      )
+
+    const acquireLease = (owner: string, now: number, expiresAt: number) =>
+      Effect.gen(function*() {
+        const taken = yield* sql<{ readonly owner: string }>`INSERT INTO ${lease} ${
+          sql.insert({ name: leaseName, owner, expires_at: expiresAt, acquired_at: now })
+        } ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
+          acquired_at = excluded.acquired_at
+          WHERE ${lease}.expires_at <= ${now} OR ${lease}.owner = excluded.owner
+          RETURNING owner`
+        if (taken.length === 1) return
+        const [row] = yield* holder
+        return yield* Effect.fail(
+          new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
+        )
+      }).pipe(Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("acquire lease")(error))))
+
+    const service: TaskStoreService = {
+      durable: true,
+      load,
+      write,
+      events: readEvents,
+      acquireLease,
+      renewLease: (owner, expiresAt) => renew(owner, expiresAt).pipe(Effect.mapError(storeError("renew lease"))),
+      releaseLease: (owner) =>
+        sql`DELETE FROM ${lease} WHERE name = ${leaseName} AND owner = ${owner}`.pipe(
+          Effect.asVoid,
+          Effect.mapError(storeError("release lease"))
+        )
+    }
+    return service
+  })
+
+/** A failed decode's error (a `SchemaError`, whose message names the bad field). */
+const squash = (exit: Exit.Failure<unknown, unknown>): unknown =>
+  Option.getOrElse(Exit.findErrorOption(exit), () => exit.cause)
