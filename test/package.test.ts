@@ -40,11 +40,13 @@ describe("package", () => {
         join(dir, "consumer.mjs"),
         `import { Effect } from "effect"
 import { BackgroundTaskHost, isTerminal } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
 const program = Effect.gen(function*() {
   const host = yield* BackgroundTaskHost
   const record = yield* host.register({ scope: { sessionId: "s" }, id: "t", kind: "other", producer: "consumer" })
-  console.log(record.state, isTerminal("completed"))
-}).pipe(Effect.provide(BackgroundTaskHost.layer))
+  const sqlite = yield* NodeSqliteClient.NodeSqliteClient
+  console.log(record.state, isTerminal("completed"), sqlite.config.filename)
+}).pipe(Effect.provide(BackgroundTaskHost.layer), Effect.provide(NodeSqliteClient.layer({ filename: ":memory:" })))
 Effect.runPromise(program)
 `
       )
@@ -78,7 +80,7 @@ export const program: Effect.Effect<BackgroundTaskRecord, unknown> = Effect.gen(
       assert.strictEqual(typecheck.code, 0, typecheck.output)
       const consumer = await run(process.execPath, ["consumer.mjs"], dir)
       assert.strictEqual(consumer.code, 0, consumer.output)
-      assert.strictEqual(consumer.output.trim(), "pending true")
+      assert.strictEqual(consumer.output.trim(), "pending true :memory:")
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
