@@ -37,10 +37,19 @@ export interface ScenarioResult {
   readonly variants: ReadonlyArray<VariantResult>
   readonly ratios: ReadonlyArray<Ratio>
   readonly notes: ReadonlyArray<string>
+  /** Why a baseline is a fair comparison, one sentence each (rendered under "Why the baselines are fair" in docs/performance.md). */
+  readonly fairness?: ReadonlyArray<Fairness>
   /** Set when the scenario was not run; then `variants` and `ratios` are empty. */
   readonly skipped?: string
   /** Parts of a scenario that were not run (a server is absent): why, and the ratios left out. */
   readonly skippedParts?: ReadonlyArray<SkippedPart>
+}
+
+export interface Fairness {
+  /** The baseline variant's name. */
+  readonly baseline: string
+  /** Why it is fair: a sentence, starting lower-case ("it ..."). */
+  readonly why: string
 }
 
 export interface SkippedPart {
