@@ -75,6 +75,15 @@ export interface Settings {
   readonly profileDir?: string
 }
 
+/**
+ * Full runs: one warm-up run and five measured repetitions of each variant.
+ * `--quick` (a smoke run: every scenario at tiny sizes, figures meaningless)
+ * keeps the warm-up and two repetitions, enough to exercise the
+ * interleaving and the median / min / max, and skips the major GC before
+ * each run (the memory group still collects around what it weighs).
+ */
+export const settingsFor = (quick: boolean): Settings => ({ quick, warmup: 1, reps: quick ? 2 : 5 })
+
 export interface Variant {
   readonly name: string
   readonly role: Role
@@ -118,7 +127,7 @@ export const measure = async (
   for (let w = 0; w < settings.warmup; w++) {
     for (const variant of warmupVariants) {
       if (skip(variant)) continue
-      collectGarbage()
+      if (!settings.quick) collectGarbage()
       await variant.run()
     }
   }
@@ -131,7 +140,7 @@ export const measure = async (
         samples[index]!.push(Number.NaN)
         continue
       }
-      collectGarbage()
+      if (!settings.quick) collectGarbage()
       const profiled = settings.profileDir !== undefined && variant.role === "host" && rep === settings.reps - 1
       if (profiled) profiler.armed = true
       const value = await variant.run()

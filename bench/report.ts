@@ -220,8 +220,9 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
   )
   out.push("")
   out.push(
-    "Each scenario runs its host variant and its baselines in the same Node process, one process per scenario " +
-      `group: ${result.settings.warmup} warm-up run, then ${result.settings.reps} measured repetitions, interleaved ` +
+    "Each scenario runs its host variant and its baselines in the same Node process, " +
+      (result.mode === "quick" ? "every group in one process (a quick smoke run: tiny sizes, figures meaningless)" : "one process per scenario group") +
+      `: ${result.settings.warmup} warm-up run, then ${result.settings.reps} measured repetitions, interleaved ` +
       "(the order rotates each repetition). Reported: median and min–max. Ratios are taken between medians; " +
       "absolute numbers drift on shared machines, ratios hold better."
   )
