@@ -129,7 +129,13 @@ export const evaluateTargets = (scenarios: ReadonlyArray<ScenarioResult>): Reado
       // a part of the scenario that the ratio needs was skipped (a server is absent)
       const skipped = scenarios.flatMap((s) => s.skippedParts ?? []).find((p) => p.ratios.includes(target.ratio))
       return skipped === undefined
-        ? { ...base, label: null, value: null, status: "not run", note: null }
+        ? {
+          ...base,
+          label: null,
+          value: null,
+          status: "not run",
+          note: `no scenario of this run has the ratio ${target.ratio}`
+        }
         : { ...base, label: null, value: null, status: "skipped", note: `${skipped.part} not run: ${skipped.reason}` }
     }
     const met = holds(ratio.value, target.op, target.threshold)
