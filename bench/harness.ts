@@ -37,10 +37,19 @@ export interface ScenarioResult {
   readonly variants: ReadonlyArray<VariantResult>
   readonly ratios: ReadonlyArray<Ratio>
   readonly notes: ReadonlyArray<string>
+  /** Why a baseline is a fair comparison, one sentence each (rendered under "Why the baselines are fair" in docs/performance.md). */
+  readonly fairness?: ReadonlyArray<Fairness>
   /** Set when the scenario was not run; then `variants` and `ratios` are empty. */
   readonly skipped?: string
   /** Parts of a scenario that were not run (a server is absent): why, and the ratios left out. */
   readonly skippedParts?: ReadonlyArray<SkippedPart>
+}
+
+export interface Fairness {
+  /** The baseline variant's name. */
+  readonly baseline: string
+  /** Why it is fair: a sentence, starting lower-case ("it ..."). */
+  readonly why: string
 }
 
 export interface SkippedPart {
@@ -65,6 +74,15 @@ export interface Settings {
   /** Profiling: write a CPU profile of the timed part of each host variant's last repetition here. */
   readonly profileDir?: string
 }
+
+/**
+ * Full runs: one warm-up run and five measured repetitions of each variant.
+ * `--quick` (a smoke run: every scenario at tiny sizes, figures meaningless)
+ * keeps the warm-up and two repetitions, enough to exercise the
+ * interleaving and the median / min / max, and skips the major GC before
+ * each run (the memory group still collects around what it weighs).
+ */
+export const settingsFor = (quick: boolean): Settings => ({ quick, warmup: 1, reps: quick ? 2 : 5 })
 
 export interface Variant {
   readonly name: string
@@ -109,7 +127,7 @@ export const measure = async (
   for (let w = 0; w < settings.warmup; w++) {
     for (const variant of warmupVariants) {
       if (skip(variant)) continue
-      collectGarbage()
+      if (!settings.quick) collectGarbage()
       await variant.run()
     }
   }
@@ -122,7 +140,7 @@ export const measure = async (
         samples[index]!.push(Number.NaN)
         continue
       }
-      collectGarbage()
+      if (!settings.quick) collectGarbage()
       const profiled = settings.profileDir !== undefined && variant.role === "host" && rep === settings.reps - 1
       if (profiled) profiler.armed = true
       const value = await variant.run()

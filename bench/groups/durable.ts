@@ -314,7 +314,7 @@ const median = (xs: ReadonlyArray<number>) => {
 }
 
 export const run = async (settings: Settings): Promise<GroupResult> => {
-  const n = settings.quick ? 300 : 20_000
+  const n = settings.quick ? 100 : 20_000
   const { dir, remove, where } = durableTempDir("effect-task-host-bench-durable-")
   const skips: Array<SkippedPart> = []
   let redis: RedisServer | undefined

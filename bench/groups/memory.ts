@@ -184,7 +184,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
             medianOf(subscriber, "raw PubSub, one never-reading subscription")
         }],
         notes: [
-          "events are progress updates of one task; today the subscription is unbounded, so it holds every event until read"
+          "events are progress updates of one task; the subscriber has the default buffer (4,096 events): past it, each event overwrites the oldest"
         ]
       }
     ]
