@@ -137,8 +137,8 @@ th { position: sticky; top: 0; background: var(--panel); text-align: left; font-
   font-size: 12px; padding: 8px 10px; border-bottom: 1px solid var(--line); z-index: 1; }
 td { padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: middle; overflow: hidden;
   text-overflow: ellipsis; white-space: nowrap; }
-.c-state { width: 136px; } .c-task { width: 22%; } .c-kind { width: 80px; } .c-progress { width: 24%; }
-.c-duration { width: 78px; } .c-actions { width: 76px; }
+.c-state { width: 136px; } .c-task { width: 21%; } .c-kind { width: 86px; } .c-progress { width: 24%; }
+.c-duration { width: 78px; } .c-actions { width: 88px; text-align: right; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.task { cursor: pointer; }
 tr.task:hover td { background: var(--hover); }
@@ -153,8 +153,8 @@ tr.session .muted { font-weight: 400; margin-left: 10px; }
 .st-pending { --c: var(--pending); } .st-running { --c: var(--running); } .st-waiting { --c: var(--waiting); }
 .st-cancel_requested { --c: var(--cancel_requested); } .st-completed { --c: var(--completed); }
 .st-failed { --c: var(--failed); } .st-cancelled { --c: var(--cancelled); }
-.st-running.badge::before { animation: pulse 1.4s ease-in-out infinite; }
-@keyframes pulse { 50% { opacity: .35; } }
+.st-running.badge::before { animation: pulse 1.6s ease-out infinite; }
+@keyframes pulse { 0% { box-shadow: 0 0 0 0 rgba(28, 126, 214, .55); } 80%, 100% { box-shadow: 0 0 0 5px rgba(28, 126, 214, 0); } }
 .kind { color: var(--muted); }
 .progress { display: flex; align-items: center; gap: 8px; min-width: 0; }
 .progress .text { overflow: hidden; text-overflow: ellipsis; }
@@ -198,7 +198,8 @@ export const js = String.raw`"use strict";
   var STATE_ORDER = ["running", "waiting", "pending", "cancel_requested", "failed", "cancelled", "completed"];
 
   var state = {
-    tasks: new Map(),        // key -> { record, progress }
+    tasks: new Map(),        // key -> { record, progress, order } (order: registration order, as list gives it)
+    nextOrder: 0,
     seq: 0,
     instance: null,
     cancel: false,           // the server allows cancelling (with the token)
@@ -283,8 +284,12 @@ export const js = String.raw`"use strict";
     schedule();
   }
 
-  function put(record, progress) {
-    state.tasks.set(keyOf(record), { record: record, progress: progress === undefined ? null : progress });
+  function put(record, progress, order) {
+    state.tasks.set(keyOf(record), {
+      record: record,
+      progress: progress === undefined ? null : progress,
+      order: order === undefined ? state.nextOrder++ : order
+    });
   }
 
   function handle(data) {
@@ -304,6 +309,7 @@ export const js = String.raw`"use strict";
         break;
       case "snapshot":
         state.tasks.clear();
+        state.nextOrder = 0;
         data.tasks.forEach(function (task) { put(task.record, task.progress); });
         state.seq = data.seq;
         if (state.banner !== null && state.banner.pending) {
@@ -323,6 +329,7 @@ export const js = String.raw`"use strict";
         break;
       default:
         apply(data);
+        if (data.type !== "progress") refreshStats();
     }
     schedule();
   }
@@ -342,7 +349,7 @@ export const js = String.raw`"use strict";
       case "transferred":
         current = state.tasks.get(key(event.from_session_id, event.task_id));
         state.tasks.delete(key(event.from_session_id, event.task_id));
-        put(event.record, current ? current.progress : null);
+        put(event.record, current ? current.progress : null, current ? current.order : undefined);
         if (state.selected === key(event.from_session_id, event.task_id)) {
           state.selected = keyOf(event.record);
           if (state.detail !== null) state.detail.key = state.selected;
@@ -354,7 +361,7 @@ export const js = String.raw`"use strict";
       default:
         if (event.record) {
           current = state.tasks.get(keyOf(event.record));
-          put(event.record, current ? current.progress : null);
+          put(event.record, current ? current.progress : null, current ? current.order : undefined);
         }
     }
     if (state.detail !== null && event.task_id !== undefined &&
@@ -367,11 +374,17 @@ export const js = String.raw`"use strict";
   // stats (exact counters, evicted records included)
   // ---------------------------------------------------------------------------
 
+  var statsTimer = null;
   function pollStats() {
+    statsTimer = null;
     fetch("api/stats", { headers: { accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (stats) { if (stats) { state.stats = stats; schedule(); } })
       .catch(function () { /* the feed's status says it */ });
+  }
+  /** Soon after events: the counters follow the table without a request per event. */
+  function refreshStats() {
+    if (statsTimer === null) statsTimer = setTimeout(pollStats, 250);
   }
 
   // ---------------------------------------------------------------------------
@@ -521,10 +534,7 @@ export const js = String.raw`"use strict";
     return true;
   }
 
-  function byCreation(a, b) {
-    var d = Date.parse(a.record.created_at) - Date.parse(b.record.created_at);
-    return d !== 0 ? d : (a.record.revision - b.record.revision);
-  }
+  function byCreation(a, b) { return a.order - b.order; }
 
   /** Sessions in order of their oldest held task, with their tasks (all of them, unfiltered). */
   function sessions() {
@@ -766,7 +776,7 @@ export const js = String.raw`"use strict";
 
     var progress = row.task.progress || "";
     var share = fraction(progress);
-    parts.bar.hidden = share === null;
+    parts.bar.hidden = share === null || TERMINAL[record.state] === true;
     if (share !== null) parts.fill.style.width = Math.round(share * 100) + "%";
     set(parts.text, progress);
     entry.cells.progress.title = progress;
