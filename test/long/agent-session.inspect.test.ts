@@ -8,7 +8,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { describeEnd, type Running, start } from "./utils/child.ts"
+import { describeEnd, type Running, start } from "../utils/child.ts"
 
 const env = { ...process.env, NO_COLOR: "1" }
 
