@@ -70,9 +70,13 @@ const hostLayer = (store: string) => {
 /** The inspector's port when `--inspect` names none. */
 const defaultInspectPort = 7777
 
+/** The inspector's port, when it is served (`--inspect-cancel` alone serves it on the default port). */
+const inspectPort = (config: Config) =>
+  config.inspectCancel ? Option.orElse(config.inspect, () => Option.some(defaultInspectPort)) : config.inspect
+
 /** The host, with the inspector on it when asked. */
 const appLayer = (config: Config) =>
-  Option.match(config.inspect, {
+  Option.match(inspectPort(config), {
     onNone: () => hostLayer(config.store),
     onSome: (port) =>
       TaskInspector.layer({ port, cancel: config.inspectCancel }).pipe(Layer.provideMerge(hostLayer(config.store)))
@@ -85,7 +89,7 @@ const appLayer = (config: Config) =>
  */
 const sessionPrefix = (config: Config) =>
   Effect.gen(function*() {
-    if (Option.isNone(config.inspect) || config.store === "memory") return ""
+    if (Option.isNone(inspectPort(config)) || config.store === "memory") return ""
     const host = yield* BackgroundTaskHost
     const records = yield* host.list({ includeTerminal: true })
     const runs = records.map((r) => /^run-(\d+)\//.exec(r.scope.sessionId)).map((m) => (m === null ? 0 : Number(m[1])))
@@ -408,7 +412,7 @@ const command = Command.make("agent-session", {
   ),
   inspectCancel: Flag.Boolean("inspect-cancel").pipe(
     Flag.withDefault(false),
-    Flag.withDescription("with --inspect: allow cancelling tasks from the page (the printed URL carries the token)")
+    Flag.withDescription("serve the inspector (as --inspect) and allow cancelling tasks from its page (the printed URL carries the token)")
   )
 }, run).pipe(Command.withDescription(
   "A simulated agent runtime on effect-task-host: sessions, monitors, subagents and observers, " +
