@@ -21,11 +21,15 @@
  *                                   records in a SQLite file: a second run
  *                                   starts with the first one's, and a run
  *                                   killed part-way has its live tasks resolved
+ *   npm start -- --inspect [port]   the inspector (a web page of the tasks) on
+ *                                   127.0.0.1:<port> (default 7777); the demo
+ *                                   stays up after its scenario until Ctrl-C
  *   npm start -- --help
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Deferred, Duration, Effect, Fiber, Layer, Option, Ref, type Scope } from "effect"
 import { Command, Flag } from "effect/cli"
+import { TaskInspector } from "../src/TaskInspector.ts"
 import {
   BackgroundTaskHost,
   type BackgroundTaskHostService,
@@ -46,6 +50,12 @@ interface Config {
   readonly json: boolean
   /** `memory`, or `sqlite:<file>`. */
   readonly store: string
+  /** The inspector's port, when it is served. */
+  readonly inspect: Option.Option<number>
+  /** Whether the inspector allows cancelling (with a token). */
+  readonly inspectCancel: boolean
+  /** Prefixes the session names (a run with the inspector on a store: its sessions stay beside earlier runs'). */
+  readonly sessionPrefix?: string
 }
 
 /** The host: in memory, or on a SQLite file (its records outlive the run). */
@@ -56,6 +66,35 @@ const hostLayer = (store: string) => {
     Layer.provide(NodeSqliteClient.layer({ filename: store.slice("sqlite:".length) }))
   )
 }
+
+/** The inspector's port when `--inspect` names none. */
+const defaultInspectPort = 7777
+
+/** The inspector's port, when it is served (`--inspect-cancel` alone serves it on the default port). */
+const inspectPort = (config: Config) =>
+  config.inspectCancel ? Option.orElse(config.inspect, () => Option.some(defaultInspectPort)) : config.inspect
+
+/** The host, with the inspector on it when asked. */
+const appLayer = (config: Config) =>
+  Option.match(inspectPort(config), {
+    onNone: () => hostLayer(config.store),
+    onSome: (port) =>
+      TaskInspector.layer({ port, cancel: config.inspectCancel }).pipe(Layer.provideMerge(hostLayer(config.store)))
+  })
+
+/**
+ * With the inspector on a durable store, each run names its sessions
+ * `run-<n>/session-<i>`, so that the tasks of earlier runs (records and
+ * events) stay in the store beside this run's and the page shows them.
+ */
+const sessionPrefix = (config: Config) =>
+  Effect.gen(function*() {
+    if (Option.isNone(inspectPort(config)) || config.store === "memory") return ""
+    const host = yield* BackgroundTaskHost
+    const records = yield* host.list({ includeTerminal: true })
+    const runs = records.map((r) => /^run-(\d+)\//.exec(r.scope.sessionId)).map((m) => (m === null ? 0 : Number(m[1])))
+    return `run-${Math.max(0, ...runs) + 1}/`
+  })
 
 /** On a durable store: what the run found from earlier runs. */
 const storeNotice = (config: Config, view: View.View) =>
@@ -206,7 +245,7 @@ const noticed = new WeakSet<View.View>()
 const scenario = (config: Config, view: View.View) =>
   Effect.gen(function*() {
     const host = yield* BackgroundTaskHost
-    const sessions = Array.from({ length: config.sessions }, (_, i) => `session-${i + 1}`)
+    const sessions = Array.from({ length: config.sessions }, (_, i) => `${config.sessionPrefix ?? ""}session-${i + 1}`)
     const answer = yield* Deferred.make<string>()
     // the runtime's own work outlives each session
     const runtime = yield* Effect.scope
@@ -292,19 +331,31 @@ const scenario = (config: Config, view: View.View) =>
 
 const run = (config: Config) =>
   Effect.gen(function*() {
-    const view = yield* View.make(View.processOptions("effect-task-host · agent-session demo", config.json))
+    const options = View.processOptions("effect-task-host · agent-session demo", config.json)
+    const view = yield* View.make(options)
     const renderer = yield* Ref.make(Option.none<Fiber.Fiber<void>>())
     yield* Effect.gen(function*() {
       const host = yield* BackgroundTaskHost
+      const inspector = yield* Effect.serviceOption(TaskInspector)
+      if (Option.isSome(inspector)) {
+        // above the live table (which redraws in place), or as a line of the run
+        const text = `inspector: ${inspector.value.pageUrl}`
+        if (options.mode === "live") options.write(text + "\n")
+        else yield* view.notice(text)
+      }
       const items = yield* View.feed(host) // live before the first task starts
       yield* Ref.set(renderer, Option.some(yield* Effect.forkScoped(view.run(items))))
       yield* storeNotice(config, view)
-      yield* scenario(config, view)
+      yield* scenario({ ...config, sessionPrefix: yield* sessionPrefix(config) }, view)
+      if (Option.isSome(inspector)) {
+        yield* view.notice(`the scenario has ended; the inspector stays up at ${inspector.value.url} (Ctrl-C stops it)`)
+        return yield* Effect.never
+      }
     }).pipe(
       interrupted(view),
       // closing the host (at the end, or on Ctrl-C) cancels every live task
       // through its policy, publishes their events and ends the feed
-      Effect.provide(hostLayer(config.store)),
+      Effect.provide(appLayer(config)),
       // then the view has seen every event: draw the last frame, print the summary
       Effect.ensuring(Effect.gen(function*() {
         const fiber = yield* Ref.get(renderer)
@@ -350,10 +401,27 @@ const command = Command.make("agent-session", {
     Flag.withDescription(
       "where task records live: memory (default), or sqlite:<file>, durable: a later run starts with them"
     )
+  ),
+  inspect: Flag.Int("inspect").pipe(
+    between("inspect", 0, 65535),
+    Flag.optional,
+    Flag.withDescription(
+      `serve the inspector (a live web page of the tasks) on 127.0.0.1:<port> (${defaultInspectPort} when no port is given, ` +
+        "0: any free port), print its URL, and keep running after the scenario until Ctrl-C"
+    )
+  ),
+  inspectCancel: Flag.Boolean("inspect-cancel").pipe(
+    Flag.withDefault(false),
+    Flag.withDescription("serve the inspector (as --inspect) and allow cancelling tasks from its page (the printed URL carries the token)")
   )
 }, run).pipe(Command.withDescription(
   "A simulated agent runtime on effect-task-host: sessions, monitors, subagents and observers, " +
     "a live view of their tasks, and a summary. Ctrl-C cancels live tasks and exits with code 130."
 ))
 
-Command.run(command, { version: "0.3.0" }).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+/** `--inspect` takes an optional port: without one (last, or before another flag) it is the default port. */
+const args = process.argv.slice(2).flatMap((arg, i, all) =>
+  arg === "--inspect" && !/^\d+$/.test(all[i + 1] ?? "") ? [arg, String(defaultInspectPort)] : [arg]
+)
+
+Command.runWith(command, { version: "0.3.0" })(args).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)

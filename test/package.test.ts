@@ -34,6 +34,10 @@ describe("package", () => {
       const manifest = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"))
       assert.strictEqual(manifest.exports["."].types, "./dist/index.d.ts")
       assert.isTrue(readFileSync(join(pkg, "dist", "index.d.ts"), "utf8").includes("BackgroundTaskHost"))
+      // the inspector's entry point, apart from the root (which loads no HTTP server)
+      assert.strictEqual(manifest.exports["./inspector"].types, "./dist/TaskInspector.d.ts")
+      assert.isTrue(readFileSync(join(pkg, "dist", "TaskInspector.d.ts"), "utf8").includes("TaskInspectorOptions"))
+      assert.notInclude(readFileSync(join(pkg, "dist", "index.js"), "utf8"), "TaskInspector")
       // a consumer importing by package name
       symlinkSync(join(root, "node_modules", "effect"), join(dir, "node_modules", "effect"), "dir")
       writeFileSync(
