@@ -9,7 +9,7 @@
  * port, with the committed data, after a clean stop and after a crash.
  */
 import { PgClient } from "@effect/sql-pg"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql"
@@ -192,60 +192,63 @@ const rows = (sql: SqlClient.SqlClient) =>
   sql<{ id: number }>`select id from kept order by id`.pipe(Effect.map((rows) => rows.map((row) => row.id)))
 
 describe("PgServer (test/utils/postgres.ts): a server a test stops and starts", () => {
-  it.live("runs the run's binaries; queries fail while it is down and work again after start, same port, data kept", () =>
-    Effect.gen(function*() {
-      const server = yield* PgServer
-      if (binaries._tag === "Found") {
-        assert.strictEqual(server.kind, binaries.binaries.kind)
-        assert.strictEqual(server.version, binaries.binaries.version)
-      }
-      const { port } = server.settings
-      const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database))
-      yield* sql`create table kept (id int primary key)`
-      yield* sql`insert into kept values (1)`
+  // one server for these two tests (each server costs an initdb)
+  layer(Layer.merge(PgServer.layer, Reactivity.layer), { excludeTestServices: true })((it) => {
+    it.effect("runs the run's binaries; queries fail while it is down and work again after start, same port, data kept", () =>
+      Effect.gen(function*() {
+        const server = yield* PgServer
+        if (binaries._tag === "Found") {
+          assert.strictEqual(server.kind, binaries.binaries.kind)
+          assert.strictEqual(server.version, binaries.binaries.version)
+        }
+        const { port } = server.settings
+        const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database))
+        yield* sql`create table kept (id int primary key)`
+        yield* sql`insert into kept values (1)`
 
-      yield* server.stop()
-      assert.isFalse(yield* server.isRunning)
-      assert.isFalse(yield* accepts("127.0.0.1", port))
-      const down = yield* rows(sql).pipe(Effect.flip)
-      assert.strictEqual(down._tag, "SqlError")
-      // stopping a stopped server does nothing
-      yield* server.stop()
+        yield* server.stop()
+        assert.isFalse(yield* server.isRunning)
+        assert.isFalse(yield* accepts("127.0.0.1", port))
+        const down = yield* rows(sql).pipe(Effect.flip)
+        assert.strictEqual(down._tag, "SqlError")
+        // stopping a stopped server does nothing
+        yield* server.stop()
 
-      yield* server.start
-      assert.isTrue(yield* server.isRunning)
-      assert.isTrue(yield* accepts("127.0.0.1", port))
-      assert.deepStrictEqual(yield* rows(sql), [1])
-      yield* sql`insert into kept values (2)`
+        yield* server.start
+        assert.isTrue(yield* server.isRunning)
+        assert.isTrue(yield* accepts("127.0.0.1", port))
+        assert.deepStrictEqual(yield* rows(sql), [1])
+        yield* sql`insert into kept values (2)`
 
-      // a crash: committed rows survive, recovered from the WAL at the next start
-      yield* server.stop("immediate")
-      assert.isFalse(yield* server.isRunning)
-      yield* server.start
-      // starting a running server does nothing
-      yield* server.start
-      assert.deepStrictEqual(yield* rows(sql), [1, 2])
-    }).pipe(Effect.provide(Layer.merge(PgServer.layer, Reactivity.layer))))
+        // a crash: committed rows survive, recovered from the WAL at the next start
+        yield* server.stop("immediate")
+        assert.isFalse(yield* server.isRunning)
+        yield* server.start
+        // starting a running server does nothing
+        yield* server.start
+        assert.deepStrictEqual(yield* rows(sql), [1, 2])
+      }).pipe(Effect.scoped))
 
-  it.live("concurrent stops and starts run one at a time, in call order", () =>
-    Effect.gen(function*() {
-      const server = yield* makePgServer
-      const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database))
-      const seen = yield* Effect.all([
-        server.stop(),
-        server.isRunning,
-        server.start,
-        server.isRunning,
-        server.stop("immediate"),
-        server.stop(),
-        server.isRunning,
-        server.start,
-        server.start,
-        server.isRunning
-      ], { concurrency: "unbounded" })
-      assert.deepStrictEqual([seen[1], seen[3], seen[6], seen[9]], [false, true, false, true])
-      assert.deepStrictEqual(yield* sql<{ one: number }>`select 1 as one`, [{ one: 1 }])
-    }).pipe(Effect.scoped, Effect.provide(Reactivity.layer)))
+    it.effect("concurrent stops and starts run one at a time, in call order", () =>
+      Effect.gen(function*() {
+        const server = yield* PgServer
+        const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database))
+        const seen = yield* Effect.all([
+          server.stop(),
+          server.isRunning,
+          server.start,
+          server.isRunning,
+          server.stop("immediate"),
+          server.stop(),
+          server.isRunning,
+          server.start,
+          server.start,
+          server.isRunning
+        ], { concurrency: "unbounded" })
+        assert.deepStrictEqual([seen[1], seen[3], seen[6], seen[9]], [false, true, false, true])
+        assert.deepStrictEqual(yield* sql<{ one: number }>`select 1 as one`, [{ one: 1 }])
+      }).pipe(Effect.scoped))
+  })
 
   it.live("is stopped and deleted when its scope closes; using it afterwards fails", () =>
     Effect.gen(function*() {
