@@ -10,14 +10,23 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Schedule, Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient } from "effect/sql"
-import { existsSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { connect, createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { root, start } from "./utils/child.ts"
 import { npmBinaries, systemBinaries } from "./utils/postgres.cluster.ts"
 import { findPostgres, type Found, isCI, postgresChoice } from "./utils/postgres.global.ts"
 import { type Available, binaries, clientConfig, makePgServer, PgServer, settings } from "./utils/postgres.ts"
+
+/** For tests that start servers: each takes a second or two, more on a loaded machine. */
+const timeout = 60_000
+
+const fixture = join(root, "test", "fixtures", "pg-cluster-child.ts")
 
 /** Runs `f` with a client of `server`'s own database, closed afterwards. */
 const withClient = <A, E>(server: Available, f: (sql: SqlClient.SqlClient) => Effect.Effect<A, E>) =>
@@ -141,7 +150,7 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
       yield* Effect.promise(() => found.stop())
       // stop leaves a server it did not start alone
       assert.isTrue(yield* accepts(settings.host, settings.port))
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), timeout)
 
   it.live("PGHOST set to a port where nothing listens: fails saying so", () =>
     Effect.gen(function*() {
@@ -149,7 +158,7 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
       const error = yield* Effect.tryPromise(() => findPostgres({ ...bare(), PGHOST: "127.0.0.1", PGPORT: String(port) }))
         .pipe(Effect.flip)
       assert.include(String(error.cause), `PGHOST is set but PostgreSQL at 127.0.0.1:${port} cannot be reached`)
-    }))
+    }), timeout)
 
   it.live("PostgreSQL installed: starts a private cluster with it, removed by stop", () =>
     Effect.gen(function*() {
@@ -164,7 +173,7 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
         return yield* checkStarted({ ...bare(), PG_BINDIR: npm.bindir }, "system", npm.version)
       }
       return yield* checkStarted(bare(), "system", system.version)
-    }))
+    }), timeout)
 
   it.live("TEST_POSTGRES=npm: the npm package's server, even where PGHOST is set and PostgreSQL is installed", () =>
     Effect.gen(function*() {
@@ -172,7 +181,7 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
       if (!("bindir" in npm)) return yield* Effect.die(new Error(npm.missing))
       assert.strictEqual(npm.kind, "npm")
       yield* checkStarted({ ...bare(), TEST_POSTGRES: "npm", PGHOST: "127.0.0.1", PGPORT: "1" }, "npm", npm.version)
-    }))
+    }), timeout)
 
   it.effect("bad settings are refused with what was wrong", () =>
     Effect.gen(function*() {
@@ -185,7 +194,7 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
         "PG_BINDIR=/nonexistent has no initdb"
       )
       assert.include(yield* message({ ...bare(), PGHOST: "127.0.0.1", PGPORT: "99999" }), "PGPORT=99999 is not a TCP port")
-    }))
+    }), timeout)
 })
 
 const rows = (sql: SqlClient.SqlClient) =>
@@ -193,7 +202,7 @@ const rows = (sql: SqlClient.SqlClient) =>
 
 describe("PgServer (test/utils/postgres.ts): a server a test stops and starts", () => {
   // one server for these two tests (each server costs an initdb)
-  layer(Layer.merge(PgServer.layer, Reactivity.layer), { excludeTestServices: true })((it) => {
+  layer(Layer.merge(PgServer.layer, Reactivity.layer), { excludeTestServices: true, timeout })((it) => {
     it.effect("runs the run's binaries; queries fail while it is down and work again after start, same port, data kept", () =>
       Effect.gen(function*() {
         const server = yield* PgServer
@@ -227,7 +236,7 @@ describe("PgServer (test/utils/postgres.ts): a server a test stops and starts", 
         // starting a running server does nothing
         yield* server.start
         assert.deepStrictEqual(yield* rows(sql), [1, 2])
-      }).pipe(Effect.scoped))
+      }).pipe(Effect.scoped), timeout)
 
     it.effect("concurrent stops and starts run one at a time, in call order", () =>
       Effect.gen(function*() {
@@ -247,7 +256,7 @@ describe("PgServer (test/utils/postgres.ts): a server a test stops and starts", 
         ], { concurrency: "unbounded" })
         assert.deepStrictEqual([seen[1], seen[3], seen[6], seen[9]], [false, true, false, true])
         assert.deepStrictEqual(yield* sql<{ one: number }>`select 1 as one`, [{ one: 1 }])
-      }).pipe(Effect.scoped))
+      }).pipe(Effect.scoped), timeout)
   })
 
   it.live("is stopped and deleted when its scope closes; using it afterwards fails", () =>
@@ -264,5 +273,42 @@ describe("PgServer (test/utils/postgres.ts): a server a test stops and starts", 
       const exit = yield* Effect.exit(server.start)
       assert.isTrue(Exit.hasDies(exit))
       assert.include(String(exit), "was removed")
-    }))
+    }), timeout)
+
+  it.live("a process that is ended by a signal (as vitest ends its workers) leaves no server and no directory", () =>
+    Effect.gen(function*() {
+      if (binaries._tag === "Missing") return yield* Effect.die(new Error(binaries.reason))
+      const found = binaries.binaries
+      const parent = mkdtempSync(join(tmpdir(), "effect-task-host-signal-"))
+      chmodSync(parent, 0o755)
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(parent, { recursive: true, force: true })))
+      const child = (args: ReadonlyArray<string> = []) =>
+        start(process.execPath, [fixture, JSON.stringify(found), parent, ...args])
+      const leftovers = Effect.sync(() => ({
+        entries: readdirSync(parent),
+        processes: execFileSync("ps", ["-eo", "args"], { encoding: "utf8" }).split("\n").filter((line) => line.includes(parent))
+      }))
+      const nothingLeft = leftovers.pipe(
+        Effect.repeat({ until: (left) => left.entries.length === 0 && left.processes.length === 0, schedule: Schedule.spaced("50 millis") }),
+        Effect.timeout("10 seconds"),
+        Effect.catchTag("TimeoutError", () => leftovers)
+      )
+
+      // after the cluster is made
+      const made = child()
+      yield* Effect.promise(() => made.waitFor("the cluster", (out) => /made \S+ \d+/.test(out), 60_000))
+      const port = Number(/made \S+ (\d+)/.exec(made.stdout())![1])
+      assert.isTrue(yield* accepts("127.0.0.1", port))
+      made.kill("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => made.ended)).signal, "SIGTERM")
+      assert.deepStrictEqual(yield* nothingLeft, { entries: [], processes: [] })
+      assert.isFalse(yield* accepts("127.0.0.1", port))
+
+      // while it is being made (initdb, most likely)
+      const making = child()
+      yield* Effect.promise(() => making.waitFor("the start", (out) => out.includes("making"), 60_000))
+      making.kill("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => making.ended)).signal, "SIGTERM")
+      assert.deepStrictEqual(yield* nothingLeft, { entries: [], processes: [] })
+    }).pipe(Effect.scoped), 2 * timeout)
 })

@@ -15,7 +15,7 @@
  * (`postgres.global.ts`) starts the run's server with it, the test workers
  * (`postgres.ts`) their own servers for tests that stop and restart one.
  */
-import { execFile, spawnSync } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { accessSync, chmodSync, chownSync, constants, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -118,10 +118,8 @@ export interface Cluster {
   readonly stop: (mode?: StopMode) => Promise<void>
   /** Whether the server is running (`pg_ctl status`). */
   readonly isRunning: () => Promise<boolean>
-  /** Stops the server (immediate) and deletes the directory. Later calls do nothing; the other operations then fail. */
+  /** Stops the server (immediate; resolves once it has exited) and deletes the directory. Later calls do nothing; the other operations then fail. */
   readonly remove: () => Promise<void>
-  /** `remove`, synchronously: for `process.on("exit")`. */
-  readonly removeSync: () => void
 }
 
 export interface CreateOptions {
@@ -137,16 +135,48 @@ export interface CreateOptions {
 export const createCluster = async (binaries: Binaries, options: CreateOptions = {}): Promise<Cluster> => {
   const owner = clusterOwner()
   const dir = mkdtempSync(join(options.parent ?? tmpdir(), "effect-task-host-pg-"))
+  // from now on, a process that ends (or is told to) deletes it, even half made
+  const abandon = () => discard(dir)
+  live.add(abandon)
   try {
-    return await initialise(binaries, owner, dir)
+    const cluster = await initialise(binaries, owner, dir)
+    return cluster
   } catch (error) {
-    stopSync(binaries, owner, dir)
-    rmSync(dir, { recursive: true, force: true })
+    discard(dir)
     throw error
+  } finally {
+    live.delete(abandon)
   }
 }
 
 // internal
+
+/**
+ * The clusters this process made (or is making) and has not removed, and the
+ * server programs it is running. A process that ends without removing them
+ * (an error, Ctrl-C, a vitest worker, which is ended with SIGTERM) kills the
+ * programs and discards the clusters; on a signal it then ends as the signal
+ * would have, unless someone else (vitest's main process) handles it.
+ */
+const live = new Set<() => void>()
+const children = new Set<ChildProcess>()
+const cleanUp = () => {
+  children.forEach((child) => {
+    try {
+      process.kill(-child.pid!, "SIGKILL")
+    } catch {
+      // ended meanwhile
+    }
+  })
+  live.forEach((discardIt) => discardIt())
+}
+process.once("exit", cleanUp)
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    cleanUp()
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+  })
+}
 
 const isExecutable = (path: string): boolean => {
   try {
@@ -233,31 +263,39 @@ interface Ran {
   readonly stderr: string
 }
 
-/** Runs a server program as the owner, with none of the caller's PG* variables (libpq's, which the server reads too). */
+/**
+ * Runs a server program as the owner, with none of the caller's PG* variables
+ * (libpq's, which the server reads too), in a process group of its own, which
+ * `cleanUp` kills whole (initdb's bootstrap `postgres` with it). Killed after 2 minutes.
+ */
 const runAs = (owner: Owner, file: string, args: ReadonlyArray<string>, input?: string): Promise<Ran> =>
   new Promise((resolve, reject) => {
-    const child = execFile(file, args, {
-      encoding: "utf8",
+    const child = spawn(file, args, {
       env: ownerEnv(),
-      timeout: 120_000,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
       ...(owner.uid === undefined ? {} : { uid: owner.uid, gid: owner.gid! })
-    }, (error, stdout, stderr) => {
-      if (error !== null && typeof error.code !== "number") reject(new Error(`${file} ${args.join(" ")}: ${error.message}`))
-      else resolve({ code: error === null ? 0 : error.code as number, stdout, stderr })
     })
-    if (input !== undefined) child.stdin?.end(input)
-    else child.stdin?.end()
+    children.add(child)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => stdout += chunk)
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => stderr += chunk)
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000)
+    child.once("error", (error) => {
+      clearTimeout(timer)
+      children.delete(child)
+      reject(new Error(`${file} ${args.join(" ")}: ${error.message}`))
+    })
+    child.once("close", (code, signal) => {
+      clearTimeout(timer)
+      children.delete(child)
+      if (code === null) reject(new Error(`${file} ${args.join(" ")}: killed by ${signal}\n${stderr}`))
+      else resolve({ code, stdout, stderr })
+    })
+    child.stdin.on("error", () => {}) // a program that exits without reading its input
+    child.stdin.end(input)
   })
-
-const runAsSync = (owner: Owner, file: string, args: ReadonlyArray<string>): Ran => {
-  const out = spawnSync(file, args, {
-    encoding: "utf8",
-    env: ownerEnv(),
-    timeout: 60_000,
-    ...(owner.uid === undefined ? {} : { uid: owner.uid, gid: owner.gid! })
-  })
-  return { code: out.status ?? -1, stdout: out.stdout ?? "", stderr: out.stderr ?? out.error?.message ?? "" }
-}
 
 const ownerEnv = (): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { LC_ALL: "C" }
@@ -295,9 +333,33 @@ const pgCtlStatus = async (binaries: Binaries, owner: Owner, dir: string): Promi
   return (await runAs(owner, join(binaries.bindir, "pg_ctl"), ["status", "-D", join(dir, "data")])).code === 0
 }
 
-const stopSync = (binaries: Binaries, owner: Owner, dir: string): void => {
-  if (!existsSync(join(dir, "data", "postmaster.pid"))) return
-  runAsSync(owner, join(binaries.bindir, "pg_ctl"), ["stop", "-w", "-t", "60", "-m", "immediate", "-D", join(dir, "data")])
+/**
+ * Ends a cluster at once, synchronously (for the end of the process): the
+ * server is sent SIGQUIT (PostgreSQL's immediate shutdown), waited for (a few
+ * milliseconds; at most 5 s), and the directory deleted.
+ */
+const discard = (dir: string): void => {
+  let pid: number | undefined
+  try {
+    pid = Number(readFileSync(join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0])
+    process.kill(pid, "SIGQUIT")
+  } catch {
+    pid = undefined // no server, or it has exited
+  }
+  const deadline = Date.now() + 5_000
+  while (pid !== undefined && isAlive(pid) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10)
+  rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4))
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
 }
 
 const initialise = async (binaries: Binaries, owner: Owner, dir: string): Promise<Cluster> => {
@@ -359,6 +421,7 @@ const initialise = async (binaries: Binaries, owner: Owner, dir: string): Promis
   return makeCluster(binaries, owner, dir, port, password)
 }
 
+
 const makeCluster = (binaries: Binaries, owner: Owner, dir: string, port: number, password: string): Cluster => {
   let removed = false
   // one operation at a time, in call order
@@ -371,15 +434,11 @@ const makeCluster = (binaries: Binaries, owner: Owner, dir: string, port: number
     queue = result.catch(() => undefined)
     return result
   }
-  const removeSync = () => {
-    if (removed) return
+  const abandon = () => {
     removed = true
-    process.off("exit", removeSync)
-    stopSync(binaries, owner, dir)
-    rmSync(dir, { recursive: true, force: true })
+    discard(dir)
   }
-  // a run that ends without calling remove (an error, Ctrl-C) removes it too
-  process.once("exit", removeSync)
+  live.add(abandon)
   return {
     binaries,
     dir,
@@ -418,10 +477,20 @@ const makeCluster = (binaries: Binaries, owner: Owner, dir: string, port: number
       }),
     isRunning: () => serial(() => pgCtlStatus(binaries, owner, dir)),
     remove: () => {
-      const done = queue.then(() => removeSync())
+      const done = queue.then(async () => {
+        if (removed) return
+        removed = true
+        live.delete(abandon)
+        try {
+          if (await pgCtlStatus(binaries, owner, dir)) {
+            await runAs(owner, join(binaries.bindir, "pg_ctl"), ["stop", "-w", "-t", "60", "-m", "immediate", "-D", join(dir, "data")])
+          }
+        } finally {
+          discard(dir)
+        }
+      })
       queue = done.catch(() => undefined)
       return done
-    },
-    removeSync
+    }
   }
 }
