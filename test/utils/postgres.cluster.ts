@@ -139,8 +139,7 @@ export const createCluster = async (binaries: Binaries, options: CreateOptions =
   const abandon = () => discard(dir)
   live.add(abandon)
   try {
-    const cluster = await initialise(binaries, owner, dir)
-    return cluster
+    return await initialise(binaries, owner, dir)
   } catch (error) {
     discard(dir)
     throw error
