@@ -117,6 +117,7 @@ const checkStarted = (env: NodeJS.ProcessEnv, kind: "system" | "npm", version: s
     yield* Scope.close(scope, Exit.void)
     assert.isFalse(existsSync(dir!))
     assert.isFalse(yield* accepts(server.host, server.port))
+    return server.source
   })
 
 /** The environment of a machine without PostgreSQL or PG* settings: `env` without PGHOST, PG_BINDIR, TEST_POSTGRES. */
@@ -180,7 +181,9 @@ describe("the finder (test/utils/postgres.global.ts)", () => {
       const npm = npmBinaries()
       if (!("bindir" in npm)) return yield* Effect.die(new Error(npm.missing))
       assert.strictEqual(npm.kind, "npm")
-      yield* checkStarted({ ...bare(), TEST_POSTGRES: "npm", PGHOST: "127.0.0.1", PGPORT: "1" }, "npm", npm.version)
+      const source = yield* checkStarted({ ...bare(), TEST_POSTGRES: "npm", PGHOST: "127.0.0.1", PGPORT: "1" }, "npm", npm.version)
+      assert.include(source, `PostgreSQL ${npm.version} from ${npm.origin}, a private cluster in `)
+      assert.include(source, "(PGHOST ignored: TEST_POSTGRES=npm)")
     }), timeout)
 
   it.effect("bad settings are refused with what was wrong", () =>

@@ -109,7 +109,12 @@ export const findPostgres = async (env: NodeJS.ProcessEnv): Promise<Found> => {
   if (choice === "auto" && env["PGHOST"] !== undefined && env["PGHOST"] !== "") {
     return { settings: await fromEnvironment(env), binaries, stop: none }
   }
-  if (binaries._tag === "Found") return startCluster(binaries)
+  if (binaries._tag === "Found") {
+    const ignored = env["PGHOST"] !== undefined && env["PGHOST"] !== ""
+      ? ` (PGHOST ignored: TEST_POSTGRES=${env["TEST_POSTGRES"]})`
+      : ""
+    return startCluster(binaries, ignored)
+  }
   const reason = choice === "npm"
     ? `TEST_POSTGRES=npm but ${binaries.reason}`
     : `PGHOST is not set, PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH), and ${binaries.reason}`
@@ -171,7 +176,7 @@ const reachable = (host: string, port: number): Promise<void> =>
     })
   })
 
-const startCluster = async (found: Extract<PostgresBinaries, { _tag: "Found" }>): Promise<Found> => {
+const startCluster = async (found: Extract<PostgresBinaries, { _tag: "Found" }>, note: string): Promise<Found> => {
   const { binaries } = found
   const began = performance.now()
   let cluster: Cluster
@@ -188,7 +193,7 @@ const startCluster = async (found: Extract<PostgresBinaries, { _tag: "Found" }>)
       _tag: "Available",
       kind: binaries.kind,
       source: `PostgreSQL ${binaries.version} from ${binaries.origin}, a private cluster in ${cluster.dir} ` +
-        `(started in ${seconds} s), removed after the run`,
+        `(started in ${seconds} s), removed after the run${note}`,
       host: cluster.host,
       port: cluster.port,
       user: cluster.user,
