@@ -1,9 +1,9 @@
 /**
  * PostgreSQL for tests: the server the global setup found
- * (`test/utils/postgres.global.ts`), a fresh database per test file, and
- * `describePg`, which runs a block of tests against that database or, only
- * outside CI and only when no PostgreSQL is available, reports them skipped
- * with the reason.
+ * (`test/utils/postgres.global.ts`), a fresh database per test file,
+ * `describePg`, which runs a block of tests against that database (or, when no
+ * PostgreSQL is available, is one failing test saying why: never skipped), and
+ * `PgServer`, a server of a test's own that the test may stop and start again.
  *
  * ```ts
  * describePg("TaskStore on PostgreSQL", (it) => {
@@ -18,17 +18,36 @@
  * (`WITH (FORCE)`) after its last one, so files running in parallel never share
  * tables. Tests inside one block share it: make table names or rows distinct,
  * or give each test its own database with `layerFreshDatabase`.
+ *
+ * Failure injection (an outage, a crashed database under several hosts) never
+ * stops the run's server, which the other test files are using at the same
+ * time: it starts a `PgServer` from the same binaries (the installed
+ * PostgreSQL or the npm package's, whichever the run uses; also when the run
+ * uses a server named by `PGHOST`):
+ *
+ * ```ts
+ * it.effect("survives an outage", () => Effect.gen(function*() {
+ *   const server = yield* makePgServer            // removed when the test's scope closes
+ *   const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database))
+ *   yield* server.stop()                          // or stop("immediate"): a crash
+ *   yield* server.start                           // same port, same data
+ * }).pipe(Effect.scoped))
+ * ```
  */
 import { PgClient } from "@effect/sql-pg"
 import { describe, inject, it, layer, type Vitest } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { SqlClient, type SqlError } from "effect/sql"
 import { randomBytes } from "node:crypto"
-import { isCI, type PostgresSettings } from "./postgres.global.ts"
+import { type BinariesKind, createCluster, type StopMode } from "./postgres.cluster.ts"
+import { isCI, type PostgresBinaries, type PostgresSettings } from "./postgres.global.ts"
 
 /** What the global setup found; `_tag: "Unavailable"` carries the reason. */
 export const settings: PostgresSettings = inject("postgres")
+
+/** The server binaries a `PgServer` is started from (the run's), or why there are none. */
+export const binaries: PostgresBinaries = inject("postgresBinaries")
 
 /** The name of the database a `layerFreshDatabase` layer created. */
 export class PgTestDatabase extends Context.Service<PgTestDatabase, { readonly name: string }>()(
@@ -38,7 +57,8 @@ export class PgTestDatabase extends Context.Service<PgTestDatabase, { readonly n
 /** What a PostgreSQL test block is given. */
 export type PgServices = PgClient.PgClient | SqlClient.SqlClient | PgTestDatabase
 
-type Available = Extract<PostgresSettings, { _tag: "Available" }>
+/** Where a server accepts connections. */
+export type Available = Extract<PostgresSettings, { _tag: "Available" }>
 
 const available: Effect.Effect<Available> = Effect.suspend(() =>
   settings._tag === "Available"
@@ -134,3 +154,66 @@ export const describePg = (
     ...(options.timeout === undefined ? {} : { timeout: options.timeout })
   })(name, f)
 }
+
+/**
+ * A PostgreSQL server of a test's own, to stop and start again: an outage, a
+ * database crash under hosts in other processes. Made by `makePgServer` (or
+ * `PgServer.layer`) from the binaries the run uses, on 127.0.0.1 and a port of
+ * its own that it keeps across restarts, with a role that may create databases
+ * and a database of its own (`settings.database`). Clients see a stop as
+ * connection errors; new connections succeed once `start` has returned.
+ */
+export class PgServer extends Context.Service<PgServer, {
+  /** Where to connect (`clientConfig(server.settings, server.settings.database)`). */
+  readonly settings: Available
+  /** Which binaries it runs: the installed PostgreSQL or the npm package's. */
+  readonly kind: BinariesKind
+  /** The server's version, e.g. `18.4`. */
+  readonly version: string
+  /**
+   * Stops the server, keeping its data; returns once it has exited. `fast`
+   * (default) disconnects the clients and checkpoints; `immediate` is a crash:
+   * the next start recovers from the WAL. Stopping a stopped server does nothing.
+   */
+  readonly stop: (mode?: StopMode) => Effect.Effect<void>
+  /** Starts the stopped server on the same port with the same data; returns once it accepts connections. */
+  readonly start: Effect.Effect<void>
+  /** Whether the server is running. */
+  readonly isRunning: Effect.Effect<boolean>
+}>()("effect-task-host/test/PgServer") {
+  /** `makePgServer` as a layer: started when built, removed when released. */
+  static readonly layer: Layer.Layer<PgServer> = Layer.effect(PgServer, Effect.suspend(() => makePgServer))
+}
+
+/**
+ * Starts a `PgServer`; it is stopped and its directory deleted when the scope
+ * closes. Dies saying why if the run has no server binaries (the test fails,
+ * it is never skipped). Starting takes about a second (`initdb`).
+ */
+export const makePgServer: Effect.Effect<PgServer["Service"], never, Scope.Scope> = Effect.gen(function*() {
+  if (binaries._tag === "Missing") {
+    return yield* Effect.die(new Error(`no PostgreSQL server binaries to start a server for this test: ${binaries.reason}`))
+  }
+  const found = binaries.binaries
+  const cluster = yield* Effect.acquireRelease(
+    Effect.promise(() => createCluster(found)),
+    (cluster) => Effect.promise(() => cluster.remove())
+  )
+  return PgServer.of({
+    settings: {
+      _tag: "Available",
+      kind: found.kind,
+      source: `a server of the test's own: PostgreSQL ${found.version} from ${found.origin}, in ${cluster.dir}`,
+      host: cluster.host,
+      port: cluster.port,
+      user: cluster.user,
+      password: cluster.password,
+      database: cluster.database
+    },
+    kind: found.kind,
+    version: found.version,
+    stop: (mode) => Effect.promise(() => cluster.stop(mode)),
+    start: Effect.promise(() => cluster.start()),
+    isRunning: Effect.promise(() => cluster.isRunning())
+  })
+})
