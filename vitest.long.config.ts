@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/long/**/*.test.ts"],
+    // finds (or starts) PostgreSQL for the long suites that need it, as `npm test` does
+    globalSetup: ["test/utils/postgres.global.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000
   }
