@@ -16,7 +16,8 @@
  * strategy wakes waiting readers once, after the step, and a woken reader
  * takes everything buffered in one pull. Closing the hub, or a
  * subscription's scope, ends the buffer: it takes nothing more, the reader
- * drains what it holds, then gets a marker that ends its stream.
+ * drains what it holds, then the subscription shuts down and its stream
+ * ends, as any `PubSub` subscription's does.
  *
  * @internal
  */
@@ -24,6 +25,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as MutableList from "effect/MutableList"
+import * as MutableRef from "effect/MutableRef"
 import * as PubSub from "effect/PubSub"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -31,11 +33,7 @@ import { type BackgroundTaskEvent, matchesEvent, type SubscriptionEvent } from "
 import { type TaskFilter } from "../BackgroundTask.ts"
 import { afterStep } from "./state.ts"
 
-/** Published once, when the hub closes: every stream ends when it reaches it. */
-const End: unique symbol = Symbol.for("effect-task-host/events/End")
-type Item = SubscriptionEvent | typeof End
-
-const isEvent = (item: Item): item is SubscriptionEvent => item !== End
+type Item = SubscriptionEvent
 
 /**
  * One subscriber's buffer: the backing subscription of its `PubSub`
@@ -49,15 +47,19 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** Events up to this `seq` are not this subscriber's (they came before it). */
   private after = 0
   /**
-   * The buffered events: a plain array while it holds fewer than `capacity`;
-   * once full, a ring whose oldest event is at `start` (each new event
-   * overwrites the oldest, which is counted in `skipped`).
+   * The buffered events: `items[head..]` while it holds fewer than
+   * `capacity` (a poll of one event moves `head`); once full, a ring whose
+   * oldest event is at `start` (each new event overwrites the oldest, which
+   * is counted in `skipped`).
    */
   private items: Array<BackgroundTaskEvent> = []
+  private head = 0
   private start = 0
   private skipped = 0
-  /** No event after what it holds: once drained, it answers `End`. */
+  /** No event after what it holds: once drained, its subscription shuts down and its stream ends. */
   private ended = false
+  /** Shuts the subscription down (set by the hub when it subscribes). */
+  onDrained: (() => void) | undefined = undefined
   private readonly store: EventStore
 
   constructor(store: EventStore) {
@@ -78,38 +80,46 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** Buffers one published event, if it is this subscriber's. */
   offer(event: BackgroundTaskEvent): void {
     if (event.seq <= this.after || (this.filter !== undefined && !matchesEvent(this.filter, event))) return
-    if (this.items.length < this.capacity) {
+    if (this.items.length - this.head < this.capacity) {
       this.items.push(event)
     } else {
-      // full: the newest takes the oldest's place
+      // full: the newest takes the oldest's place (a ring from here on)
+      if (this.head > 0) {
+        this.items = this.items.slice(this.head)
+        this.head = 0
+      }
       this.items[this.start] = event
       this.start = this.start + 1 === this.capacity ? 0 : this.start + 1
       this.skipped++
     }
   }
 
-  /** Takes no event any more; the reader drains what is held, then gets `End`. */
+  /** Takes no event any more; the reader drains what is held, then its stream ends. */
   end(): void {
+    if (this.ended) return
     this.ended = true
     this.store.active.delete(this)
+    if (this.isEmpty()) this.drain()
   }
 
-  /** Whether it has ended and everything it held has been taken. */
-  get drained(): boolean {
-    return this.ended && this.items.length === 0 && this.skipped === 0
+  /** Ended and empty: the subscription shuts down (a waiting reader's stream ends). */
+  private drain(): void {
+    const onDrained = this.onDrained
+    this.onDrained = undefined
+    onDrained?.()
   }
 
   isEmpty(): boolean {
-    return this.items.length === 0 && this.skipped === 0 && !this.ended
+    return this.items.length === this.head && this.skipped === 0
   }
 
   /** Events buffered now (what was dropped not counted). */
   get buffered(): number {
-    return this.items.length
+    return this.items.length - this.head
   }
 
   size(): number {
-    return this.items.length + (this.skipped > 0 ? 1 : 0) + (this.ended ? 1 : 0)
+    return this.items.length - this.head + (this.skipped > 0 ? 1 : 0)
   }
 
   poll(): Item | MutableList.Empty {
@@ -118,15 +128,18 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
       this.skipped = 0
       return lagged
     }
-    if (this.items.length === 0) return this.ended ? End : MutableList.Empty
-    const event = this.items[this.start]!
-    if (this.start === 0) this.items.shift()
-    else {
+    if (this.items.length === this.head) return MutableList.Empty
+    if (this.start !== 0) {
       // a ring read from its oldest: back to a plain array first
       this.items = this.items.slice(this.start).concat(this.items.slice(0, this.start))
       this.start = 0
-      this.items.shift()
     }
+    const event = this.items[this.head++]!
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    }
+    if (this.ended && this.isEmpty()) this.drain()
     return event
   }
 
@@ -134,14 +147,20 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   pollUpTo(n: number): Array<Item> {
     if (n < this.size()) return pollSome(this, n)
     const items = this.items
-    const events: Array<Item> = this.start === 0 ? items : items.slice(this.start).concat(items.slice(0, this.start))
+    const events: Array<Item> = this.start !== 0
+      ? items.slice(this.start).concat(items.slice(0, this.start))
+      : this.head === 0
+      ? items
+      : items.slice(this.head)
     this.items = []
+    this.head = 0
     this.start = 0
-    if (this.ended) events.push(End)
-    if (this.skipped === 0) return events
-    const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
-    this.skipped = 0
-    events.unshift(lagged)
+    if (this.skipped > 0) {
+      events.unshift({ _tag: "Lagged", skipped: this.skipped })
+      this.skipped = 0
+    }
+    // the reader took the last of an ended buffer: its next pull finds the subscription shut down
+    if (this.ended) this.drain()
     return events
   }
 
@@ -184,7 +203,7 @@ export class EventStore implements PubSub.PubSub.Atomic<Item> {
   }
   publish(value: Item): boolean {
     // the host publishes only its own events; `Lagged` exists only in a reader's buffer
-    if (value !== End && value._tag !== "Lagged") for (const buffer of this.active) buffer.offer(value)
+    if (value._tag !== "Lagged") for (const buffer of this.active) buffer.offer(value)
     return true
   }
   publishAll(elements: Iterable<Item>): Array<Item> {
@@ -287,13 +306,11 @@ export interface PendingSubscription {
 
 export class EventHub {
   private readonly store: EventStore
-  private readonly strategy: WakeAfterStep
   private readonly pubsub: PubSub.PubSub<Item>
   private closed = false
 
-  private constructor(store: EventStore, strategy: WakeAfterStep, pubsub: PubSub.PubSub<Item>) {
+  private constructor(store: EventStore, pubsub: PubSub.PubSub<Item>) {
     this.store = store
-    this.strategy = strategy
     this.pubsub = pubsub
   }
 
@@ -302,13 +319,14 @@ export class EventHub {
     const strategy = new WakeAfterStep()
     return Effect.map(
       PubSub.make<Item>({ atomicPubSub: () => store, strategy: () => strategy }),
-      (pubsub) => new EventHub(store, strategy, pubsub)
+      (pubsub) => new EventHub(store, pubsub)
     )
   })
 
   /** Publishes one event; never waits. Call it only from a synchronous step. */
   publish(event: BackgroundTaskEvent): void {
-    PubSub.publishUnsafe(this.pubsub, event)
+    // no subscriber: nothing to buffer, nobody to wake
+    if (this.store.active.size > 0) PubSub.publishUnsafe(this.pubsub, event)
   }
 
   /**
@@ -318,25 +336,22 @@ export class EventHub {
   subscribe(): Effect.Effect<PendingSubscription, never, Scope.Scope> {
     const hub = this
     return Effect.gen(function*() {
-      // the PubSub subscription lives in a scope of its own: closing the caller's scope ends it
-      // (the reader drains what it holds, then its stream ends), and the stream's end releases it
+      // the PubSub subscription lives in a scope of its own: closing the caller's scope ends the
+      // buffer (the reader drains what it holds, then its stream ends), and a drained buffer
+      // closes the subscription's scope, which ends the stream as any PubSub subscription's
       const own = yield* Scope.make()
       const subscription = yield* PubSub.subscribe(hub.pubsub).pipe(Scope.provide(own))
       const buffer = subscription.subscription
       if (!(buffer instanceof EventBuffer)) return yield* Effect.die("the host's PubSub lost its backing store")
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          buffer.end()
-          hub.strategy.wakeAfterStep()
-          return buffer.drained ? Scope.close(own, Exit.void) : Effect.void
-        })
-      )
+      buffer.onDrained = () => {
+        // the reader's next pull sees it at once; the scope's close interrupts a waiting reader
+        MutableRef.set(subscription.shutdownFlag, true)
+        Effect.runFork(Scope.close(own, Exit.void))
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => buffer.end()))
       return {
-        stream: Stream.fromSubscription(subscription).pipe(
-          Stream.takeWhile(isEvent),
-          Stream.onEnd(Scope.close(own, Exit.void))
-        ),
-        pull: Effect.map(PubSub.takeAll(subscription), (items) => items.filter(isEvent)),
+        stream: Stream.fromSubscription(subscription),
+        pull: PubSub.takeAll(subscription),
         size: () => buffer.buffered,
         activate: (filter, capacity, after) => {
           if (hub.closed) buffer.end()
@@ -351,7 +366,6 @@ export class EventHub {
     if (this.closed) return
     this.closed = true
     for (const buffer of Array.from(this.store.active)) buffer.end()
-    this.strategy.wakeAfterStep()
   }
 
   get subscriberCount(): number {

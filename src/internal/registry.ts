@@ -19,13 +19,14 @@
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
 import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
 import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskState, type TaskStats } from "../BackgroundTask.ts"
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
-import { empty, type Tables } from "./tables.ts"
+import { empty, Tables } from "./tables.ts"
 import type { Control, Owner, Task } from "./task.ts"
 
 /**
@@ -55,8 +56,10 @@ export class RegistryService {
     this.retention = retention
   }
 
+  /** The tables in the host's state (a closed host has none: reads see an empty set). */
   private get t(): Tables {
-    return this.steps.tables
+    const state = Ref.getUnsafe(this.steps.ref)
+    return state._tag === "Closed" ? new Tables() : state.tables
   }
 
   /** The `seq` of the last event (0 before the first). */
