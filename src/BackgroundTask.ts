@@ -280,6 +280,8 @@ const isDurationInput = (u: unknown): u is Duration.Input => {
  */
 export const DurationInput = Schema.declare(isDurationInput, {
   title: "Duration.Input",
+  // what a bad value's message says is expected
+  expected: "a non-negative duration (a Duration, milliseconds >= 0, or text such as \"30 seconds\")",
   description: "a non-negative duration: a Duration, milliseconds, or text such as \"30 seconds\""
 })
 

@@ -49,6 +49,7 @@ export {
   Transferred
 } from "./TaskEvent.ts"
 export {
+  type AwaitOptions,
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
   type BackgroundTaskHostService,

@@ -20,6 +20,7 @@
  * @internal
  */
 import { hostname } from "node:os"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -361,7 +362,14 @@ export const makeWith = (
             const to: unknown = completion.state
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
               return Effect.fail(
-                new InvalidTransition({ taskId, from: task.record.state, to: Lifecycle.describeState(to) })
+                new InvalidTransition({
+                  taskId,
+                  from: task.record.state,
+                  to: Lifecycle.describeState(to),
+                  hint: Lifecycle.isTaskState(to)
+                    ? `complete takes a terminal state (completed, failed or cancelled); use update to move a live task to ${to}`
+                    : "complete takes a terminal state (completed, failed or cancelled)"
+                })
               )
             }
             return endOnRequest(task, to, Option.fromUndefinedOr(completion.summary), now)
@@ -373,6 +381,44 @@ export const makeWith = (
         write(steps.atomic((now) =>
           withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
         )),
+
+      await: (taskId, awaitOptions) => {
+        if (awaitOptions !== undefined && (typeof awaitOptions !== "object" || awaitOptions === null)) {
+          return Effect.fail(
+            new SessionError({
+              message: `await: options must be an object, got ${awaitOptions === null ? "null" : typeof awaitOptions}`
+            })
+          )
+        }
+        const sessionId: unknown = awaitOptions?.sessionId
+        const invalid = sessionId === undefined ? undefined : checkSession(sessionId)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        const notFound = new TaskNotFound(
+          sessionId === undefined ? { taskId: String(taskId) } : { taskId: String(taskId), sessionId: sessionId as string }
+        )
+        return steps.whenOpen(() => {
+          const task = typeof taskId !== "string"
+            ? undefined
+            : sessionId === undefined
+            ? registry.resolve(taskId)
+            : registry.find(sessionId as string, taskId)
+          if (task === undefined) return Effect.fail(notFound)
+          return Effect.andThen(
+            ending.awaitEnd(task),
+            Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
+              // let go of before it ended (unregistered): the record is gone
+              if (!isTerminal(task.record.state)) return Effect.fail(notFound)
+              const record = task.record
+              // on a durable store, once the end is committed; a host that stopped first says why
+              return Effect.matchCauseEffect(durability.sync, {
+                onSuccess: () => Effect.succeed(record),
+                onFailure: (cause) =>
+                  Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(steps.closedReason)
+              })
+            })
+          )
+        })
+      },
 
       get: (taskId) => steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
 

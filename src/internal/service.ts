@@ -84,6 +84,23 @@ export interface BackgroundTaskHostService {
     taskId: string,
     reason?: string
   ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError>
+  /**
+   * Waits until a task ends and returns its final record: the live task with
+   * this id (else the latest terminal one, returned at once), or with
+   * `sessionId` the session's record with this id. Fails with `TaskNotFound`
+   * when no record has this id, and also when the record is let go of
+   * before it ends (`unregisterExternal`): it is then gone, as a later `get`
+   * would say. At shutdown a live task ends `cancelled` and that record is
+   * returned. On a durable store it returns once the end is committed; a
+   * host that stops before it can commit (its lease lost) fails with its
+   * `SessionError`. Interrupting the wait leaves the task alone.
+   *
+   * @since 0.4.0
+   */
+  readonly await: (
+    taskId: string,
+    options?: AwaitOptions
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError>
   /** The live record with this id, else the most recently updated terminal one. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
   /** Records matching the filter (live ones only, unless `includeTerminal`), oldest first. */
@@ -238,6 +255,17 @@ export interface BackgroundTaskHostService {
 }
 
 /**
+ * `await`'s options.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface AwaitOptions {
+  /** Wait for this session's record with the id (a task transferred away is then not found). */
+  readonly sessionId?: string | undefined
+}
+
+/**
  * `watch`'s argument: a filter, and where to resume.
  *
  * @category models
@@ -357,6 +385,8 @@ export interface BackgroundTaskSession {
   ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /** The session's record with this id. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
+  /** `await` this session's task: waits until it ends, returns its final record. */
+  readonly await: (taskId: string) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError>
   /** The session's records (live only unless `includeTerminal`), oldest first. */
   readonly list: (
     filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
