@@ -38,6 +38,7 @@ export type {
   RecoveryReport,
   RegisterError,
   SessionOptions,
+  SubscribeOptions,
   TaskTree,
   TaskWatch,
   WatchOptions

@@ -60,6 +60,7 @@ export {
   type RecoveryReport,
   type RegisterError,
   type SessionOptions,
+  type SubscribeOptions,
   type TaskTree,
   type TaskWatch,
   type WatchOptions

@@ -57,7 +57,8 @@ import type {
   RecoveryReport,
   RegisterError,
   TaskTree,
-  TaskWatch
+  TaskWatch,
+  WatchOptions
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
@@ -65,7 +66,16 @@ import { Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
-import { checkOutcomeInput, checkSession, filterOf, registerRequestOf, registrationOf, scopeOf } from "./validate.ts"
+import {
+  checkOutcomeInput,
+  checkSession,
+  filterOf,
+  registerRequestOf,
+  registrationOf,
+  scopeOf,
+  type SubscriptionOptions,
+  subscriptionOf
+} from "./validate.ts"
 
 /** The in-memory host. */
 export const make = (
@@ -226,6 +236,7 @@ export const makeWith = (
      */
     const attach = <S>(
       filter: unknown,
+      own: SubscriptionOptions,
       snapshot: (filter: TaskFilter | undefined) => S
     ): Effect.Effect<
       {
@@ -242,7 +253,7 @@ export const makeWith = (
       return Effect.flatMap(hub.subscribe(), (pending) =>
         steps.whenOpen(() => {
           const seq = registry.lastSeq
-          pending.activate(valid.success, subscriberBuffer, seq)
+          pending.activate(valid.success, own.buffer ?? subscriberBuffer, seq, own.types)
           return Effect.succeed({ filter: valid.success, snapshot: snapshot(valid.success), seq, stream: pending.stream })
         }))
     }
@@ -440,9 +451,17 @@ export const makeWith = (
         ))
       },
 
-      subscribe: (filter) => Effect.map(attach(filter, () => undefined), ({ stream }) => stream),
+      subscribe: (options) => {
+        const split = subscriptionOf("subscribe", options)
+        if (Result.isFailure(split)) return Effect.fail(split.failure)
+        return Effect.map(attach(split.success.filter, split.success.options, () => undefined), ({ stream }) => stream)
+      },
 
-      watch: (options) => {
+      watch: (watchOptions) => {
+        const split = subscriptionOf("watch", watchOptions)
+        if (Result.isFailure(split)) return Effect.fail(split.failure)
+        const own = split.success.options
+        const options = split.success.filter as WatchOptions | undefined
         const { fromSeq, ...rest } = options ?? {}
         if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
           return Effect.fail(new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${String(fromSeq)}` }))
@@ -451,7 +470,7 @@ export const makeWith = (
           ? undefined
           : rest
         return Effect.flatMap(
-          attach(filter, (valid) => registry.list(valid)),
+          attach(filter, own, (valid) => registry.list(valid)),
           ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
             const watch = { filter, snapshot, seq, events: stream }
             if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
@@ -466,9 +485,14 @@ export const makeWith = (
               )
             }
             // everything up to `seq` is committed before it is read back
+            const types = own.types
+            const replayed = durability.replay(fromSeq, seq, filter)
             return Effect.as(durability.sync, {
               ...watch,
-              events: Stream.concat(durability.replay(fromSeq, seq, filter), watch.events)
+              events: Stream.concat(
+                types === undefined ? replayed : Stream.filter(replayed, (event) => types.has(event._tag)),
+                watch.events
+              )
             })
           }
         )
