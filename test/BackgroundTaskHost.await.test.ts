@@ -4,7 +4,7 @@
  * cancel request, and messages that say what to do.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option } from "effect"
+import { Deferred, Effect, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { type BackgroundTaskRecord, TaskContext } from "../src/index.ts"
 import { blocking, makeTestHost, spec, tags } from "./utils/host.ts"
@@ -209,4 +209,51 @@ describe("messages that say what to do", () => {
       assert.include(bogus.message, "not a task state")
       assert.include(bogus.message, "complete takes a terminal state")
     }))
+})
+
+describe("the latest progress message on the record", () => {
+  it.effect("a view that re-syncs with list after Lagged still has each task's latest message", () =>
+    Effect.gen(function*() {
+      const { host } = yield* makeTestHost()
+      const gate = yield* Deferred.make<void>()
+      const lagging = yield* host.subscribe({ buffer: 1 })
+      yield* host.spawnManaged(
+        "s1",
+        spec("m1"),
+        Effect.gen(function*() {
+          const ctx = yield* TaskContext
+          for (let i = 1; i <= 5; i++) yield* ctx.progress(`step ${i} of 5`)
+          yield* Deferred.await(gate)
+        })
+      )
+      yield* host.register({ ...spec("c1"), scope: { sessionId: "s1" } })
+      yield* host.update("c1", { progress: "queued behind m1" })
+      // the subscriber falls behind: a view would re-sync now
+      const reader = yield* Effect.forkChild(
+        lagging.pipe(
+          Stream.filter((event) => event._tag === "Lagged"),
+          Stream.take(1),
+          Stream.runDrain
+        )
+      )
+      yield* Fiber.join(reader)
+      const listed = yield* host.list()
+      const progressOf = (id: string) => Option.getOrUndefined(listed.find((r) => r.id === id)!.progress)
+      assert.strictEqual(progressOf("c1"), "queued behind m1")
+      yield* Deferred.succeed(gate, undefined)
+      const ended = yield* host.await("m1")
+      assert.deepStrictEqual(ended.progress, Option.some("step 5 of 5"))
+    }))
+
+  it.effect("on a durable store the latest message survives a restart", () =>
+    Effect.gen(function*() {
+      const db = yield* sqliteBackend.fresh
+      const first = yield* startHost(db.sql)
+      yield* first.host.register({ ...spec("c1"), scope: { sessionId: "s1" } })
+      yield* first.host.update("c1", { state: "running", progress: "half way" })
+      yield* first.close
+      const second = yield* startHost(db.sql)
+      const record = Option.getOrThrow(yield* second.host.get("c1"))
+      assert.deepStrictEqual(record.progress, Option.some("half way"))
+    }).pipe(Effect.scoped))
 })
