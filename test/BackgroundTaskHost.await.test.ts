@@ -4,7 +4,7 @@
  * cancel request, and messages that say what to do.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Stream } from "effect"
+import { Clock, Deferred, Effect, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { type BackgroundTaskRecord, TaskContext } from "../src/index.ts"
 import { blocking, makeTestHost, spec, tags } from "./utils/host.ts"
@@ -255,5 +255,31 @@ describe("the latest progress message on the record", () => {
       const second = yield* startHost(db.sql)
       const record = Option.getOrThrow(yield* second.host.get("c1"))
       assert.deepStrictEqual(record.progress, Option.some("half way"))
+    }).pipe(Effect.scoped))
+})
+
+describe("await on a durable host that stops (its lease taken over)", () => {
+  it.effect("every waiter fails with the host's SessionError, whoever owns the task", () =>
+    Effect.gen(function*() {
+      const db = yield* sqliteBackend.fresh
+      const t0 = yield* Clock.currentTimeMillis
+      const a = yield* startHost(db.sql, { lease: { owner: "host-a" } })
+      yield* a.host.register({ ...spec("caller"), scope: { sessionId: "s1" } })
+      yield* a.host.registerExternal("s1", spec("external"))
+      const { started, task } = yield* blocking
+      yield* a.host.spawnManaged("s1", spec("worker"), task)
+      yield* Deferred.await(started)
+      const waiters = yield* Effect.forkChild(
+        Effect.all(["caller", "external", "worker"].map((id) => Effect.flip(a.host.await(id))), { concurrency: 3 })
+      )
+      yield* Effect.yieldNow
+      yield* db.sql`UPDATE task_host_lease SET owner = 'host-x', expires_at = ${t0 + 60_000}`.pipe(Effect.orDie)
+      // the next durable call finds the lease gone: the host stops
+      yield* Effect.exit(a.host.register({ ...spec("after"), scope: { sessionId: "s1" } }))
+      const errors = yield* Fiber.join(waiters)
+      for (const error of errors) {
+        assert.strictEqual(error._tag, "SessionError")
+        assert.include(error.message, "host-a stopped: another host has taken its store's lease")
+      }
     }).pipe(Effect.scoped))
 })

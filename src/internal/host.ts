@@ -153,6 +153,10 @@ export const makeWith = (
         return steps.closing(new SessionError({ message })).pipe(
           Effect.andThen(Effect.logError(message)),
           Effect.andThen(Effect.suspend(() => Fiber.interruptAll(allFibers()))),
+          // the tasks it does not run (external, caller-owned) stay live: whoever awaits them is told why
+          Effect.andThen(Effect.sync(() => {
+            for (const task of registry.liveTasks()) ending.released(task)
+          })),
           Effect.andThen(Effect.sync(() => hub.close()))
         )
       })
@@ -417,8 +421,10 @@ export const makeWith = (
           return Effect.andThen(
             ending.awaitEnd(task),
             Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
-              // let go of before it ended (unregistered): the record is gone
-              if (!isTerminal(task.record.state)) return Effect.fail(notFound)
+              if (!isTerminal(task.record.state)) {
+                // a host that stopped (fenced) leaves it live in its store; else it was let go of (unregistered)
+                return Effect.fail(steps.isOpen() ? notFound : steps.closedReason)
+              }
               const record = task.record
               // on a durable store, once the end is committed; a host that stopped first says why
               return Effect.matchCauseEffect(durability.sync, {
