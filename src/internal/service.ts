@@ -92,8 +92,8 @@ export interface BackgroundTaskHostService {
    * before it ends (`unregisterExternal`): it is then gone, as a later `get`
    * would say. At shutdown a live task ends `cancelled` and that record is
    * returned. On a durable store it returns once the end is committed; a
-   * host that stops before it can commit (its lease lost) fails with its
-   * `SessionError`. Interrupting the wait leaves the task alone.
+   * host that stops (its lease lost, its commits failing) fails every wait
+   * with its `SessionError`. Interrupting the wait leaves the task alone.
    *
    * @since 0.4.0
    */
