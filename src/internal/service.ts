@@ -486,7 +486,8 @@ export interface BackgroundTaskHostOptions {
   } | undefined
   /**
    * Events each subscriber may have unread before the oldest are dropped
-   * for it (and counted by a `Lagged`); default 4,096.
+   * for it (and counted by a `Lagged`); default 4,096. A subscription may
+   * ask for its own (`subscribe({ buffer })`).
    */
   readonly subscriberBuffer?: number | undefined
   /**
