@@ -4,6 +4,7 @@
  * (never counted: the fan-out subscribers have a buffer of N) and the host
  * publishes `Evicted` (not counted either).
  */
+import { DateTime, Option } from "effect"
 import type { BackgroundTaskEvent, SubscriptionEvent } from "../src/index.ts"
 
 /** A task's terminal event (its record reached completed, failed or cancelled). */
@@ -20,5 +21,26 @@ export const progressEvent = (seq: number, taskId: string, sessionId: string, me
   taskId,
   sessionId,
   kind: "other",
-  message
+  message,
+  record: {
+    id: taskId,
+    kind: "other",
+    producer: "bench",
+    scope: { sessionId },
+    parentTaskId: Option.none(),
+    childSessionId: Option.none(),
+    state: "running",
+    cancelPolicy: "cooperative",
+    closePolicy: "keep",
+    attempt: { attempt: 0, maxAttempts: Option.none(), idempotencyKey: Option.none() },
+    result: Option.none(),
+    failure: Option.none(),
+    createdAt: epoch,
+    updatedAt: epoch,
+    completedAt: Option.none(),
+    progress: Option.some(message),
+    revision: seq
+  }
 })
+
+const epoch = DateTime.makeUnsafe(0)

@@ -15,28 +15,14 @@
  *   npm exec -- node examples/cancellation.ts
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Deferred, Effect, Option, Stream } from "effect"
+import { Console, Deferred, Effect, Option } from "effect"
 import {
   BackgroundTaskHost,
-  type BackgroundTaskHostService,
   type BackgroundTaskRecord,
-  isTerminal,
   TaskContext
 } from "../src/index.ts"
 
 const session = "session-1"
-
-/** Subscribes (live at once), runs `act`, then waits for the task's terminal record. */
-const actThenAwaitEnd = <E>(host: BackgroundTaskHostService, taskId: string, act: Effect.Effect<unknown, E>) =>
-  Effect.scoped(Effect.gen(function*() {
-    const events = yield* host.subscribe({ sessionId: session })
-    yield* act
-    const end = yield* events.pipe(
-      Stream.filter((e) => "taskId" in e && e.taskId === taskId && "record" in e && isTerminal(e.record.state)),
-      Stream.runHead
-    )
-    return Option.map(end, (e) => ("record" in e ? e.record.state : "unknown"))
-  }))
 
 const program = Effect.gen(function*() {
   const host = yield* BackgroundTaskHost
@@ -51,11 +37,11 @@ const program = Effect.gen(function*() {
     return "flushed 3 pending writes"
   }))
   yield* Deferred.await(syncing)
-  const end1 = yield* actThenAwaitEnd(host, "sync-1", Effect.gen(function*() {
-    const record = yield* host.requestCancel("sync-1", "user pressed stop")
-    yield* Console.log(`cooperative: requestCancel returned ${record.state}`)
-  }))
-  yield* Console.log(`cooperative: sync-1 ended ${Option.getOrElse(end1, () => "?")}`)
+  const record = yield* host.requestCancel("sync-1", "user pressed stop")
+  yield* Console.log(`cooperative: requestCancel returned ${record.state}`)
+  // `await` waits until the task has ended and returns its final record
+  const end1 = yield* host.await("sync-1")
+  yield* Console.log(`cooperative: sync-1 ended ${end1.state}`)
 
   // 1b. cooperative, but the task ignores the request: interrupted after the grace period
   const stubborn = yield* Deferred.make<void>()
@@ -68,8 +54,9 @@ const program = Effect.gen(function*() {
     )
   )
   yield* Deferred.await(stubborn)
-  const end1b = yield* actThenAwaitEnd(host, "stubborn-1", host.requestCancel("stubborn-1", "user pressed stop"))
-  yield* Console.log(`cooperative: stubborn-1 ended ${Option.getOrElse(end1b, () => "?")}`)
+  yield* host.requestCancel("stubborn-1", "user pressed stop")
+  const end1b = yield* host.await("stubborn-1")
+  yield* Console.log(`cooperative: stubborn-1 ended ${end1b.state}`)
 
   // 2. abort_local: interrupted at once; finalizers have run when requestCancel returns
   const rendering = yield* Deferred.make<void>()

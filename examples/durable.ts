@@ -21,7 +21,6 @@ import { join } from "node:path"
 import {
   BackgroundTaskHost,
   type BackgroundTaskHostStoreOptions,
-  isTerminal,
   TaskContext,
   TaskStore
 } from "../src/index.ts"
@@ -79,20 +78,8 @@ const main = Effect.gen(function*() {
     const host = yield* BackgroundTaskHost
     const { cancelled, failed, respawned } = yield* host.recovery
     console.log(`process 2 started: re-spawned ${respawned.join(", ")}; failed ${failed.join(", ")}; cancelled ${cancelled.join(", ")}`)
-    // the re-spawned crawls run to completion
-    const watched = yield* host.watch()
-    const running = new Set(watched.snapshot.filter((r) => !isTerminal(r.state)).map((r) => r.id))
-    if (running.size > 0) {
-      yield* watched.events.pipe(
-        Stream.takeUntil((event) => {
-          if (event._tag === "Completed" || event._tag === "Failed" || event._tag === "Cancelled") {
-            running.delete(event.taskId)
-          }
-          return running.size === 0
-        }),
-        Stream.runDrain
-      )
-    }
+    // the re-spawned crawls run to completion: `await` returns each one's final record
+    for (const record of yield* host.list()) yield* host.await(record.id)
     for (const record of yield* host.list({ includeTerminal: true })) {
       const outcome = record.state === "failed" ? record.failure : record.result
       const summary = Option.getOrElse(Option.flatMap(outcome, (o) => o.summary), () => "")

@@ -45,15 +45,6 @@ const program = Effect.gen(function*() {
   const events = yield* host.subscribe({ sessionId: session })
   const printer = yield* Effect.forkChild(Stream.runForEach(events, (e) => Console.log(describe(e))))
 
-  // A second subscriber, used to wait deterministically: it finishes once all
-  // five tasks below have reached a terminal state.
-  const terminal = yield* host.subscribe({ sessionId: session })
-  const allSettled = yield* Effect.forkChild(terminal.pipe(
-    Stream.filter((e) => e._tag === "Completed" || e._tag === "Failed" || e._tag === "Cancelled"),
-    Stream.take(5),
-    Stream.runDrain
-  ))
-
   // Managed tasks are fibers owned by the host; each gets a record, `running`.
   const warmedUp = yield* Deferred.make<void>()
   yield* host.spawnManaged(session, { id: "monitor-1", kind: "monitor", producer: "quickstart" }, monitor(warmedUp))
@@ -83,7 +74,9 @@ const program = Effect.gen(function*() {
   // 3. cancelManaged: interrupt now; the fiber's finalizers have run when it returns.
   yield* host.cancelManaged(session, "observer-1")
 
-  yield* Fiber.join(allSettled)
+  // `await` returns a task's final record once it has ended: wait for all five.
+  const ids = ["monitor-1", "subagent-1", "subagent-2", "observer-1", "build-1"]
+  yield* Effect.forEach(ids, (id) => host.await(id, { sessionId: session }), { discard: true })
   return { printer, records: yield* host.listManaged(session) }
 })
 

@@ -95,6 +95,25 @@ const conversation = Effect.scoped(Effect.gen(function*() {
   yield* session.spawn({ id: "summary-1", kind: "observer", producer: "app", closePolicy: "transfer" }, Effect.never)
   yield* session.handoff("chat-2") // when this scope closes, summary-1 moves to chat-2
 }))`,
+  AwaitOptions: `import { Effect } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+// the session's task "build-1": its final record once it has ended
+const buildResult = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  const record = yield* host.await("build-1", { sessionId: "s-1" })
+  return record.state // "completed", "failed" or "cancelled"
+})`,
+  SubscribeOptions: `import { Effect, Stream } from "effect"
+import { BackgroundTaskHost } from "effect-task-host"
+
+// an audit log of task ends: progress never enters its buffer, so a busy task cannot push these out
+const audit = Effect.gen(function*() {
+  const host = yield* BackgroundTaskHost
+  const events = yield* host.subscribe({ buffer: 64, types: ["Registered", "Completed", "Failed", "Cancelled"] })
+  yield* Stream.runForEach(events, (event) =>
+    Effect.log(event._tag === "Lagged" ? \`missed \${event.skipped}\` : \`\${event._tag} #\${event.seq}\`))
+}).pipe(Effect.scoped)`,
   SessionOptions: `import { Effect } from "effect"
 import { BackgroundTaskHost } from "effect-task-host"
 

@@ -217,7 +217,9 @@ const Timestamp = Schema.DateTimeUtcFromString
 
 /**
  * One task as the host knows it. `revision` is the `seq` of the event that
- * last changed the record (its `Registered`, a state change, a transfer).
+ * last changed the record (its `Registered`, a state change, a progress
+ * message, a transfer). `progress` is the latest progress message (`None`
+ * until the task reports one); it stays on the record after the task ends.
  *
  * @category models
  * @since 0.1.0
@@ -238,6 +240,8 @@ export const BackgroundTaskRecord = Schema.Struct({
   createdAt: Timestamp,
   updatedAt: Timestamp,
   completedAt: Schema.OptionFromNullOr(Timestamp),
+  // records written before 0.4 have no progress: they decode as None
+  progress: Schema.OptionFromNullOr(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null))),
   // records written by the original host have no revision: they decode as 0
   revision: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(0)))
 }).pipe(Schema.encodeKeys({
@@ -280,6 +284,8 @@ const isDurationInput = (u: unknown): u is Duration.Input => {
  */
 export const DurationInput = Schema.declare(isDurationInput, {
   title: "Duration.Input",
+  // what a bad value's message says is expected
+  expected: "a non-negative duration (a Duration, milliseconds >= 0, or text such as \"30 seconds\")",
   description: "a non-negative duration: a Duration, milliseconds, or text such as \"30 seconds\""
 })
 

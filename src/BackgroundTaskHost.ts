@@ -29,6 +29,7 @@ import { type LeaseHeld, type TaskStoreError } from "./TaskStoreError.ts"
 import { TaskStore } from "./TaskStore.ts"
 
 export type {
+  AwaitOptions,
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
   BackgroundTaskHostStoreOptions,
@@ -37,6 +38,7 @@ export type {
   RecoveryReport,
   RegisterError,
   SessionOptions,
+  SubscribeOptions,
   TaskTree,
   TaskWatch,
   WatchOptions

@@ -100,15 +100,18 @@ export class TaskAlreadyExists extends Schema.TaggedError<TaskAlreadyExists>()("
 export class InvalidTransition extends Schema.TaggedError<InvalidTransition>()("InvalidTransition", {
   taskId: Schema.String,
   from: TaskState,
-  to: Schema.String
+  to: Schema.String,
+  /** What to do instead, when the call that failed has a better one (added to the message). */
+  hint: Schema.optionalKey(Schema.String)
 }) {
   override get message(): string {
     const known = (TaskState.literals as ReadonlyArray<string>).includes(this.to)
-    return known
+    const base = known
       ? `task ${JSON.stringify(this.taskId)} cannot move from ${this.from} to ${this.to}`
       : `task ${JSON.stringify(this.taskId)} cannot move from ${this.from} to ${
         JSON.stringify(this.to)
       }: not a task state (expected one of ${TaskState.literals.join(", ")})`
+    return this.hint === undefined ? base : `${base}: ${this.hint}`
   }
 }
 

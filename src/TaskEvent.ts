@@ -56,12 +56,14 @@ export const StateChanged = event("StateChanged", "state_changed", { state: Task
   .pipe(Schema.encodeKeys(eventKeys))
 
 /**
- * A task reported progress.
+ * A task reported progress: `message`, and `record` after the change (its
+ * `progress` is the message and its `revision` this event's `seq`). Progress
+ * events stored by a host before 0.4 carry no record and no longer decode.
  *
  * @category events
  * @since 0.1.0
  */
-export const Progress = event("Progress", "progress", { message: Schema.String })
+export const Progress = event("Progress", "progress", { message: Schema.String, record: BackgroundTaskRecord })
   .pipe(Schema.encodeKeys(eventKeys))
 
 /**

@@ -90,8 +90,6 @@ export class TaskView {
     if (event.seq <= this.#seq) return false
     this.#seq = event.seq
     switch (event._tag) {
-      case "Progress":
-        return false
       case "Evicted": {
         let changed = false
         for (const taskId of event.taskIds) {

@@ -49,6 +49,7 @@ export {
   Transferred
 } from "./TaskEvent.ts"
 export {
+  type AwaitOptions,
   BackgroundTaskHost,
   type BackgroundTaskHostOptions,
   type BackgroundTaskHostService,
@@ -59,6 +60,7 @@ export {
   type RecoveryReport,
   type RegisterError,
   type SessionOptions,
+  type SubscribeOptions,
   type TaskTree,
   type TaskWatch,
   type WatchOptions

@@ -41,6 +41,7 @@ const fullRecord: BackgroundTaskRecord = {
   createdAt,
   updatedAt,
   completedAt: Option.none(),
+  progress: Option.some("step 3 of 7"),
   revision: 7
 }
 
@@ -69,7 +70,7 @@ const events: ReadonlyArray<{ readonly type: string; readonly event: BackgroundT
       state: "waiting",
       record: makeRecord({ state: "waiting" })
     } },
-  { type: "progress", event: { _tag: "Progress", ...base, message: "step 3 of 7" } },
+  { type: "progress", event: { _tag: "Progress", ...base, message: "step 3 of 7", record: makeRecord({ revision: 8 }) } },
   { type: "completed", event: { _tag: "Completed", ...base, record: completedRecord } },
   {
     type: "failed",
@@ -145,6 +146,7 @@ describe("BackgroundTaskRecord wire form", () => {
         "kind",
         "parent_task_id",
         "producer",
+        "progress",
         "result",
         "revision",
         "scope",
@@ -175,8 +177,11 @@ describe("BackgroundTaskRecord wire form", () => {
         created_at: "2024-05-01T12:00:00.000Z",
         updated_at: "2024-05-01T12:00:05.250Z",
         completed_at: null,
+        progress: "step 3 of 7",
         revision: 7
       })
+      const quiet = JSON.parse(yield* encodeRecord({ ...completedRecord, progress: Option.none() }))
+      assert.strictEqual(quiet.progress, null)
     }))
 
   it.effect("encodes timestamps as ISO-8601 UTC strings ending in Z", () =>
@@ -232,6 +237,7 @@ describe("BackgroundTaskRecord wire form", () => {
       assert.strictEqual(decoded.scope.sessionId, "s1")
       assert.strictEqual(decoded.state, "waiting")
       assert.strictEqual(decoded.revision, 0, "a record of the original host, without revision, decodes as revision 0")
+      assert.isTrue(Option.isNone(decoded.progress), "a record written before 0.4, without progress, decodes as None")
       assert.isTrue(Equal.equals(decoded.childSessionId, Option.some("child")))
       assert.isTrue(Equal.equals(decoded.attempt.idempotencyKey, Option.some("key-1")))
       assert.isTrue(Option.isNone(decoded.completedAt))
@@ -367,16 +373,26 @@ describe("BackgroundTaskEvent wire form", () => {
   it.effect("event payloads use the record's snake_case wire form and null for None", () =>
     Effect.gen(function*() {
       const wire = JSON.parse(
-        yield* encodeEvent({ _tag: "Progress", ...base, message: "half way" })
+        yield* encodeEvent({
+          _tag: "Progress",
+          ...base,
+          message: "half way",
+          record: makeRecord({ progress: Option.some("half way"), revision: 8 })
+        })
       )
-      assert.deepStrictEqual(wire, {
+      assert.deepStrictEqual({ ...wire, record: undefined }, {
         type: "progress",
         seq: 8,
         task_id: "task-1",
         session_id: "session-1",
         kind: "subagent",
-        message: "half way"
+        message: "half way",
+        record: undefined
       })
+      assert.strictEqual(wire.record.progress, "half way")
+      assert.strictEqual(wire.record.revision, 8)
+      const quiet = JSON.parse(yield* encodeEvent({ _tag: "Completed", ...base, record: makeRecord({ progress: Option.none() }) }))
+      assert.strictEqual(quiet.record.progress, null)
       const cancelRequested = JSON.parse(
         yield* encodeEvent({ _tag: "CancelRequested", ...base, reason: Option.none(), record: fullRecord })
       )
@@ -460,7 +476,8 @@ describe("matchesEvent", () => {
     taskId: "task-1",
     sessionId,
     kind,
-    message: "m"
+    message: "m",
+    record: { ...fullRecord, scope: { sessionId }, kind }
   })
   const transferred: BackgroundTaskEvent = {
     _tag: "Transferred",

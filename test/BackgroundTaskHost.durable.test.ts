@@ -274,6 +274,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
             "created_at",
             "updated_at",
             "completed_at",
+            "progress",
             "revision"
           ])
         }

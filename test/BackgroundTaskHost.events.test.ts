@@ -60,22 +60,27 @@ describe("BackgroundTaskHost events (issue 3)", () => {
         ])
       }))
 
-    it.effect("a record's revision is the seq of the event that last changed it; progress does not change it", () =>
+    it.effect("a record's revision is the seq of the event that last changed it, progress included", () =>
       Effect.gen(function*() {
         const { events, host } = yield* makeTestHost()
         const registered = yield* host.register(request("a"))
         assert.strictEqual(registered.revision, 1)
         const running = yield* host.update("a", { state: "running" })
         assert.strictEqual(running.revision, 2)
-        const same = yield* host.update("a", { progress: "still going" })
-        assert.strictEqual(same.revision, 2, "a Progress event leaves the record as it was")
+        assert.deepStrictEqual(running.progress, Option.none())
+        const reported = yield* host.update("a", { progress: "still going" })
+        assert.strictEqual(reported.revision, 3, "a Progress event changes the record")
+        assert.deepStrictEqual(reported.progress, Option.some("still going"))
+        assert.strictEqual(reported.state, "running")
         const moved = yield* host.transfer("a", { sessionId: "s2" })
         assert.strictEqual(moved.revision, 4)
         const done = yield* host.complete("a", { state: "completed" })
         assert.strictEqual(done.revision, 5)
+        // the latest message stays on the record after it ends
+        assert.deepStrictEqual(done.progress, Option.some("still going"))
         assert.deepStrictEqual(yield* host.get("a"), Option.some(done))
         for (const event of taskEvents(yield* events)) {
-          if (event._tag !== "Progress") assert.strictEqual(event.record.revision, event.seq, event._tag)
+          assert.strictEqual(event.record.revision, event.seq, event._tag)
         }
       }))
 

@@ -45,6 +45,7 @@ const record = (
     createdAt,
     updatedAt,
     completedAt: isTerminal(state) ? Option.some(updatedAt) : Option.none(),
+    progress: Option.none(),
     revision
   }
 }
@@ -91,7 +92,8 @@ const progress = (seq: number, r: BackgroundTaskRecord): BackgroundTaskEvent => 
   taskId: r.id,
   sessionId: r.scope.sessionId,
   kind: r.kind,
-  message: "half way"
+  message: "half way",
+  record: { ...r, progress: Option.some("half way"), revision: seq }
 })
 
 const evicted = (
@@ -199,16 +201,19 @@ describe("TaskView", () => {
     assert.deepStrictEqual(keys(view), ["s2/a:cancelled", "s1/c:running"])
   })
 
-  it("Progress changes no record", () => {
+  it("Progress puts the record it carries: the latest message survives a re-sync", () => {
     const a = record("s1", "a", "running", 1)
     const view = new TaskView([a], 1, undefined)
-    assert.isFalse(view.apply(progress(2, a)))
-    assert.strictEqual(view.get("s1", "a"), a)
+    const event = progress(2, a)
+    assert.isTrue(view.apply(event))
+    assert.strictEqual(view.get("s1", "a"), event._tag === "Progress" ? event.record : undefined)
+    assert.deepStrictEqual(view.get("s1", "a")?.progress, Option.some("half way"))
     assert.strictEqual(view.size, 1)
     assert.strictEqual(view.seq, 2)
-    // about a task the view does not hold: nothing appears
-    assert.isFalse(view.apply(progress(3, record("s2", "z", "running", 1))))
-    assert.strictEqual(view.size, 1)
+    // a record outside the view's filter stays out
+    const filtered = new TaskView([a], 2, { sessionId: "s1" })
+    assert.isFalse(filtered.apply(progress(3, record("s2", "z", "running", 1))))
+    assert.strictEqual(filtered.size, 1)
   })
 
   it("with a session filter, Transferred moves a record out of the view or into it", () => {

@@ -82,6 +82,7 @@ const plainRecords = (m: number) =>
           createdAt: created,
           updatedAt: done,
           completedAt: Option.some(done),
+          progress: Option.none(),
           revision: 0
         })
       }

@@ -64,6 +64,7 @@ const refMapRun = (n: number) =>
               createdAt: now,
               updatedAt: now,
               completedAt: Option.none(),
+              progress: Option.none(),
               revision: 0
             }
             map.set(id, record)

@@ -55,7 +55,7 @@ export const feed = (
 // events: the one place that knows the union
 // -----------------------------------------------------------------------------
 
-/** One task as the view shows it: its latest known record and progress message. */
+/** One task as the view shows it: its latest known record and progress message (the record's `progress`). */
 export interface Row {
   readonly record: BackgroundTaskRecord
   readonly progress: string | undefined
@@ -74,7 +74,10 @@ export const summaryOf = (record: BackgroundTaskRecord): string =>
     Option.getOrElse(() => "-")
   )
 
-const put = (record: BackgroundTaskRecord) => (row: Row | undefined): Row => ({ record, progress: row?.progress })
+/** A row for a record: a record carries its latest progress message, so a re-sync loses none. */
+const rowOf = (record: BackgroundTaskRecord): Row => ({ record, progress: Option.getOrUndefined(record.progress) })
+
+const put = (record: BackgroundTaskRecord) => (_row: Row | undefined): Row => rowOf(record)
 
 const keep = (row: Row | undefined) => row
 
@@ -90,10 +93,7 @@ export const interpret = (event: SubscriptionEvent): Interpretation =>
     : BackgroundTaskEvent.match(event, {
     Registered: (e) => ({ text: `registered ${e.taskId} (${e.kind}, ${e.sessionId})`, apply: put(e.record) }),
     StateChanged: (e) => ({ text: `state_changed ${e.taskId} -> ${e.state}`, apply: put(e.record) }),
-    Progress: (e) => ({
-      text: `progress ${e.taskId}: ${e.message}`,
-      apply: (row: Row | undefined) => row === undefined ? undefined : { ...row, progress: e.message }
-    }),
+    Progress: (e) => ({ text: `progress ${e.taskId}: ${e.message}`, apply: put(e.record) }),
     Completed: (e) => ({ text: `completed ${e.taskId}: ${summaryOf(e.record)}`, apply: put(e.record) }),
     Failed: (e) => ({ text: `failed ${e.taskId}: ${summaryOf(e.record)}`, apply: put(e.record) }),
     CancelRequested: (e) => ({
@@ -213,7 +213,7 @@ export const make = (options: ViewOptions): Effect.Effect<View> =>
           }
           yield* SubscriptionRef.update(state, (s) => {
             const rows = new Map(s.rows)
-            for (const record of item.records) rows.set(record.id, { record, progress: rows.get(record.id)?.progress })
+            for (const record of item.records) rows.set(record.id, rowOf(record))
             return { ...s, rows }
           })
           return

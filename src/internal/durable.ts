@@ -278,8 +278,6 @@ export class Journal implements EventSink {
     const batch = this.open
     batch.events.push(event)
     switch (event._tag) {
-      case "Progress":
-        break
       case "Evicted":
         for (const taskId of event.taskIds) {
           batch.changes.set(keyOf(event.sessionId, taskId), { _tag: "Delete", sessionId: event.sessionId, taskId })

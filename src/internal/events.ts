@@ -43,6 +43,8 @@ type Item = SubscriptionEvent
 export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** `undefined`: every event. */
   private filter: TaskFilter | undefined = undefined
+  /** The event `_tag`s it takes; `undefined`: every one. */
+  private types: ReadonlySet<string> | undefined = undefined
   private capacity = 1
   /** Events up to this `seq` are not this subscriber's (they came before it). */
   private after = 0
@@ -66,9 +68,10 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     this.store = store
   }
 
-  /** Starts taking the matching events after `after`. */
-  activate(filter: TaskFilter | undefined, capacity: number, after: number): void {
+  /** Starts taking the matching events (of `types`, when given) after `after`. */
+  activate(filter: TaskFilter | undefined, capacity: number, after: number, types?: ReadonlySet<string>): void {
     if (this.ended) return
+    this.types = types
     this.filter = filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
       ? undefined
       : filter
@@ -80,6 +83,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** Buffers one published event, if it is this subscriber's. */
   offer(event: BackgroundTaskEvent): void {
     if (event.seq <= this.after || (this.filter !== undefined && !matchesEvent(this.filter, event))) return
+    if (this.types !== undefined && !this.types.has(event._tag)) return
     if (this.items.length - this.head < this.capacity) {
       this.items.push(event)
     } else {
@@ -300,8 +304,11 @@ export interface PendingSubscription {
   readonly pull: Effect.Effect<ReadonlyArray<SubscriptionEvent>>
   /** Events buffered now. */
   readonly size: () => number
-  /** Starts taking the matching events after `after` (the registry's last `seq`); inside a step. */
-  readonly activate: (filter: TaskFilter | undefined, capacity: number, after: number) => void
+  /**
+   * Starts taking the matching events (of `types`, when given) after `after`
+   * (the registry's last `seq`); inside a step.
+   */
+  readonly activate: (filter: TaskFilter | undefined, capacity: number, after: number, types?: ReadonlySet<string>) => void
 }
 
 export class EventHub {
@@ -353,9 +360,9 @@ export class EventHub {
         stream: Stream.fromSubscription(subscription),
         pull: PubSub.takeAll(subscription),
         size: () => buffer.buffered,
-        activate: (filter, capacity, after) => {
+        activate: (filter, capacity, after, types) => {
           if (hub.closed) buffer.end()
-          else buffer.activate(filter, capacity, after)
+          else buffer.activate(filter, capacity, after, types)
         }
       }
     })

@@ -20,6 +20,7 @@
  * @internal
  */
 import { hostname } from "node:os"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
@@ -56,7 +57,8 @@ import type {
   RecoveryReport,
   RegisterError,
   TaskTree,
-  TaskWatch
+  TaskWatch,
+  WatchOptions
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
@@ -64,7 +66,16 @@ import { Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
-import { checkOutcomeInput, checkSession, filterOf, registerRequestOf, registrationOf, scopeOf } from "./validate.ts"
+import {
+  checkOutcomeInput,
+  checkSession,
+  filterOf,
+  registerRequestOf,
+  registrationOf,
+  scopeOf,
+  type SubscriptionOptions,
+  subscriptionOf
+} from "./validate.ts"
 
 /** The in-memory host. */
 export const make = (
@@ -142,6 +153,10 @@ export const makeWith = (
         return steps.closing(new SessionError({ message })).pipe(
           Effect.andThen(Effect.logError(message)),
           Effect.andThen(Effect.suspend(() => Fiber.interruptAll(allFibers()))),
+          // the tasks it does not run (external, caller-owned) stay live: whoever awaits them is told why
+          Effect.andThen(Effect.sync(() => {
+            for (const task of registry.liveTasks()) ending.released(task)
+          })),
           Effect.andThen(Effect.sync(() => hub.close()))
         )
       })
@@ -225,6 +240,7 @@ export const makeWith = (
      */
     const attach = <S>(
       filter: unknown,
+      own: SubscriptionOptions,
       snapshot: (filter: TaskFilter | undefined) => S
     ): Effect.Effect<
       {
@@ -241,7 +257,7 @@ export const makeWith = (
       return Effect.flatMap(hub.subscribe(), (pending) =>
         steps.whenOpen(() => {
           const seq = registry.lastSeq
-          pending.activate(valid.success, subscriberBuffer, seq)
+          pending.activate(valid.success, own.buffer ?? subscriberBuffer, seq, own.types)
           return Effect.succeed({ filter: valid.success, snapshot: snapshot(valid.success), seq, stream: pending.stream })
         }))
     }
@@ -361,7 +377,14 @@ export const makeWith = (
             const to: unknown = completion.state
             if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
               return Effect.fail(
-                new InvalidTransition({ taskId, from: task.record.state, to: Lifecycle.describeState(to) })
+                new InvalidTransition({
+                  taskId,
+                  from: task.record.state,
+                  to: Lifecycle.describeState(to),
+                  hint: Lifecycle.isTaskState(to)
+                    ? `complete takes a terminal state (completed, failed or cancelled); use update to move a live task to ${to}`
+                    : "complete takes a terminal state (completed, failed or cancelled)"
+                })
               )
             }
             return endOnRequest(task, to, Option.fromUndefinedOr(completion.summary), now)
@@ -373,6 +396,46 @@ export const makeWith = (
         write(steps.atomic((now) =>
           withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
         )),
+
+      await: (taskId, awaitOptions) => {
+        if (awaitOptions !== undefined && (typeof awaitOptions !== "object" || awaitOptions === null)) {
+          return Effect.fail(
+            new SessionError({
+              message: `await: options must be an object, got ${awaitOptions === null ? "null" : typeof awaitOptions}`
+            })
+          )
+        }
+        const sessionId: unknown = awaitOptions?.sessionId
+        const invalid = sessionId === undefined ? undefined : checkSession(sessionId)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        const notFound = new TaskNotFound(
+          sessionId === undefined ? { taskId: String(taskId) } : { taskId: String(taskId), sessionId: sessionId as string }
+        )
+        return steps.whenOpen(() => {
+          const task = typeof taskId !== "string"
+            ? undefined
+            : sessionId === undefined
+            ? registry.resolve(taskId)
+            : registry.find(sessionId as string, taskId)
+          if (task === undefined) return Effect.fail(notFound)
+          return Effect.andThen(
+            ending.awaitEnd(task),
+            Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
+              if (!isTerminal(task.record.state)) {
+                // a host that stopped (fenced) leaves it live in its store; else it was let go of (unregistered)
+                return Effect.fail(steps.isOpen() ? notFound : steps.closedReason)
+              }
+              const record = task.record
+              // on a durable store, once the end is committed; a host that stopped first says why
+              return Effect.matchCauseEffect(durability.sync, {
+                onSuccess: () => Effect.succeed(record),
+                onFailure: (cause) =>
+                  Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(steps.closedReason)
+              })
+            })
+          )
+        })
+      },
 
       get: (taskId) => steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
 
@@ -394,9 +457,17 @@ export const makeWith = (
         ))
       },
 
-      subscribe: (filter) => Effect.map(attach(filter, () => undefined), ({ stream }) => stream),
+      subscribe: (options) => {
+        const split = subscriptionOf("subscribe", options)
+        if (Result.isFailure(split)) return Effect.fail(split.failure)
+        return Effect.map(attach(split.success.filter, split.success.options, () => undefined), ({ stream }) => stream)
+      },
 
-      watch: (options) => {
+      watch: (watchOptions) => {
+        const split = subscriptionOf("watch", watchOptions)
+        if (Result.isFailure(split)) return Effect.fail(split.failure)
+        const own = split.success.options
+        const options = split.success.filter as WatchOptions | undefined
         const { fromSeq, ...rest } = options ?? {}
         if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
           return Effect.fail(new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${String(fromSeq)}` }))
@@ -405,7 +476,7 @@ export const makeWith = (
           ? undefined
           : rest
         return Effect.flatMap(
-          attach(filter, (valid) => registry.list(valid)),
+          attach(filter, own, (valid) => registry.list(valid)),
           ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
             const watch = { filter, snapshot, seq, events: stream }
             if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
@@ -420,9 +491,14 @@ export const makeWith = (
               )
             }
             // everything up to `seq` is committed before it is read back
+            const types = own.types
+            const replayed = durability.replay(fromSeq, seq, filter)
             return Effect.as(durability.sync, {
               ...watch,
-              events: Stream.concat(durability.replay(fromSeq, seq, filter), watch.events)
+              events: Stream.concat(
+                types === undefined ? replayed : Stream.filter(replayed, (event) => types.has(event._tag)),
+                watch.events
+              )
             })
           }
         )

@@ -211,17 +211,22 @@ export class RegistryService {
     return Result.succeed(record)
   }
 
-  /** Publishes a `Progress` event for a held record; the record does not change. */
+  /**
+   * Sets a held record's latest progress message and publishes `Progress`
+   * with the record after the change (its `revision` is the event's `seq`).
+   */
   progress(task: Task, message: string): void {
     if (!task.held) return
-    const { record } = task
+    const record: BackgroundTaskRecord = { ...task.record, progress: Option.some(message), revision: ++this.t.seq }
+    task.record = record
     this.sink.emit({
       _tag: "Progress",
-      seq: ++this.t.seq,
+      seq: record.revision,
       taskId: record.id,
       sessionId: record.scope.sessionId,
       kind: record.kind,
-      message
+      message,
+      record
     }, task)
   }
 
@@ -522,6 +527,7 @@ const newRecord = (
   createdAt: now,
   updatedAt: now,
   completedAt: Option.none(),
+  progress: Option.none(),
   revision
 })
 

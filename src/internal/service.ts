@@ -14,7 +14,7 @@ import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { BackgroundTaskRecord, LiveState, RegisterRequest, TaskCompletion, TaskFilter, TaskKind, TaskRegistration, TaskScope, TaskState, TaskStats, TaskUpdate } from "../BackgroundTask.ts"
-import type { SubscriptionEvent } from "../TaskEvent.ts"
+import type { BackgroundTaskEventTag, SubscriptionEvent } from "../TaskEvent.ts"
 import type {
   InvalidTransition,
   InvokeError,
@@ -84,6 +84,23 @@ export interface BackgroundTaskHostService {
     taskId: string,
     reason?: string
   ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError>
+  /**
+   * Waits until a task ends and returns its final record: the live task with
+   * this id (else the latest terminal one, returned at once), or with
+   * `sessionId` the session's record with this id. Fails with `TaskNotFound`
+   * when no record has this id, and also when the record is let go of
+   * before it ends (`unregisterExternal`): it is then gone, as a later `get`
+   * would say. At shutdown a live task ends `cancelled` and that record is
+   * returned. On a durable store it returns once the end is committed; a
+   * host that stops (its lease lost, its commits failing) fails every wait
+   * with its `SessionError`. Interrupting the wait leaves the task alone.
+   *
+   * @since 0.4.0
+   */
+  readonly await: (
+    taskId: string,
+    options?: AwaitOptions
+  ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError>
   /** The live record with this id, else the most recently updated terminal one. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
   /** Records matching the filter (live ones only, unless `includeTerminal`), oldest first. */
@@ -96,16 +113,19 @@ export interface BackgroundTaskHostService {
     scope: TaskScope
   ) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | TaskAlreadyExists | SessionError>
   /**
-   * Subscribes to the events matching the filter's `sessionId` and `kind`. The
-   * subscription is live when the effect returns: every event published after
-   * it is delivered, in `seq` order, or counted by a `Lagged` where the
-   * subscriber fell more than its buffer (`subscriberBuffer`) behind.
+   * Subscribes to the events matching the filter's `sessionId` and `kind` (and,
+   * with `types`, only those event types). The subscription is live when the
+   * effect returns: every event published after it is delivered, in `seq`
+   * order, or counted by a `Lagged` where the subscriber fell more than its
+   * buffer (`buffer`, default the host's `subscriberBuffer`) behind; `types`
+   * applies before the buffer, so `Lagged.skipped` counts only events of
+   * those types. A bad `buffer` or `types` fails with `SnapshotError`.
    * Publishing never waits for a subscriber. The stream ends when the host
    * shuts down, after the events of the shutdown itself, or when the scope
    * closes. Run the stream once.
    */
   readonly subscribe: (
-    filter?: TaskFilter
+    filter?: SubscribeOptions
   ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
   /**
    * The records matching the filter (as `list` returns them) as of event `seq`,
@@ -238,12 +258,45 @@ export interface BackgroundTaskHostService {
 }
 
 /**
- * `watch`'s argument: a filter, and where to resume.
+ * `await`'s options.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface AwaitOptions {
+  /** Wait for this session's record with the id (a task transferred away is then not found). */
+  readonly sessionId?: string | undefined
+}
+
+/**
+ * `subscribe`'s argument: a filter, and the subscription's own buffer size
+ * and event types.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface SubscribeOptions extends TaskFilter {
+  /**
+   * Events this subscriber may have unread before the oldest are dropped
+   * (and counted by a `Lagged`): an integer >= 1; default the host's
+   * `subscriberBuffer`.
+   */
+  readonly buffer?: number | undefined
+  /**
+   * Only events with these `_tag`s (default: every event); applied before
+   * the buffer. `Lagged` is always delivered.
+   */
+  readonly types?: ReadonlyArray<BackgroundTaskEventTag> | undefined
+}
+
+/**
+ * `watch`'s argument: a filter, the subscription's own options, and where to
+ * resume.
  *
  * @category models
  * @since 0.3.0
  */
-export interface WatchOptions extends TaskFilter {
+export interface WatchOptions extends SubscribeOptions {
   /** Replay the stored events after this `seq` first (needs a durable store unless it is the current `seq`). */
   readonly fromSeq?: number | undefined
 }
@@ -357,6 +410,8 @@ export interface BackgroundTaskSession {
   ) => Effect.Effect<BackgroundTaskRecord, RegisterError>
   /** The session's record with this id. */
   readonly get: (taskId: string) => Effect.Effect<Option.Option<BackgroundTaskRecord>, SessionError>
+  /** `await` this session's task: waits until it ends, returns its final record. */
+  readonly await: (taskId: string) => Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError>
   /** The session's records (live only unless `includeTerminal`), oldest first. */
   readonly list: (
     filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
@@ -372,13 +427,13 @@ export interface BackgroundTaskSession {
   ) => Effect.Effect<void, TaskAlreadyExists | SessionError>
   /** Names the session that receives the `transfer` tasks when this one closes. */
   readonly handoff: (successorSessionId: string) => Effect.Effect<void, SessionError>
-  /** `subscribe` to this session's events. */
+  /** `subscribe` to this session's events (with `buffer` and `types` as there). */
   readonly subscribe: (
-    filter?: { readonly kind?: TaskKind }
+    filter?: Omit<SubscribeOptions, "sessionId" | "includeTerminal">
   ) => Effect.Effect<Stream.Stream<SubscriptionEvent>, SnapshotError | SessionError, Scope.Scope>
-  /** `watch` this session's records. */
+  /** `watch` this session's records (with `buffer` and `types` as for `subscribe`). */
   readonly watch: (
-    filter?: { readonly kind?: TaskKind; readonly includeTerminal?: boolean }
+    filter?: Omit<SubscribeOptions, "sessionId">
   ) => Effect.Effect<TaskWatch, SnapshotError | SessionError, Scope.Scope>
   /** `spawnHidden` in this session. */
   readonly spawnHidden: <R>(
@@ -431,7 +486,8 @@ export interface BackgroundTaskHostOptions {
   } | undefined
   /**
    * Events each subscriber may have unread before the oldest are dropped
-   * for it (and counted by a `Lagged`); default 4,096.
+   * for it (and counted by a `Lagged`); default 4,096. A subscription may
+   * ask for its own (`subscribe({ buffer })`).
    */
   readonly subscriberBuffer?: number | undefined
   /**

@@ -134,6 +134,7 @@ export class Sessions {
       registerExternal: (spec, cancel) => open(host.registerExternal(sessionId, spec, cancel)),
       register: (spec) => open(host.register({ ...spec, scope: { sessionId } })),
       get: (taskId) => open(host.getManaged(sessionId, taskId)),
+      await: (taskId) => open(host.await(taskId, { sessionId })),
       list: (filter) => open(host.list({ ...filter, sessionId })),
       cancel: (taskId) => open(host.cancelManaged(sessionId, taskId)),
       cancelAll: open(host.cancelAllManaged(sessionId)),

@@ -282,11 +282,12 @@ export class Supervisor {
       this.ending.stopTimer(task)
       if (isTerminal(task.record.state) || !task.held) return Effect.void
       const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
-      const summary = Exit.isSuccess(exit)
+      // the task's own summary (a string result, a failure's message), if it gave one
+      const own = Exit.isSuccess(exit)
         ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
         : outcome === "failure"
         ? Option.some(causeMessage(exit.cause))
-        : Option.fromUndefinedOr(task.control.stopReason)
+        : Option.none()
       // a failed or cancelled parent (a task that returns after a cancel request
       // ends cancelled) ends after its children
       const children = Lifecycle.exitState(outcome, task.record.state) === "completed"
@@ -297,7 +298,10 @@ export class Supervisor {
         this.steps.internal((now) =>
           Effect.sync(() => {
             if (isTerminal(task.record.state)) return
-            this.ending.move(task, Lifecycle.exitState(outcome, task.record.state), now, { summary })
+            const to = Lifecycle.exitState(outcome, task.record.state)
+            // a task that ends cancelled without a summary of its own says why the host stopped it
+            const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
+            this.ending.move(task, to, now, { summary })
           })
         )
       )

@@ -26,6 +26,7 @@ import {
   TaskScope
 } from "../BackgroundTask.ts"
 import { InvokeError, RegistrationError, SessionError, SnapshotError } from "../PluginError.ts"
+import { BackgroundTaskEvent } from "../TaskEvent.ts"
 
 const kinds: ReadonlySet<unknown> = new Set(TaskKind.literals)
 const cancelPolicies: ReadonlySet<unknown> = new Set(CancelPolicy.literals)
@@ -123,4 +124,70 @@ export const checkOutcomeInput = (
   return value === undefined || typeof value === "string"
     ? undefined
     : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
+}
+
+/** The event `_tag`s a subscription may ask for. */
+const eventTags: ReadonlyArray<string> = Object.keys(BackgroundTaskEvent.cases)
+const knownTags: ReadonlySet<string> = new Set(eventTags)
+
+/** A subscription's own options (`subscribe`, `watch`), apart from its filter. */
+export interface SubscriptionOptions {
+  /** Its buffer's capacity; `undefined`: the host's `subscriberBuffer`. */
+  readonly buffer: number | undefined
+  /** The event `_tag`s it takes; `undefined`: every one. */
+  readonly types: ReadonlySet<string> | undefined
+}
+
+/**
+ * Splits `subscribe`'s / `watch`'s argument into its filter (decoded by
+ * `filterOf`) and the subscription's own options, checked: `buffer` an
+ * integer >= 1, `types` a non-empty array of event `_tag`s.
+ */
+export const subscriptionOf = (
+  method: string,
+  options: unknown
+): Result.Result<{ readonly filter: unknown; readonly options: SubscriptionOptions }, SnapshotError> => {
+  if (options === undefined || options === null || typeof options !== "object") {
+    return Result.succeed({ filter: options, options: { buffer: undefined, types: undefined } })
+  }
+  const { buffer, types, ...rest } = options as Record<string, unknown>
+  // without options of its own, the argument is the filter as given
+  const filter = buffer === undefined && types === undefined
+    ? options
+    : Object.keys(rest).length === 0
+    ? undefined
+    : rest
+  if (
+    buffer !== undefined &&
+    !(typeof buffer === "number" && Number.isSafeInteger(buffer) && buffer >= 1)
+  ) {
+    return Result.fail(
+      new SnapshotError({
+        message: `${method}: buffer must be an integer >= 1 (events the subscriber may have unread), got ${
+          typeof buffer === "number" ? String(buffer) : typeof buffer
+        }`
+      })
+    )
+  }
+  let tags: ReadonlySet<string> | undefined
+  if (types !== undefined) {
+    const expected = `expected a non-empty array of event types (${eventTags.join(", ")})`
+    if (!Array.isArray(types) || types.length === 0) {
+      return Result.fail(
+        new SnapshotError({
+          message: `${method}: types must name at least one event type, ${expected}, got ${
+            Array.isArray(types) ? "[]" : typeof types
+          }`
+        })
+      )
+    }
+    const unknown = types.find((tag) => typeof tag !== "string" || !knownTags.has(tag))
+    if (unknown !== undefined) {
+      return Result.fail(
+        new SnapshotError({ message: `${method}: unknown event type ${String(JSON.stringify(unknown))} in types, ${expected}` })
+      )
+    }
+    tags = new Set(types as ReadonlyArray<string>)
+  }
+  return Result.succeed({ filter, options: { buffer: buffer as number | undefined, types: tags } })
 }

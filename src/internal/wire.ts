@@ -53,7 +53,7 @@ export const recordJson = (record: BackgroundTaskRecord): string => {
     `"result":${outcome(record.result)},"failure":${outcome(record.failure)},` +
     `"created_at":${time(record.createdAt)},"updated_at":${time(record.updatedAt)},` +
     `"completed_at":${record.completedAt._tag === "Some" ? time(record.completedAt.value) : "null"},` +
-    `"revision":${record.revision}}`
+    `"progress":${optionalText(record.progress)},"revision":${record.revision}}`
   recordTexts.set(record, json)
   return json
 }
@@ -72,7 +72,7 @@ export const eventJson = (event: BackgroundTaskEvent): string => {
     case "StateChanged":
       return `{"type":"state_changed",${head},"state":${text(event.state)},"record":${recordJson(event.record)}}`
     case "Progress":
-      return `{"type":"progress",${head},"message":${text(event.message)}}`
+      return `{"type":"progress",${head},"message":${text(event.message)},"record":${recordJson(event.record)}}`
     case "Completed":
       return `{"type":"completed",${head},"record":${recordJson(event.record)}}`
     case "Failed":

@@ -3,7 +3,7 @@
  * filtered buffers, exact `Lagged` counts, and an end after a drain.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Scope, Stream } from "effect"
+import { DateTime, Effect, Fiber, Option, Scope, Stream } from "effect"
 import type { BackgroundTaskEvent, SubscriptionEvent, TaskFilter, TaskKind } from "../../src/index.ts"
 import { EventHub } from "../../src/internal/events.ts"
 
@@ -13,7 +13,26 @@ const progress = (seq: number, sessionId = "s1", kind: TaskKind = "monitor"): Ba
   taskId: `t${seq}`,
   sessionId,
   kind,
-  message: String(seq)
+  message: String(seq),
+  record: {
+    id: `t${seq}`,
+    kind,
+    producer: "test",
+    scope: { sessionId },
+    parentTaskId: Option.none(),
+    childSessionId: Option.none(),
+    state: "running",
+    cancelPolicy: "cooperative",
+    closePolicy: "keep",
+    attempt: { attempt: 0, maxAttempts: Option.none(), idempotencyKey: Option.none() },
+    result: Option.none(),
+    failure: Option.none(),
+    createdAt: DateTime.makeUnsafe(0),
+    updatedAt: DateTime.makeUnsafe(0),
+    completedAt: Option.none(),
+    progress: Option.some(String(seq)),
+    revision: seq
+  }
 })
 
 const seqs = (events: ReadonlyArray<SubscriptionEvent>) =>

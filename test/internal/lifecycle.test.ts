@@ -52,6 +52,7 @@ const record = (state: TaskState, overrides: Partial<BackgroundTaskRecord> = {})
   createdAt: t0,
   updatedAt: t0,
   completedAt: Option.none(),
+  progress: Option.none(),
   revision: 1,
   ...overrides
 })

@@ -266,6 +266,7 @@ export const recordOf = (spec: RecordSpec): BackgroundTaskRecord => {
     createdAt: at,
     updatedAt: at,
     completedAt: terminal ? Option.some(at) : Option.none(),
+    progress: Option.none(),
     revision: spec.seq
   }
 }

@@ -157,7 +157,11 @@ export const scriptState = String.raw`"use strict";
     switch (event.type) {
       case "progress":
         current = state.tasks.get(key(event.session_id, event.task_id));
-        if (current) current.progress = event.message;
+        if (current) {
+          current.progress = event.message;
+          // a progress event carries the record after the change (its progress, its revision)
+          if (event.record) current.record = event.record;
+        }
         break;
       case "evicted":
         event.task_ids.forEach(function (id) { state.tasks.delete(key(event.session_id, id)); });
