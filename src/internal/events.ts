@@ -143,7 +143,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
       this.items = []
       this.head = 0
     }
-    if (this.ended && this.isEmpty()) this.drain()
+    // (an ended buffer drains on the reader's next pull, never here: the poller must get this event first)
     return event
   }
 
