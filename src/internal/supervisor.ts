@@ -340,7 +340,7 @@ export class Supervisor {
 
   /** A managed fiber's exit: one terminal move, unless someone else moved first. */
   private finish(task: Task, owner: Managed, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.withFiber((fiber) => {
       if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
       owner.fiber = undefined
       this.ending.stopTimer(task)
@@ -351,20 +351,22 @@ export class Supervisor {
         : outcome === "failure"
         ? Option.some(causeMessage(exit.cause))
         : Option.fromUndefinedOr(task.control.stopReason)
+      const end = (now: DateTime.Utc) => {
+        if (!isTerminal(task.record.state)) {
+          this.ending.move(task, Lifecycle.exitState(outcome, task.record.state), now, { summary })
+        }
+      }
       // a failed or cancelled parent (a task that returns after a cancel request
       // ends cancelled) ends after its children
-      const children = Lifecycle.exitState(outcome, task.record.state) === "completed"
-        ? Effect.void
-        : this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
-      return Effect.andThen(
-        children,
-        this.steps.internal((now) =>
-          Effect.sync(() => {
-            if (isTerminal(task.record.state)) return
-            this.ending.move(task, Lifecycle.exitState(outcome, task.record.state), now, { summary })
-          })
+      if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
+        return Effect.andThen(
+          this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
+          this.steps.internal((now) => Effect.sync(() => end(now)))
         )
-      )
+      }
+      // no child to wait for: the end is this very step
+      if (!this.steps.isClosed()) end(this.steps.nowOf(fiber))
+      return Effect.void
     })
   }
 }
