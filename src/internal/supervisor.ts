@@ -234,15 +234,16 @@ export class Supervisor {
     const dispatcher = Fiber.getCurrent()?.currentDispatcher
     const fiber = Effect.runForkWith(context)(
       Effect.andThen(dispatcher === undefined ? Effect.yieldNow : after(dispatcher), body).pipe(
-        Effect.onExit((exit) =>
-          untraced === undefined ? this.finish(task, owner, exit) : Effect.andThen(
-            Scope.close(untraced.scope, exit),
-            Effect.suspend(() => {
-              untraced.span.endWith(exit, context)
-              return this.finish(task, owner, exit)
-            })
-          )
-        )
+        Effect.onExit((exit) => {
+          if (untraced === undefined) return this.finish(task, owner, exit)
+          // the scope closes (its finalizers run), then the span ends, then the record
+          const closing = Scope.closeUnsafe(untraced.scope, exit)
+          const end = () => {
+            untraced.span.endWith(exit, context)
+            return this.finish(task, owner, exit)
+          }
+          return closing === undefined ? end() : Effect.andThen(closing, Effect.suspend(end))
+        })
       )
     )
     if (fiber.pollUnsafe() === undefined) {
