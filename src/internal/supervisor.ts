@@ -183,13 +183,17 @@ export class Supervisor {
   /**
    * Whether no tracer would see a span made in this context: the tracer is
    * Effect's native one (which exports nothing), tracing is on (off, a span
-   * would be a no-op one, which the general path makes), and the context adds
-   * no span annotations or links (the native span would carry them).
+   * would be a no-op one, which the general path makes), the caller's span
+   * does not stop propagation, and the context adds no span annotations or
+   * links (the native span would carry them).
    */
   private untraced(context: Context.Context<never>): boolean {
     if (context === this.lastContext) return this.lastUntraced
+    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
     const untraced = Context.get(context, Tracer.Tracer) === Tracer.nativeTracer &&
       Context.get(context, References.TracerEnabled) &&
+      // a parent that stops propagation: `Effect.withSpan` looks past it
+      (parent === undefined || parent._tag !== "Span" || !Context.get(parent.annotations, Tracer.DisablePropagation)) &&
       Object.keys(Context.get(context, References.TracerSpanAnnotations)).length === 0 &&
       Context.get(context, References.TracerSpanLinks).length === 0
     this.lastContext = context
