@@ -156,6 +156,45 @@ describe("BackgroundTaskHost telemetry (issue 4)", () => {
         assert.strictEqual(attributesOf(taskSpans(spans, "c")[0])?.session_id, "s2")
       }))
 
+    it.effect("with no tracer installed, Effect.currentSpan in a task is its background_task span, child of the caller's, ended with the task's exit", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const watch = yield* host.subscribe()
+        const seen = yield* Deferred.make<Tracer.Span>()
+        const finalized = yield* Ref.make<ReadonlyArray<string>>([])
+        const body = Effect.gen(function*() {
+          yield* Effect.addFinalizer(() => Ref.update(finalized, (all) => [...all, "finalizer"]))
+          const span = yield* Effect.currentSpan
+          yield* Deferred.succeed(seen, span)
+          return "done"
+        })
+        const caller = yield* Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          yield* host.spawnManaged("s1", spec("n", { kind: "subagent", producer: "planner" }), body)
+          return span
+        }).pipe(Effect.withSpan("caller"))
+        yield* terminalEvents(watch, ["n"])
+        const span = yield* Deferred.await(seen)
+        assert.strictEqual(span.name, "background_task")
+        assert.deepStrictEqual(attributesOf(span), { task_id: "n", kind: "subagent", session_id: "s1", producer: "planner", attempt: 0 })
+        assert.strictEqual(parentId(span), caller.spanId)
+        assert.strictEqual(span.traceId, caller.traceId)
+        assert.isTrue(span.status._tag === "Ended" && Exit.isSuccess(span.status.exit))
+        // the task's scope closed before its terminal event
+        assert.deepStrictEqual(yield* Ref.get(finalized), ["finalizer"])
+        // a failing task's span ends failed
+        const failing = yield* Deferred.make<Tracer.Span>()
+        yield* host.spawnManaged(
+          "s1",
+          spec("f"),
+          Effect.currentSpan.pipe(Effect.tap((s) => Deferred.succeed(failing, s)), Effect.andThen(Effect.fail(new Error("no"))))
+        )
+        yield* terminalEvents(watch, ["f"])
+        const failed = yield* Deferred.await(failing)
+        assert.isTrue(failed.status._tag === "Ended" && Exit.isFailure(failed.status.exit))
+        assert.isTrue(Option.isNone(failed.parent), "no caller span: a root span")
+      }))
+
     it.effect("external and registered tasks have no span; a managed task's attempt span ends when it is cancelled", () =>
       Effect.gen(function*() {
         const { spans, tracer } = collectingTracer()

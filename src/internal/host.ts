@@ -23,6 +23,7 @@ import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -62,7 +63,7 @@ import type {
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
-import { Steps } from "./state.ts"
+import { afterStep, Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
@@ -195,12 +196,22 @@ export const makeWith = (
     )
 
     // -- retention ----------------------------------------------------------------
-    /** Evicts terminal records as they reach `maxAge`, sleeping until the next one is due. */
+    /**
+     * Evicts terminal records as they reach `maxAge`, sleeping until the next
+     * one is due; while none is held it waits for one, and never wakes idle.
+     */
     const sweep: Effect.Effect<never> = Effect.gen(function*() {
       while (true) {
         const now = yield* Clock.currentTimeMillis
-        const due = steps.isClosed() ? undefined : registry.evictExpired(now)
-        yield* Effect.sleep(Duration.millis((due ?? now + maxAgeMillis) - now))
+        if (steps.isClosed()) return yield* Effect.never
+        const due = registry.evictExpired(now)
+        if (due !== undefined) {
+          yield* Effect.sleep(Duration.millis(due - now))
+        } else {
+          const retired = Deferred.makeUnsafe<void>()
+          registry.onRetire = () => afterStep(() => Deferred.doneUnsafe(retired, Effect.void))
+          yield* Deferred.await(retired)
+        }
       }
     })
     // forked after the finalizer above, so it is interrupted before that runs

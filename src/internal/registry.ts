@@ -49,6 +49,12 @@ export class RegistryService {
   private readonly steps: Steps
   private readonly sink: EventSink
   private readonly retention: Retention
+  /**
+   * Called once (then cleared) when a record is next held as terminal: the
+   * retention sweeper waits on it while nothing is held, instead of waking
+   * every `maxAge`. Called inside the step; whatever it wakes runs after it.
+   */
+  onRetire: (() => void) | undefined = undefined
 
   constructor(steps: Steps, sink: EventSink, retention: Retention) {
     this.steps = steps
@@ -471,6 +477,11 @@ export class RegistryService {
   private retire(task: Task): void {
     const terminal = this.t.terminal
     terminal.push(task)
+    const onRetire = this.onRetire
+    if (onRetire !== undefined) {
+      this.onRetire = undefined
+      onRetire()
+    }
     if (terminal.size <= this.retention.maxTerminal) return
     const excess: Array<Task> = []
     while (terminal.size > this.retention.maxTerminal) excess.push(terminal.shift()!)

@@ -22,17 +22,20 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import type { SchedulerDispatcher } from "effect/Scheduler"
+import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
 import { type InvalidTransition, type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
@@ -52,7 +55,8 @@ export type CancelChildren = (task: Task, mode: "policy", reason: string) => Eff
 
 /** What a managed task runs with: its body, its limits, the caller's context. */
 export interface Launch {
-  readonly run: Effect.Effect<unknown, unknown>
+  /** The body; its `TaskContext` and scope are given when it runs (`Supervisor.launchTask`). */
+  readonly run: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
   readonly timeout: Duration.Duration | undefined
   readonly schedule: Schedule.Schedule<unknown, unknown>
   readonly context: Context.Context<never>
@@ -104,13 +108,17 @@ export class Supervisor {
     }
   }
 
-  /** The body a managed task runs: the task with its own context and a scope that closes when it ends. */
+  /**
+   * The body a managed task runs. It gets its own `TaskContext` and a scope
+   * that closes when it ends (each attempt's, when it may be retried) at
+   * launch, where they cost least (`launchTask`).
+   */
   body(
-    task: Task,
-    owner: Managed,
+    _task: Task,
+    _owner: Managed,
     run: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
-  ): Effect.Effect<unknown, unknown> {
-    return Effect.scoped(Effect.provideService(run, TaskContext, this.taskContext(task, owner)))
+  ): Effect.Effect<unknown, unknown, TaskContext | Scope.Scope> {
+    return run
   }
 
   /**
@@ -150,21 +158,47 @@ export class Supervisor {
 
   // internal
 
-  private taskContext(task: Task, owner: Managed) {
-    const steps = this.steps
-    return TaskContext.of({
-      taskId: task.record.id,
-      sessionId: Effect.sync(() => task.record.scope.sessionId),
-      progress: (message) =>
-        steps.internal(() =>
-          Effect.sync(() => {
-            if (!isTerminal(task.record.state)) this.registry.progress(task, String(message))
-          })
-        ),
-      setLiveState: (liveState) => steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now))),
-      cancelRequested: Deferred.await(owner.signal),
-      isCancelRequested: Effect.sync(() => task.control.requested)
-    })
+  private taskContext(task: Task, owner: Managed): TaskContext["Service"] {
+    return new ManagedTaskContext(this, task, owner)
+  }
+
+  /** `TaskContext.progress`: a progress message, as one internal step. */
+  progressOf(task: Task, message: string): Effect.Effect<void> {
+    return this.steps.internal(() =>
+      Effect.sync(() => {
+        if (!isTerminal(task.record.state)) this.registry.progress(task, message)
+      })
+    )
+  }
+
+  /** `TaskContext.setLiveState`, as one internal step. */
+  liveStateOf(task: Task, liveState: unknown): Effect.Effect<void> {
+    return this.steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now)))
+  }
+
+  /** The last context judged by `untraced`, and the answer (the callers of a burst of spawns share one). */
+  private lastContext: Context.Context<never> | undefined
+  private lastUntraced = false
+
+  /**
+   * Whether no tracer would see a span made in this context: the tracer is
+   * Effect's native one (which exports nothing), tracing is on (off, a span
+   * would be a no-op one, which the general path makes), the caller's span
+   * does not stop propagation, and the context adds no span annotations or
+   * links (the native span would carry them).
+   */
+  private untraced(context: Context.Context<never>): boolean {
+    if (context === this.lastContext) return this.lastUntraced
+    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
+    const untraced = Context.get(context, Tracer.Tracer) === Tracer.nativeTracer &&
+      Context.get(context, References.TracerEnabled) &&
+      // a parent that stops propagation: `Effect.withSpan` looks past it
+      (parent === undefined || parent._tag !== "Span" || !Context.get(parent.annotations, Tracer.DisablePropagation)) &&
+      Object.keys(Context.get(context, References.TracerSpanAnnotations)).length === 0 &&
+      Context.get(context, References.TracerSpanLinks).length === 0
+    this.lastContext = context
+    this.lastUntraced = untraced
+    return untraced
   }
 
   /**
@@ -173,17 +207,48 @@ export class Supervisor {
    */
   private launchTask(task: Task, owner: Managed, launch: Launch): void {
     owner.launch = undefined
+    const { maxAttempts } = task.record.attempt
+    // one attempt allowed: no retry loop to run
+    const single = Option.isNone(maxAttempts) || maxAttempts.value <= 1
+    // One attempt, no timeout, and no tracer to see its span: the task's span,
+    // `TaskContext` and scope go into the fiber's first context, and the scope
+    // closes and the span ends as it exits — what `attempt` does, without an
+    // operation of its own for each. (A tracer gets `attempt`'s span, as made
+    // by `Effect.withSpan`.)
+    let context = launch.context
+    let untraced: { readonly span: TaskSpan; readonly scope: Scope.Closeable } | undefined
+    if (single && launch.timeout === undefined && this.untraced(context)) {
+      const span = new TaskSpan(task.record, context)
+      const scope = Scope.makeUnsafe()
+      untraced = { span, scope }
+      context = Context.add(
+        Context.add(Context.add(context, Tracer.ParentSpan, span), TaskContext, this.taskContext(task, owner)),
+        Scope.Scope,
+        scope
+      )
+    }
     const body = Effect.suspend(() => {
       // a task cancelled, or a host closed, before its fiber ran never runs
       if (!this.steps.isOpen() || isTerminal(task.record.state) || !task.held) return Effect.interrupt
-      // one attempt allowed: no retry loop to run
-      const { maxAttempts } = task.record.attempt
-      return Option.isNone(maxAttempts) || maxAttempts.value <= 1
-        ? this.attempt(task, launch)
-        : this.attempts(task, owner, launch)
+      if (untraced !== undefined) return launch.run as Effect.Effect<unknown, unknown>
+      return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
     })
-    const fiber = Effect.runForkWith(launch.context)(
-      Effect.andThen(Effect.yieldNow, body).pipe(Effect.onExit((exit) => this.finish(task, owner, exit)))
+    // it starts after the step, queued on the dispatcher of the fiber running
+    // the step (one for a burst of spawns, as `FiberMap.run` does)
+    const dispatcher = Fiber.getCurrent()?.currentDispatcher
+    const fiber = Effect.runForkWith(context)(
+      Effect.andThen(dispatcher === undefined ? Effect.yieldNow : after(dispatcher), body).pipe(
+        Effect.onExit((exit) => {
+          if (untraced === undefined) return this.finish(task, owner, exit)
+          // the scope closes (its finalizers run), then the span ends, then the record
+          const closing = Scope.closeUnsafe(untraced.scope, exit)
+          const end = () => {
+            untraced.span.endWith(exit, context)
+            return this.finish(task, owner, exit)
+          }
+          return closing === undefined ? end() : Effect.andThen(closing, Effect.suspend(end))
+        })
+      )
     )
     if (fiber.pollUnsafe() === undefined) {
       owner.fiber = fiber
@@ -191,14 +256,18 @@ export class Supervisor {
     }
   }
 
-  /** One attempt: the body, bounded by the timeout, in a `background_task` span. */
-  private attempt(task: Task, launch: Launch): Effect.Effect<unknown, unknown> {
+  /**
+   * One attempt: the body with its `TaskContext` and its own scope, bounded
+   * by the timeout, in a `background_task` span.
+   */
+  private attempt(task: Task, owner: Managed, launch: Launch): Effect.Effect<unknown, unknown> {
     const { record } = task
     const timeout = launch.timeout
+    const run = Effect.scoped(Effect.provideService(launch.run, TaskContext, this.taskContext(task, owner)))
     const body = timeout === undefined
-      ? launch.run
+      ? run
       : Effect.flatMap(
-        Effect.timeoutOption(launch.run, timeout),
+        Effect.timeoutOption(run, timeout),
         (result) =>
           Option.isSome(result)
             ? Effect.succeed(result.value)
@@ -231,7 +300,7 @@ export class Supervisor {
     return Effect.gen(function*() {
       let step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
       while (true) {
-        const exit = yield* Effect.exit(self.attempt(task, launch))
+        const exit = yield* Effect.exit(self.attempt(task, owner, launch))
         if (!self.retryable(task, exit)) return yield* exit
         step ??= yield* Schedule.toStep(launch.schedule)
         const now = yield* Clock.currentTimeMillis
@@ -276,7 +345,7 @@ export class Supervisor {
 
   /** A managed fiber's exit: one terminal move, unless someone else moved first. */
   private finish(task: Task, owner: Managed, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    return Effect.withFiber((fiber) => {
       if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
       owner.fiber = undefined
       this.ending.stopTimer(task)
@@ -288,24 +357,119 @@ export class Supervisor {
         : outcome === "failure"
         ? Option.some(causeMessage(exit.cause))
         : Option.none()
+      const end = (now: DateTime.Utc) => {
+        if (isTerminal(task.record.state)) return
+        const to = Lifecycle.exitState(outcome, task.record.state)
+        // a task that ends cancelled without a summary of its own says why the host stopped it
+        const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
+        this.ending.move(task, to, now, { summary })
+      }
       // a failed or cancelled parent (a task that returns after a cancel request
       // ends cancelled) ends after its children
-      const children = Lifecycle.exitState(outcome, task.record.state) === "completed"
-        ? Effect.void
-        : this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled")
-      return Effect.andThen(
-        children,
-        this.steps.internal((now) =>
-          Effect.sync(() => {
-            if (isTerminal(task.record.state)) return
-            const to = Lifecycle.exitState(outcome, task.record.state)
-            // a task that ends cancelled without a summary of its own says why the host stopped it
-            const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
-            this.ending.move(task, to, now, { summary })
-          })
+      if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
+        return Effect.andThen(
+          this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
+          this.steps.internal((now) => Effect.sync(() => end(now)))
         )
-      )
+      }
+      // no child to wait for: the end is this very step
+      if (!this.steps.isClosed()) end(this.steps.nowOf(fiber))
+      return Effect.void
     })
+  }
+}
+
+/** Resumes the fiber from `dispatcher`'s queue: the `Effect.yieldNow` of a fiber that has none yet. */
+const after = (dispatcher: SchedulerDispatcher): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    dispatcher.scheduleTask(() => resume(Effect.void), 0)
+  })
+
+const noAnnotations = Context.empty()
+
+/**
+ * The `background_task` span of a task no tracer sees: the span Effect's
+ * native tracer would make (`Effect.currentSpan` in the task reads it, a
+ * child of the caller's span), its attributes filled only when read.
+ */
+class TaskSpan extends Tracer.NativeSpan {
+  private readonly record: BackgroundTaskRecord
+
+  constructor(record: BackgroundTaskRecord, context: Context.Context<never>) {
+    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
+    super({
+      name: "background_task",
+      parent: parent === undefined ? Option.none() : Option.some(parent),
+      annotations: noAnnotations,
+      links: [],
+      startTime: Context.get(context, References.TracerTimingEnabled)
+        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
+        : BigInt(0),
+      kind: "internal",
+      sampled: parent?.sampled !== false
+    })
+    this.record = record
+  }
+
+  override get attributes(): Map<string, unknown> {
+    if (this._attributes === undefined) {
+      const { record } = this
+      this._attributes = new Map<string, unknown>([
+        ["task_id", record.id],
+        ["kind", record.kind],
+        ["session_id", record.scope.sessionId],
+        ["producer", record.producer],
+        ["attempt", record.attempt.attempt]
+      ])
+    }
+    return this._attributes
+  }
+
+  endWith(exit: Exit.Exit<unknown, unknown>, context: Context.Context<never>): void {
+    this.end(
+      Context.get(context, References.TracerTimingEnabled)
+        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
+        : BigInt(0),
+      exit
+    )
+  }
+}
+
+/** A managed task's `TaskContext`: its effects are made when the task asks for them. */
+type TaskContextService = TaskContext["Service"]
+
+class ManagedTaskContext implements TaskContextService {
+  readonly taskId: string
+  private readonly supervisor: Supervisor
+  private readonly task: Task
+  private readonly owner: Managed
+
+  constructor(supervisor: Supervisor, task: Task, owner: Managed) {
+    this.taskId = task.record.id
+    this.supervisor = supervisor
+    this.task = task
+    this.owner = owner
+  }
+
+  get sessionId(): Effect.Effect<string> {
+    return Effect.sync(() => this.task.record.scope.sessionId)
+  }
+
+  // functions a task may take off the context (`const { progress } = yield* TaskContext`)
+  get progress(): TaskContext["Service"]["progress"] {
+    return (message) => this.supervisor.progressOf(this.task, String(message))
+  }
+
+  get setLiveState(): TaskContext["Service"]["setLiveState"] {
+    return (liveState) => this.supervisor.liveStateOf(this.task, liveState)
+  }
+
+  get cancelRequested(): Effect.Effect<Option.Option<string>> {
+    return Deferred.await(this.owner.signal)
+  }
+
+  get isCancelRequested(): Effect.Effect<boolean> {
+    return Effect.sync(() => this.task.control.requested)
   }
 }
 

@@ -10,41 +10,38 @@
  *
  * @internal
  */
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import { type BackgroundTaskRecord, TaskKind } from "../BackgroundTask.ts"
 import { TaskMetrics as metrics } from "../TaskMetrics.ts"
 
 
+/**
+ * One kind's series: the metrics, and the context that labels them with the
+ * kind (`Metric.withAttributes` would add the attribute to the context on
+ * every update; here it is added once per kind, and every update addresses
+ * the same series it would).
+ */
 type Series = {
   readonly [K in keyof typeof metrics]: (typeof metrics)[K]
-}
+} & { readonly context: Context.Context<never> }
 
 /** Updates the metrics for one host, in the context its layer was built with. */
 export class Telemetry {
-  private readonly context: Context.Context<never>
   private readonly byKind: ReadonlyMap<string, Series>
 
   constructor(context: Context.Context<never>) {
-    this.context = context
     this.byKind = new Map(
       TaskKind.literals.map((kind): [string, Series] => {
-        const attributes = { kind }
-        return [kind, {
-          started: Metric.withAttributes(metrics.started, attributes),
-          completed: Metric.withAttributes(metrics.completed, attributes),
-          failed: Metric.withAttributes(metrics.failed, attributes),
-          cancelled: Metric.withAttributes(metrics.cancelled, attributes),
-          live: Metric.withAttributes(metrics.live, attributes),
-          duration: Metric.withAttributes(metrics.duration, attributes)
-        }]
+        const attributes = { ...Context.get(context, Metric.CurrentMetricAttributes), kind }
+        return [kind, { ...metrics, context: Context.add(context, Metric.CurrentMetricAttributes, attributes) }]
       })
     )
   }
 
   registered(record: BackgroundTaskRecord): void {
     const series = this.byKind.get(record.kind)!
-    series.started.updateUnsafe(1, this.context)
+    series.started.updateUnsafe(1, series.context)
     this.setLive(series, 1)
   }
 
@@ -52,13 +49,13 @@ export class Telemetry {
     const series = this.byKind.get(record.kind)!
     switch (record.state) {
       case "completed":
-        series.completed.updateUnsafe(1, this.context)
+        series.completed.updateUnsafe(1, series.context)
         break
       case "failed":
-        series.failed.updateUnsafe(1, this.context)
+        series.failed.updateUnsafe(1, series.context)
         break
       case "cancelled":
-        series.cancelled.updateUnsafe(1, this.context)
+        series.cancelled.updateUnsafe(1, series.context)
         break
       default:
         return
@@ -66,7 +63,7 @@ export class Telemetry {
     this.setLive(series, -1)
     if (record.completedAt._tag === "Some") {
       const seconds = (record.completedAt.value.epochMilliseconds - record.createdAt.epochMilliseconds) / 1000
-      series.duration.updateUnsafe(seconds, this.context)
+      series.duration.updateUnsafe(seconds, series.context)
     }
   }
 
@@ -77,6 +74,6 @@ export class Telemetry {
 
   /** The gauge is moved by a delta, so several hosts in one process add up. */
   private setLive(series: Series, delta: number): void {
-    series.live.modifyUnsafe(delta, this.context)
+    series.live.modifyUnsafe(delta, series.context)
   }
 }
