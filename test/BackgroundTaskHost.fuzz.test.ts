@@ -49,9 +49,9 @@ import {
   type BackgroundTaskSession,
   InvokeError,
   isPluginError,
-  NodeSqliteClient,
   TaskContext
 } from "../src/index.ts"
+import * as NodeSqliteClient from "../src/NodeSqliteClient.ts"
 import { eventRows, makeStore, sqlStore } from "./utils/store.ts"
 
 type Host = BackgroundTaskHost["Service"]

@@ -34,6 +34,8 @@ import { type SubscriptionEvent } from "../TaskEvent.ts"
 import {
   type InvalidOptions,
   InvalidTransition,
+  type PluginError,
+  RegistrationError,
   SessionError,
   SnapshotError,
   TaskNotFound
@@ -64,7 +66,21 @@ import { Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
-import { checkOutcomeInput, checkSession, filterOf, registerRequestOf, registrationOf, scopeOf } from "./validate.ts"
+import {
+  checkAll,
+  effectOf,
+  filterOf,
+  outcomeOf,
+  reasonOf,
+  registerRequestOf,
+  registrationOf,
+  scopeOf,
+  sessionIdOf,
+  stringOf,
+  taskIdOf,
+  taskIdsOf,
+  watchOptionsOf
+} from "./validate.ts"
 
 /** The in-memory host. */
 export const make = (
@@ -198,14 +214,23 @@ export const makeWith = (
       taskId: string,
       f: (task: T.Task) => Effect.Effect<A, E>
     ): Effect.Effect<A, E | TaskNotFound> => {
-      const task = typeof taskId === "string" ? registry.resolve(taskId) : undefined
-      return task === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : f(task)
+      const task = registry.resolve(taskId)
+      return task === undefined ? Effect.fail(new TaskNotFound({ taskId })) : f(task)
     }
 
-    const withSession = <A, E, R>(sessionId: string, f: Effect.Effect<A, E, R>) => {
-      const invalid = checkSession(sessionId)
-      return invalid === undefined ? f : Effect.fail(invalid)
-    }
+    /**
+     * Checks a call's arguments (validate.ts), all of them and before
+     * anything is looked up, when the call runs (never when its Effect is
+     * built), then runs `f` with what the checks return.
+     */
+    const checked = <I, E1, A, E, R>(
+      input: () => Result.Result<I, E1>,
+      f: (input: I) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E1 | E, R> =>
+      Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
+        const valid = input()
+        return Result.isFailure(valid) ? Effect.fail(valid.failure) : f(valid.success)
+      })
 
     const recordOf = <E>(
       added: Result.Result<{ readonly task: T.Task }, E>
@@ -224,7 +249,7 @@ export const makeWith = (
      * the state as of `seq`, the subscription gets every event after it.
      */
     const attach = <S>(
-      filter: unknown,
+      filter: TaskFilter | undefined,
       snapshot: (filter: TaskFilter | undefined) => S
     ): Effect.Effect<
       {
@@ -236,13 +261,11 @@ export const makeWith = (
       SnapshotError | SessionError,
       Scope.Scope
     > => {
-      const valid = filterOf(filter)
-      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
       return Effect.flatMap(hub.subscribe(), (pending) =>
         steps.whenOpen(() => {
           const seq = registry.lastSeq
-          pending.activate(valid.success, subscriberBuffer, seq)
-          return Effect.succeed({ filter: valid.success, snapshot: snapshot(valid.success), seq, stream: pending.stream })
+          pending.activate(filter, subscriberBuffer, seq)
+          return Effect.succeed({ filter, snapshot: snapshot(filter), seq, stream: pending.stream })
         }))
     }
 
@@ -270,12 +293,15 @@ export const makeWith = (
       )
     }
 
-    const spawnManaged = <A, E, R>(sessionId: string, spec: unknown, body: Effect.Effect<A, E, R>) =>
-      withSession(
-        sessionId,
-        steps.atomicWith(
-          () => registrationOf(spec),
-          (valid, now, context) => {
+    const spawnManaged = <A, E, R>(sessionId: unknown, spec: unknown, body: Effect.Effect<A, E, R>) =>
+      steps.atomicWith(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              registrationOf(spec),
+              effectOf(body, "task", (message) => new RegistrationError({ message }))
+            ),
+          ([sessionId, valid, body], now, context) => {
             // a live task holding the key is the answer: no slot, no new task
             const holder = valid.idempotencyKey === undefined ? undefined : registry.findByKey(valid.idempotencyKey)
             if (holder !== undefined) return Effect.succeed(holder.record)
@@ -298,8 +324,7 @@ export const makeWith = (
             }, slot)
             return Effect.succeed(task.record)
           }
-        )
-      ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
+        ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
 
     const write = durability.write
 
@@ -318,115 +343,106 @@ export const makeWith = (
             ))
         )),
 
-      update: (taskId, update) => {
-        const invalid = checkOutcomeInput("update", update, "progress")
-        if (invalid !== undefined) return Effect.fail(invalid)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) => {
-            const from = task.record.state
-            const to: unknown = update.state
-            if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
-              return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
-            }
-            const progress = update.progress
-            if (to === "cancel_requested" && from !== to) {
-              if (liveChildren(task).length > 0) {
+      update: (taskId, update) =>
+        checked(() => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")), ([taskId, { state: to, text: progress }]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) => {
+              const from = task.record.state
+              if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
+                return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
+              }
+              if (to === "cancel_requested" && from !== to) {
+                if (liveChildren(task).length > 0) {
+                  if (progress !== undefined) registry.progress(task, progress)
+                  return cancellation.requestCancel(task, Option.none(), now)
+                }
+                const begun = cancellation.beginCancel(task, Option.none(), now)
+                if (Result.isFailure(begun)) return Effect.fail(begun.failure)
                 if (progress !== undefined) registry.progress(task, progress)
-                return cancellation.requestCancel(task, Option.none(), now)
+                return begun.success
               }
-              const begun = cancellation.beginCancel(task, Option.none(), now)
-              if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+              if (to !== undefined) {
+                // a queued managed task starts when a slot frees, not on request
+                if (T.isQueued(task) && to !== from) {
+                  return Effect.fail(new InvalidTransition({ taskId, from, to }))
+                }
+                const moved = ending.move(task, to, now)
+                if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+              }
               if (progress !== undefined) registry.progress(task, progress)
-              return begun.success
-            }
-            if (to !== undefined) {
-              // a queued managed task starts when a slot frees, not on request
-              if (T.isQueued(task) && to !== from) {
-                return Effect.fail(new InvalidTransition({ taskId, from, to }))
-              }
-              const moved = ending.move(task, to, now)
-              if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-            }
-            if (progress !== undefined) registry.progress(task, progress)
-            return Effect.succeed(task.record)
-          })
-        ))
-      },
+              return Effect.succeed(task.record)
+            })
+          ))),
 
-      complete: (taskId, completion) => {
-        const invalid = checkOutcomeInput("complete", completion, "summary")
-        if (invalid !== undefined) return Effect.fail(invalid)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) => {
-            const to: unknown = completion.state
-            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
-              return Effect.fail(
-                new InvalidTransition({ taskId, from: task.record.state, to: Lifecycle.describeState(to) })
-              )
-            }
-            return endOnRequest(task, to, Option.fromUndefinedOr(completion.summary), now)
-          })
-        ))
-      },
+      complete: (taskId, completion) =>
+        checked(
+          () => checkAll(taskIdOf(taskId), outcomeOf("completion", completion, "summary")),
+          ([taskId, { state: to, text: summary }]) =>
+            write(steps.atomic((now) =>
+              withTask(taskId, (task) => {
+                if (to === undefined || !Lifecycle.isTaskState(to) || !isTerminal(to)) {
+                  return Effect.fail(
+                    new InvalidTransition({ taskId, from: task.record.state, to: Lifecycle.describeState(to) })
+                  )
+                }
+                return endOnRequest(task, to, Option.fromUndefinedOr(summary), now)
+              })
+            ))
+        ),
 
       requestCancel: (taskId, reason) =>
-        write(steps.atomic((now) =>
-          withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
-        )),
+        checked(() => checkAll(taskIdOf(taskId), reasonOf(reason)), ([taskId, reason]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
+          ))),
 
-      get: (taskId) => steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
+      get: (taskId) =>
+        checked(() => taskIdOf(taskId), (taskId) =>
+          steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record)))),
 
-      list: (filter) => {
-        const valid = filterOf(filter)
-        if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-        return steps.whenOpen(() => Effect.succeed(registry.list(valid.success)))
-      },
+      list: (filter) =>
+        checked(() => filterOf(filter), (filter) => steps.whenOpen(() => Effect.succeed(registry.list(filter)))),
 
-      transfer: (taskId, scope) => {
-        const target = scopeOf(scope)
-        if (Result.isFailure(target)) return Effect.fail(target.failure)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) =>
-            Effect.as(
-              Effect.fromResult(supervisor.transferTasks([task], target.success.sessionId, now)),
-              task.record
-            ))
-        ))
-      },
+      transfer: (taskId, scope) =>
+        checked(() => checkAll(taskIdOf(taskId), scopeOf(scope)), ([taskId, target]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) =>
+              Effect.as(
+                Effect.fromResult(supervisor.transferTasks([task], target.sessionId, now)),
+                task.record
+              ))
+          ))),
 
-      subscribe: (filter) => Effect.map(attach(filter, () => undefined), ({ stream }) => stream),
+      subscribe: (filter) =>
+        checked(() => filterOf(filter), (filter) => Effect.map(attach(filter, () => undefined), ({ stream }) => stream)),
 
-      watch: (options) => {
-        const { fromSeq, ...rest } = options ?? {}
-        if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
-          return Effect.fail(new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${String(fromSeq)}` }))
-        }
-        const filter = options === undefined || (fromSeq !== undefined && Object.keys(rest).length === 0)
-          ? undefined
-          : rest
-        return Effect.flatMap(
-          attach(filter, (valid) => registry.list(valid)),
-          ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
-            const watch = { filter, snapshot, seq, events: stream }
-            if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
-            if (fromSeq > seq) {
-              return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
-            }
-            if (durability.replay === undefined) {
-              return Effect.fail(
-                new SnapshotError({
-                  message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
+      watch: (options) =>
+        checked(
+          () => Result.flatMap(watchOptionsOf(options), ({ filter, fromSeq }) => Result.map(filterOf(filter), (filter) => ({ filter, fromSeq }))),
+          ({ filter, fromSeq }) =>
+            Effect.flatMap(
+              attach(filter, (valid) => registry.list(valid)),
+              ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
+                const watch = { filter, snapshot, seq, events: stream }
+                if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
+                if (fromSeq > seq) {
+                  return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
+                }
+                if (durability.replay === undefined) {
+                  return Effect.fail(
+                    new SnapshotError({
+                      message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
+                    })
+                  )
+                }
+                // everything up to `seq` is committed before it is read back
+                return Effect.as(durability.sync, {
+                  ...watch,
+                  events: Stream.concat(durability.replay(fromSeq, seq, filter), watch.events)
                 })
-              )
-            }
-            // everything up to `seq` is committed before it is read back
-            return Effect.as(durability.sync, {
-              ...watch,
-              events: Stream.concat(durability.replay(fromSeq, seq, filter), watch.events)
-            })
-          }
-        )
-      },
+              }
+            )
+        ),
 
       stats: steps.whenOpen(() =>
         Effect.sync(() => {
@@ -442,33 +458,44 @@ export const makeWith = (
       ),
 
       spawnHidden: (sessionId, label, task) =>
-        withSession(sessionId, steps.whenOpen(() => hidden.spawn(sessionId, String(label), task))),
+        checked(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              stringOf(label, "label"),
+              effectOf(task, "task", (message) => new SessionError({ message }))
+            ),
+          ([sessionId, label, task]) =>
+            steps.whenOpen(() => hidden.spawn(sessionId, label, task as typeof task & Effect.Effect<void, PluginError, never>))
+        ) as Effect.Effect<void, SessionError, never>,
 
-      awaitHidden: (sessionId) => withSession(sessionId, steps.whenOpen(() => hidden.await(sessionId))),
+      awaitHidden: (sessionId) =>
+        checked(() => sessionIdOf(sessionId), (sessionId) => steps.whenOpen(() => hidden.await(sessionId))),
 
       spawnManaged: (sessionId, spec, task) => write(spawnManaged(sessionId, spec, task)),
 
       registerExternal: (sessionId, spec, cancel) =>
-        write(withSession(
-          sessionId,
-          steps.atomicWith(
-            () => registrationOf(spec),
-            (valid, now) =>
-              recordOf(register(
-                sessionId,
-                valid,
-                "running",
-                now,
-                T.external(cancel),
-                T.control(valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod))
-              ))
-          )
+        write(steps.atomicWith(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              registrationOf(spec),
+              effectOf(cancel, "cancel", (message) => new RegistrationError({ message }), true)
+            ),
+          ([sessionId, valid, cancel], now) =>
+            recordOf(register(
+              sessionId,
+              valid,
+              "running",
+              now,
+              T.external(cancel as Effect.Effect<void> | undefined),
+              T.control(valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod))
+            ))
         )),
 
       unregisterExternal: (sessionId, taskId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          write(steps.whenOpen(() =>
             Effect.sync(() => {
               const task = registry.find(sessionId, taskId)
               if (task?.owner._tag === "External") {
@@ -477,87 +504,85 @@ export const makeWith = (
                 ending.released(task)
               }
             })
-          )
-        )),
+          ))),
 
       markTerminal: (sessionId, taskId, to) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => {
-            const task = registry.find(sessionId, taskId)
-            if (task === undefined || isTerminal(task.record.state)) return Effect.void
-            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
-            const move = steps.internal((now) => {
-              if (isTerminal(task.record.state)) return Effect.void
-              ending.move(task, to, now)
-              return cancellation.stopTask(task)
-            })
-            return to === "completed"
-              ? move
-              : Effect.andThen(
-                cancellation.cancelChildren(task, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
-                move
-              )
-          })
-        )),
-
-      markLiveState: (sessionId, taskId, to) =>
-        write(withSession(
-          sessionId,
-          steps.atomic((now) =>
-            Effect.sync(() => {
+        checked(
+          () => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(to, "state")),
+          ([sessionId, taskId, to]) =>
+            write(steps.whenOpen(() => {
               const task = registry.find(sessionId, taskId)
-              if (task !== undefined) supervisor.moveLive(task, to, now)
-            })
-          )
-        )),
-
-      cancelManaged: (sessionId, taskId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => {
-            const task = registry.find(sessionId, taskId)
-            return task === undefined ? Effect.void : cancellation.hardCancel(task, true)
-          })
-        )),
-
-      listManaged: (sessionId) =>
-        withSession(sessionId, steps.whenOpen(() => Effect.sync(() => registry.session(sessionId).map((task) => task.record)))),
-
-      getManaged: (sessionId, taskId) =>
-        withSession(
-          sessionId,
-          steps.whenOpen(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))
+              if (task === undefined || isTerminal(task.record.state)) return Effect.void
+              if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
+              const move = steps.internal((now) => {
+                if (isTerminal(task.record.state)) return Effect.void
+                ending.move(task, to, now)
+                return cancellation.stopTask(task)
+              })
+              return to === "completed"
+                ? move
+                : Effect.andThen(
+                  cancellation.cancelChildren(task, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
+                  move
+                )
+            }))
         ),
 
+      markLiveState: (sessionId, taskId, to) =>
+        checked(
+          () => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(to, "state")),
+          ([sessionId, taskId, to]) =>
+            write(steps.atomic((now) =>
+              Effect.sync(() => {
+                const task = registry.find(sessionId, taskId)
+                if (task !== undefined) supervisor.moveLive(task, to as Parameters<Supervisor["moveLive"]>[1], now)
+              })
+            ))
+        ),
+
+      cancelManaged: (sessionId, taskId) =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          write(steps.whenOpen(() => {
+            const task = registry.find(sessionId, taskId)
+            return task === undefined ? Effect.void : cancellation.hardCancel(task, true)
+          }))),
+
+      listManaged: (sessionId) =>
+        checked(() => sessionIdOf(sessionId), (sessionId) =>
+          steps.whenOpen(() => Effect.sync(() => registry.session(sessionId).map((task) => task.record)))),
+
+      getManaged: (sessionId, taskId) =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          steps.whenOpen(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))),
+
       transferManaged: (fromSessionId, toSessionId, taskIds) =>
-        write(withSession(
-          fromSessionId,
-          withSession(
-            toSessionId,
-            steps.atomic((now) => {
+        checked(
+          () =>
+            checkAll(sessionIdOf(fromSessionId, "fromSessionId"), sessionIdOf(toSessionId, "toSessionId"), taskIdsOf(taskIds)),
+          ([fromSessionId, toSessionId, taskIds]) =>
+            write(steps.atomic((now) => {
               const tasks = new Set<T.Task>()
               for (const taskId of taskIds) {
                 const task = registry.find(fromSessionId, taskId)
                 if (task !== undefined) tasks.add(task)
               }
               return Effect.asVoid(Effect.fromResult(supervisor.transferTasks(Array.from(tasks), toSessionId, now)))
-            })
-          )
-        )),
+            }))
+        ),
 
       cancelAllManaged: (sessionId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
-            Effect.tap((tasks) => cancellation.cancelAll(tasks)),
-            Effect.map((tasks) => tasks.map((task) => task.record))
-          )
-        )),
+        checked(() => sessionIdOf(sessionId), (sessionId) =>
+          write(
+            steps.whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
+              Effect.tap((tasks) => cancellation.cancelAll(tasks)),
+              Effect.map((tasks) => tasks.map((task) => task.record))
+            )
+          )),
 
       openSession: (sessionId, sessionOptions) => sessions.openSession(service, sessionId, sessionOptions),
 
-      listTree: (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(treeOf(task)))),
+      listTree: (taskId) =>
+        checked(() => taskIdOf(taskId), (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(treeOf(task))))),
 
       recovery: steps.whenOpen(() => Effect.succeed<RecoveryReport>(copyReport(report)))
     }
