@@ -62,7 +62,7 @@ import type {
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
-import { Steps } from "./state.ts"
+import { Pace, Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
@@ -326,7 +326,14 @@ export const makeWith = (
           }
         ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
 
-    const write = durability.write
+    // a burst of writes lets readers and timers run (see `Pace`)
+    const pace = new Pace(
+      Pace.budgetFor(subscriberBuffer),
+      journal === undefined ? undefined : () => journal!.backlog,
+      journal === undefined ? undefined : Effect.exit(journal.sync)
+    )
+    const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      durability.write(Effect.andThen(pace.step, call))
 
     const service: BackgroundTaskHostService = {
       register: (request) =>

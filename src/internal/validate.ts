@@ -167,7 +167,13 @@ export const describeValue = (u: unknown): string => {
     case "function":
       return "a function"
     default:
-      return u === null ? "null" : Array.isArray(u) ? "an array" : "an object"
+      if (u === null) return "null"
+      try {
+        return Array.isArray(u) ? "an array" : "an object"
+      } catch {
+        // a revoked proxy
+        return "an object"
+      }
   }
 }
 
@@ -273,7 +279,8 @@ export const outcomeOf = (
   }
   return guarded(() => {
     const { [field]: text, state } = input as Record<string, unknown>
-    if (state !== undefined && typeof state !== "string") {
+    // a completion names the state it ends in; an update may leave it as it is
+    if ((state !== undefined || name === "completion") && typeof state !== "string") {
       return Result.fail(refuse(`state must be a string, got ${describeValue(state)}`))
     }
     if (text !== undefined && typeof text !== "string") {
