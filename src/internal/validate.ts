@@ -32,7 +32,11 @@ const kinds: ReadonlySet<unknown> = new Set(TaskKind.literals)
 const cancelPolicies: ReadonlySet<unknown> = new Set(CancelPolicy.literals)
 const closePolicies: ReadonlySet<unknown> = new Set(ClosePolicy.literals)
 
-const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0
+/** The same check as `BackgroundTask.Id`'s: a surrogate without its pair. */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** An id (`BackgroundTask.Id`): a non-empty string of well-formed Unicode. */
+const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0 && !loneSurrogate.test(u)
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -117,27 +121,6 @@ export const scopeOf = (scope: unknown): Result.Result<TaskScope, SessionError> 
     (why) => new SessionError({ message: `invalid target scope: ${why}` })
   )
 
-/** Why a session id is not one, if it is not. */
-export const checkSession = (sessionId: unknown): SessionError | undefined =>
-  typeof sessionId === "string" && sessionId.length > 0
-    ? undefined
-    : new SessionError({ message: `invalid session id ${describeValue(sessionId)}: expected a non-empty string` })
-
-/** `update`'s and `complete`'s argument: an object whose `field`, when given, is a string. */
-export const checkOutcomeInput = (
-  method: string,
-  input: unknown,
-  field: "progress" | "summary"
-): InvokeError | undefined => {
-  if (typeof input !== "object" || input === null) {
-    return new InvokeError({ message: `${method}: expected an object, got ${typeof input}` })
-  }
-  const value = (input as Record<string, unknown>)[field]
-  return value === undefined || typeof value === "string"
-    ? undefined
-    : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
-}
-
 // -----------------------------------------------------------------------------
 // the boundary: one check per kind of argument, each reading the caller's value
 // at most once and under `try`, each naming the parameter as the interface
@@ -208,8 +191,12 @@ export const checkAll = <const R extends ReadonlyArray<Result.Result<unknown, un
 
 /** A session id: a non-empty string. */
 export const sessionIdOf = (u: unknown, name = "sessionId"): Result.Result<string, SessionError> =>
-  typeof u === "string" && u.length > 0 ? Result.succeed(u) : Result.fail(
-    new SessionError({ message: bounded(`invalid ${name}: expected a session id (a non-empty string), got ${describeValue(u)}`) })
+  isId(u) ? Result.succeed(u) : Result.fail(
+    new SessionError({
+      message: bounded(
+        `invalid ${name}: expected a session id (a non-empty string of well-formed Unicode), got ${describeValue(u)}`
+      )
+    })
   )
 
 /** A task id: a string (an unknown one is for the method to answer). */
