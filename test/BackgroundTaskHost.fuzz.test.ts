@@ -157,10 +157,15 @@ interface ParamType {
 
 const isString = (u: unknown) => typeof u === "string"
 
-const stringParam = (valid: ReadonlyArray<string>, nonEmpty = false, optional = false): ParamType => ({
+/** A surrogate without its pair: an id (`BackgroundTask.Id`) is well-formed Unicode, so it reads back from a store as itself. */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A string parameter; an `id` is a non-empty string of well-formed Unicode (a session id: `BackgroundTask.Id`). */
+const stringParam = (valid: ReadonlyArray<string>, id = false, optional = false): ParamType => ({
   valid: [...valid.map((value) => () => value), ...(optional ? [() => undefined] : [])],
-  invalid: [() => 42, () => null, () => ({}), () => 10n, () => Symbol("fuzz"), ...(nonEmpty ? [() => ""] : [])],
-  judge: (value) => (optional && value === undefined) || (isString(value) && (!nonEmpty || value !== ""))
+  invalid: [() => 42, () => null, () => ({}), () => 10n, () => Symbol("fuzz"), ...(id ? [() => "", () => "s\uD800"] : [])],
+  judge: (value) =>
+    (optional && value === undefined) || (isString(value) && (!id || (value !== "" && !loneSurrogate.test(value))))
 })
 
 /** An object parameter whose every field is optional: an empty-looking object may be valid. */
