@@ -21,13 +21,20 @@ import * as Schema from "effect/Schema"
 // scalars
 // -----------------------------------------------------------------------------
 
+/** A UTF-16 surrogate without its pair: text no store column can hold as it is. */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
 /**
- * A task or session identifier: a non-empty string.
+ * A task or session identifier: a non-empty string of well-formed Unicode
+ * (no lone surrogate: a store keeps ids as text, and an id must read back as
+ * the same id).
  *
  * @category models
  * @since 0.1.0
  */
-export const Id = Schema.NonEmptyString
+export const Id = Schema.NonEmptyString.check(
+  Schema.makeFilter((id: string) => !loneSurrogate.test(id) || "expected well-formed Unicode text (no lone surrogate)")
+)
 
 /**
  * What a task is for.

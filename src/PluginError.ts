@@ -14,6 +14,10 @@
 import * as Schema from "effect/Schema"
 import { TaskState } from "./BackgroundTask.ts"
 
+/** An id or state in a message, quoted, cut to 200 characters: a message stays short whatever the caller passed. */
+const quote = (text: string): string =>
+  JSON.stringify(text.length <= 200 ? text : `${text.slice(0, 200)}… (${text.length} characters)`)
+
 /**
  * A registration was refused: its input is not valid (an empty id, a negative
  * attempt, an unknown kind, ...).
@@ -70,8 +74,8 @@ export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFou
 }) {
   override get message(): string {
     return this.sessionId === undefined
-      ? `task ${JSON.stringify(this.taskId)} not found`
-      : `task ${JSON.stringify(this.taskId)} not found in session ${JSON.stringify(this.sessionId)}`
+      ? `task ${quote(this.taskId)} not found`
+      : `task ${quote(this.taskId)} not found in session ${quote(this.sessionId!)}`
   }
 }
 
@@ -86,7 +90,7 @@ export class TaskAlreadyExists extends Schema.TaggedError<TaskAlreadyExists>()("
   sessionId: Schema.String
 }) {
   override get message(): string {
-    return `task ${JSON.stringify(this.taskId)} is already live in session ${JSON.stringify(this.sessionId)}`
+    return `task ${quote(this.taskId)} is already live in session ${quote(this.sessionId)}`
   }
 }
 
@@ -107,9 +111,9 @@ export class InvalidTransition extends Schema.TaggedError<InvalidTransition>()("
   override get message(): string {
     const known = (TaskState.literals as ReadonlyArray<string>).includes(this.to)
     const base = known
-      ? `task ${JSON.stringify(this.taskId)} cannot move from ${this.from} to ${this.to}`
-      : `task ${JSON.stringify(this.taskId)} cannot move from ${this.from} to ${
-        JSON.stringify(this.to)
+      ? `task ${quote(this.taskId)} cannot move from ${this.from} to ${this.to}`
+      : `task ${quote(this.taskId)} cannot move from ${this.from} to ${
+        quote(this.to)
       }: not a task state (expected one of ${TaskState.literals.join(", ")})`
     return this.hint === undefined ? base : `${base}: ${this.hint}`
   }

@@ -413,17 +413,28 @@ describe("TaskInspector (issue 18)", () => {
     it("a reader that falls behind gets lagged (the host's count), then a fresh snapshot; folded, it is right again", async () => {
       const app = await startInspector({ host: { subscriberBuffer: 8 } })
       try {
-        await app.run(app.host.spawnManaged("s1", spec("busy"), Effect.never))
+        // the task reports 100 progress events in one synchronous burst once `go` is done (a burst of
+        // host calls would not do: the host lets readers run between its calls, issue 15)
+        const go = await app.run(Deferred.make<void>())
+        const burstDone = await app.run(Deferred.make<void>())
+        const busy = Effect.gen(function*() {
+          const ctx = yield* TaskContext
+          yield* Deferred.await(go)
+          yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => ctx.progress(`burst ${i}`), {
+            discard: true
+          }).pipe(Effect.provideService(References.PreventSchedulerYield, true))
+          yield* Deferred.succeed(burstDone, undefined)
+          return yield* Effect.never
+        })
+        await app.run(app.host.spawnManaged("s1", spec("busy"), busy))
         const feed = await openFeed(new URL("/api/events", app.inspector.url).href)
         const view = new FeedView()
         view.apply(await feed.next())
         view.apply(await feed.next())
         assert.strictEqual(view.snapshots, 1)
         // 100 events in one synchronous burst: the feed cannot read between them, so the host drops 92 for it
-        await app.run(Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) =>
-          app.host.update("busy", { progress: `burst ${i}` }), { discard: true }).pipe(
-            Effect.provideService(References.PreventSchedulerYield, true)
-          ))
+        await app.run(Deferred.succeed(go, undefined))
+        await app.run(Deferred.await(burstDone))
         await app.run(app.host.complete("busy", { state: "completed", summary: "after the burst" }))
         const seq = (await app.run(app.host.stats)).seq
         const frames = await feed.until((frame) => frame.data.seq === seq || (frame.data.type === "snapshot" && frame.data.seq === seq))

@@ -312,6 +312,11 @@ export class Journal implements EventSink {
     this.broken ??= error
   }
 
+  /** Events written and not yet committed (and so not yet published). */
+  get backlog(): number {
+    return this.open.events.length + (this.committing?.events.length ?? 0)
+  }
+
   /** Waits until every write made so far is committed; a failed commit is a defect. */
   readonly sync: Effect.Effect<void> = Effect.suspend(() => {
     if (this.broken !== undefined) return Effect.die(this.broken)
@@ -322,7 +327,9 @@ export class Journal implements EventSink {
 
   /** The writer: commits batch after batch, for as long as the host lives. */
   readonly run: Effect.Effect<never> = Effect.suspend(() => {
-    if (this.open.events.length > 0) return this.commitOpen
+    // a committed batch is published at once: the next waits for the next
+    // scheduler pass, so readers take this one first (see `Pace`)
+    if (this.open.events.length > 0) return Effect.andThen(this.commitOpen, Effect.yieldNow)
     const idle = Deferred.makeUnsafe<void>()
     this.idle = idle
     return Deferred.await(idle)

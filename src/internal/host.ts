@@ -36,6 +36,8 @@ import { type SubscriptionEvent } from "../TaskEvent.ts"
 import {
   type InvalidOptions,
   InvalidTransition,
+  type PluginError,
+  RegistrationError,
   SessionError,
   SnapshotError,
   TaskNotFound
@@ -58,24 +60,31 @@ import type {
   RecoveryReport,
   RegisterError,
   TaskTree,
-  TaskWatch,
-  WatchOptions
+  TaskWatch
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
-import { afterStep, Steps } from "./state.ts"
+import { afterStep, Pace, Steps } from "./state.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
 import {
-  checkOutcomeInput,
-  checkSession,
+  awaitOptionsOf,
+  checkAll,
+  effectOf,
   filterOf,
+  outcomeOf,
+  reasonOf,
   registerRequestOf,
   registrationOf,
   scopeOf,
+  sessionIdOf,
+  stringOf,
   type SubscriptionOptions,
-  subscriptionOf
+  subscriptionOf,
+  taskIdOf,
+  taskIdsOf,
+  watchOptionsOf
 } from "./validate.ts"
 
 /** The in-memory host. */
@@ -224,14 +233,23 @@ export const makeWith = (
       taskId: string,
       f: (task: T.Task) => Effect.Effect<A, E>
     ): Effect.Effect<A, E | TaskNotFound> => {
-      const task = typeof taskId === "string" ? registry.resolve(taskId) : undefined
-      return task === undefined ? Effect.fail(new TaskNotFound({ taskId: String(taskId) })) : f(task)
+      const task = registry.resolve(taskId)
+      return task === undefined ? Effect.fail(new TaskNotFound({ taskId })) : f(task)
     }
 
-    const withSession = <A, E, R>(sessionId: string, f: Effect.Effect<A, E, R>) => {
-      const invalid = checkSession(sessionId)
-      return invalid === undefined ? f : Effect.fail(invalid)
-    }
+    /**
+     * Checks a call's arguments (validate.ts), all of them and before
+     * anything is looked up, when the call runs (never when its Effect is
+     * built), then runs `f` with what the checks return.
+     */
+    const checked = <I, E1, A, E, R>(
+      input: () => Result.Result<I, E1>,
+      f: (input: I) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E1 | E, R> =>
+      Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
+        const valid = input()
+        return Result.isFailure(valid) ? Effect.fail(valid.failure) : f(valid.success)
+      })
 
     const recordOf = <E>(
       added: Result.Result<{ readonly task: T.Task }, E>
@@ -250,7 +268,7 @@ export const makeWith = (
      * the state as of `seq`, the subscription gets every event after it.
      */
     const attach = <S>(
-      filter: unknown,
+      filter: TaskFilter | undefined,
       own: SubscriptionOptions,
       snapshot: (filter: TaskFilter | undefined) => S
     ): Effect.Effect<
@@ -263,13 +281,11 @@ export const makeWith = (
       SnapshotError | SessionError,
       Scope.Scope
     > => {
-      const valid = filterOf(filter)
-      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
       return Effect.flatMap(hub.subscribe(), (pending) =>
         steps.whenOpen(() => {
           const seq = registry.lastSeq
-          pending.activate(valid.success, own.buffer ?? subscriberBuffer, seq, own.types)
-          return Effect.succeed({ filter: valid.success, snapshot: snapshot(valid.success), seq, stream: pending.stream })
+          pending.activate(filter, own.buffer ?? subscriberBuffer, seq, own.types)
+          return Effect.succeed({ filter, snapshot: snapshot(filter), seq, stream: pending.stream })
         }))
     }
 
@@ -297,12 +313,15 @@ export const makeWith = (
       )
     }
 
-    const spawnManaged = <A, E, R>(sessionId: string, spec: unknown, body: Effect.Effect<A, E, R>) =>
-      withSession(
-        sessionId,
-        steps.atomicWith(
-          () => registrationOf(spec),
-          (valid, now, context) => {
+    const spawnManaged = <A, E, R>(sessionId: unknown, spec: unknown, body: Effect.Effect<A, E, R>) =>
+      steps.atomicWith(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              registrationOf(spec),
+              effectOf(body, "task", (message) => new RegistrationError({ message }))
+            ),
+          ([sessionId, valid, body], now, context) => {
             // a live task holding the key is the answer: no slot, no new task
             const holder = valid.idempotencyKey === undefined ? undefined : registry.findByKey(valid.idempotencyKey)
             if (holder !== undefined) return Effect.succeed(holder.record)
@@ -325,10 +344,16 @@ export const makeWith = (
             }, slot)
             return Effect.succeed(task.record)
           }
-        )
-      ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
+        ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
 
-    const write = durability.write
+    // a burst of writes lets readers and timers run (see `Pace`)
+    const pace = new Pace(
+      Pace.budgetFor(subscriberBuffer),
+      journal === undefined ? undefined : () => journal!.backlog,
+      journal === undefined ? undefined : Effect.exit(journal.sync)
+    )
+    const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      durability.write(Effect.andThen(pace.step, call))
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
@@ -345,175 +370,151 @@ export const makeWith = (
             ))
         )),
 
-      update: (taskId, update) => {
-        const invalid = checkOutcomeInput("update", update, "progress")
-        if (invalid !== undefined) return Effect.fail(invalid)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) => {
-            const from = task.record.state
-            const to: unknown = update.state
-            if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
-              return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
-            }
-            const progress = update.progress
-            if (to === "cancel_requested" && from !== to) {
-              if (liveChildren(task).length > 0) {
+      update: (taskId, update) =>
+        checked(() => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")), ([taskId, { state: to, text: progress }]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) => {
+              const from = task.record.state
+              if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
+                return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
+              }
+              if (to === "cancel_requested" && from !== to) {
+                if (liveChildren(task).length > 0) {
+                  if (progress !== undefined) registry.progress(task, progress)
+                  return cancellation.requestCancel(task, Option.none(), now)
+                }
+                const begun = cancellation.beginCancel(task, Option.none(), now)
+                if (Result.isFailure(begun)) return Effect.fail(begun.failure)
                 if (progress !== undefined) registry.progress(task, progress)
-                return cancellation.requestCancel(task, Option.none(), now)
+                return begun.success
               }
-              const begun = cancellation.beginCancel(task, Option.none(), now)
-              if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+              if (to !== undefined) {
+                // a queued managed task starts when a slot frees, not on request
+                if (T.isQueued(task) && to !== from) {
+                  return Effect.fail(new InvalidTransition({ taskId, from, to }))
+                }
+                const moved = ending.move(task, to, now)
+                if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+              }
               if (progress !== undefined) registry.progress(task, progress)
-              return begun.success
-            }
-            if (to !== undefined) {
-              // a queued managed task starts when a slot frees, not on request
-              if (T.isQueued(task) && to !== from) {
-                return Effect.fail(new InvalidTransition({ taskId, from, to }))
-              }
-              const moved = ending.move(task, to, now)
-              if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-            }
-            if (progress !== undefined) registry.progress(task, progress)
-            return Effect.succeed(task.record)
-          })
-        ))
-      },
+              return Effect.succeed(task.record)
+            })
+          ))),
 
-      complete: (taskId, completion) => {
-        const invalid = checkOutcomeInput("complete", completion, "summary")
-        if (invalid !== undefined) return Effect.fail(invalid)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) => {
-            const to: unknown = completion.state
-            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) {
-              return Effect.fail(
-                new InvalidTransition({
-                  taskId,
-                  from: task.record.state,
-                  to: Lifecycle.describeState(to),
-                  hint: Lifecycle.isTaskState(to)
-                    ? `complete takes a terminal state (completed, failed or cancelled); use update to move a live task to ${to}`
-                    : "complete takes a terminal state (completed, failed or cancelled)"
-                })
-              )
-            }
-            return endOnRequest(task, to, Option.fromUndefinedOr(completion.summary), now)
-          })
-        ))
-      },
+      complete: (taskId, completion) =>
+        checked(
+          () => checkAll(taskIdOf(taskId), outcomeOf("completion", completion, "summary")),
+          ([taskId, { state: to, text: summary }]) =>
+            write(steps.atomic((now) =>
+              withTask(taskId, (task) => {
+                if (to === undefined || !Lifecycle.isTaskState(to) || !isTerminal(to)) {
+                  return Effect.fail(
+                    new InvalidTransition({
+                      taskId,
+                      from: task.record.state,
+                      to: Lifecycle.describeState(to),
+                      hint: to !== undefined && Lifecycle.isTaskState(to)
+                        ? `complete takes a terminal state (completed, failed or cancelled); use update to move a live task to ${to}`
+                        : "complete takes a terminal state (completed, failed or cancelled)"
+                    })
+                  )
+                }
+                return endOnRequest(task, to, Option.fromUndefinedOr(summary), now)
+              })
+            ))
+        ),
 
       requestCancel: (taskId, reason) =>
-        write(steps.atomic((now) =>
-          withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
-        )),
+        checked(() => checkAll(taskIdOf(taskId), reasonOf(reason)), ([taskId, reason]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
+          ))),
 
-      await: (taskId, awaitOptions) => {
-        if (awaitOptions !== undefined && (typeof awaitOptions !== "object" || awaitOptions === null)) {
-          return Effect.fail(
-            new SessionError({
-              message: `await: options must be an object, got ${awaitOptions === null ? "null" : typeof awaitOptions}`
-            })
-          )
-        }
-        const sessionId: unknown = awaitOptions?.sessionId
-        const invalid = sessionId === undefined ? undefined : checkSession(sessionId)
-        if (invalid !== undefined) return Effect.fail(invalid)
-        const notFound = new TaskNotFound(
-          sessionId === undefined ? { taskId: String(taskId) } : { taskId: String(taskId), sessionId: sessionId as string }
-        )
-        return steps.whenOpen(() => {
-          const task = typeof taskId !== "string"
-            ? undefined
-            : sessionId === undefined
-            ? registry.resolve(taskId)
-            : registry.find(sessionId as string, taskId)
-          if (task === undefined) return Effect.fail(notFound)
-          return Effect.andThen(
-            ending.awaitEnd(task),
-            Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
-              if (!isTerminal(task.record.state)) {
-                // a host that stopped (fenced) leaves it live in its store; else it was let go of (unregistered)
-                return Effect.fail(steps.isOpen() ? notFound : steps.closedReason)
-              }
-              const record = task.record
-              // on a durable store, once the end is committed; a host that stopped first says why
-              return Effect.matchCauseEffect(durability.sync, {
-                onSuccess: () => Effect.succeed(record),
-                onFailure: (cause) =>
-                  Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(steps.closedReason)
-              })
-            })
-          )
-        })
-      },
-
-      get: (taskId) => steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record))),
-
-      list: (filter) => {
-        const valid = filterOf(filter)
-        if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-        return steps.whenOpen(() => Effect.succeed(registry.list(valid.success)))
-      },
-
-      transfer: (taskId, scope) => {
-        const target = scopeOf(scope)
-        if (Result.isFailure(target)) return Effect.fail(target.failure)
-        return write(steps.atomic((now) =>
-          withTask(taskId, (task) =>
-            Effect.as(
-              Effect.fromResult(supervisor.transferTasks([task], target.success.sessionId, now)),
-              task.record
-            ))
-        ))
-      },
-
-      subscribe: (options) => {
-        const split = subscriptionOf("subscribe", options)
-        if (Result.isFailure(split)) return Effect.fail(split.failure)
-        return Effect.map(attach(split.success.filter, split.success.options, () => undefined), ({ stream }) => stream)
-      },
-
-      watch: (watchOptions) => {
-        const split = subscriptionOf("watch", watchOptions)
-        if (Result.isFailure(split)) return Effect.fail(split.failure)
-        const own = split.success.options
-        const options = split.success.filter as WatchOptions | undefined
-        const { fromSeq, ...rest } = options ?? {}
-        if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
-          return Effect.fail(new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${String(fromSeq)}` }))
-        }
-        const filter = options === undefined || (fromSeq !== undefined && Object.keys(rest).length === 0)
-          ? undefined
-          : rest
-        return Effect.flatMap(
-          attach(filter, own, (valid) => registry.list(valid)),
-          ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
-            const watch = { filter, snapshot, seq, events: stream }
-            if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
-            if (fromSeq > seq) {
-              return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
-            }
-            if (durability.replay === undefined) {
-              return Effect.fail(
-                new SnapshotError({
-                  message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
+      await: (taskId, awaitOptions) =>
+        checked(() => checkAll(taskIdOf(taskId), awaitOptionsOf(awaitOptions)), ([taskId, sessionId]) => {
+          const notFound = new TaskNotFound(sessionId === undefined ? { taskId } : { taskId, sessionId })
+          return steps.whenOpen(() => {
+            const task = sessionId === undefined ? registry.resolve(taskId) : registry.find(sessionId, taskId)
+            if (task === undefined) return Effect.fail(notFound)
+            return Effect.andThen(
+              ending.awaitEnd(task),
+              Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
+                if (!isTerminal(task.record.state)) {
+                  // a host that stopped (fenced) leaves it live in its store; else it was let go of (unregistered)
+                  return Effect.fail(steps.isOpen() ? notFound : steps.closedReason)
+                }
+                const record = task.record
+                // on a durable store, once the end is committed; a host that stopped first says why
+                return Effect.matchCauseEffect(durability.sync, {
+                  onSuccess: () => Effect.succeed(record),
+                  onFailure: (cause) =>
+                    Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(steps.closedReason)
                 })
-              )
-            }
-            // everything up to `seq` is committed before it is read back
-            const types = own.types
-            const replayed = durability.replay(fromSeq, seq, filter)
-            return Effect.as(durability.sync, {
-              ...watch,
-              events: Stream.concat(
-                types === undefined ? replayed : Stream.filter(replayed, (event) => types.has(event._tag)),
-                watch.events
-              )
-            })
-          }
-        )
-      },
+              })
+            )
+          })
+        }),
+
+      get: (taskId) =>
+        checked(() => taskIdOf(taskId), (taskId) =>
+          steps.whenOpen(() => Effect.succeed(Option.fromUndefinedOr(registry.resolve(taskId)?.record)))),
+
+      list: (filter) =>
+        checked(() => filterOf(filter), (filter) => steps.whenOpen(() => Effect.succeed(registry.list(filter)))),
+
+      transfer: (taskId, scope) =>
+        checked(() => checkAll(taskIdOf(taskId), scopeOf(scope)), ([taskId, target]) =>
+          write(steps.atomic((now) =>
+            withTask(taskId, (task) =>
+              Effect.as(
+                Effect.fromResult(supervisor.transferTasks([task], target.sessionId, now)),
+                task.record
+              ))
+          ))),
+
+      subscribe: (options) =>
+        checked(
+          () =>
+            Result.flatMap(subscriptionOf("subscribe", options), ({ filter, options: own }) =>
+              Result.map(filterOf(filter), (filter) => ({ filter, own }))),
+          ({ filter, own }) => Effect.map(attach(filter, own, () => undefined), ({ stream }) => stream)
+        ),
+
+      watch: (options) =>
+        checked(
+          () =>
+            Result.flatMap(subscriptionOf("watch", options), ({ filter: rest, options: own }) =>
+              Result.flatMap(watchOptionsOf(rest), ({ filter, fromSeq }) =>
+                Result.map(filterOf(filter), (filter) => ({ filter, fromSeq, own })))),
+          ({ filter, fromSeq, own }) =>
+            Effect.flatMap(
+              attach(filter, own, (valid) => registry.list(valid)),
+              ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
+                const watch = { filter, snapshot, seq, events: stream }
+                if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
+                if (fromSeq > seq) {
+                  return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
+                }
+                if (durability.replay === undefined) {
+                  return Effect.fail(
+                    new SnapshotError({
+                      message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
+                    })
+                  )
+                }
+                // everything up to `seq` is committed before it is read back
+                const types = own.types
+                const replayed = durability.replay(fromSeq, seq, filter)
+                return Effect.as(durability.sync, {
+                  ...watch,
+                  events: Stream.concat(
+                    types === undefined ? replayed : Stream.filter(replayed, (event) => types.has(event._tag)),
+                    watch.events
+                  )
+                })
+              }
+            )
+        ),
 
       stats: steps.whenOpen(() =>
         Effect.sync(() => {
@@ -529,33 +530,44 @@ export const makeWith = (
       ),
 
       spawnHidden: (sessionId, label, task) =>
-        withSession(sessionId, steps.whenOpen(() => hidden.spawn(sessionId, String(label), task))),
+        checked(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              stringOf(label, "label"),
+              effectOf(task, "task", (message) => new SessionError({ message }))
+            ),
+          ([sessionId, label, task]) =>
+            steps.whenOpen(() => hidden.spawn(sessionId, label, task as typeof task & Effect.Effect<void, PluginError, never>))
+        ) as Effect.Effect<void, SessionError, never>,
 
-      awaitHidden: (sessionId) => withSession(sessionId, steps.whenOpen(() => hidden.await(sessionId))),
+      awaitHidden: (sessionId) =>
+        checked(() => sessionIdOf(sessionId), (sessionId) => steps.whenOpen(() => hidden.await(sessionId))),
 
       spawnManaged: (sessionId, spec, task) => write(spawnManaged(sessionId, spec, task)),
 
       registerExternal: (sessionId, spec, cancel) =>
-        write(withSession(
-          sessionId,
-          steps.atomicWith(
-            () => registrationOf(spec),
-            (valid, now) =>
-              recordOf(register(
-                sessionId,
-                valid,
-                "running",
-                now,
-                T.external(cancel),
-                T.control(valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod))
-              ))
-          )
+        write(steps.atomicWith(
+          () =>
+            checkAll(
+              sessionIdOf(sessionId),
+              registrationOf(spec),
+              effectOf(cancel, "cancel", (message) => new RegistrationError({ message }), true)
+            ),
+          ([sessionId, valid, cancel], now) =>
+            recordOf(register(
+              sessionId,
+              valid,
+              "running",
+              now,
+              T.external(cancel as Effect.Effect<void> | undefined),
+              T.control(valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod))
+            ))
         )),
 
       unregisterExternal: (sessionId, taskId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          write(steps.whenOpen(() =>
             Effect.sync(() => {
               const task = registry.find(sessionId, taskId)
               if (task?.owner._tag === "External") {
@@ -564,87 +576,85 @@ export const makeWith = (
                 ending.released(task)
               }
             })
-          )
-        )),
+          ))),
 
       markTerminal: (sessionId, taskId, to) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => {
-            const task = registry.find(sessionId, taskId)
-            if (task === undefined || isTerminal(task.record.state)) return Effect.void
-            if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
-            const move = steps.internal((now) => {
-              if (isTerminal(task.record.state)) return Effect.void
-              ending.move(task, to, now)
-              return cancellation.stopTask(task)
-            })
-            return to === "completed"
-              ? move
-              : Effect.andThen(
-                cancellation.cancelChildren(task, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
-                move
-              )
-          })
-        )),
-
-      markLiveState: (sessionId, taskId, to) =>
-        write(withSession(
-          sessionId,
-          steps.atomic((now) =>
-            Effect.sync(() => {
+        checked(
+          () => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(to, "state")),
+          ([sessionId, taskId, to]) =>
+            write(steps.whenOpen(() => {
               const task = registry.find(sessionId, taskId)
-              if (task !== undefined) supervisor.moveLive(task, to, now)
-            })
-          )
-        )),
-
-      cancelManaged: (sessionId, taskId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => {
-            const task = registry.find(sessionId, taskId)
-            return task === undefined ? Effect.void : cancellation.hardCancel(task, true)
-          })
-        )),
-
-      listManaged: (sessionId) =>
-        withSession(sessionId, steps.whenOpen(() => Effect.sync(() => registry.session(sessionId).map((task) => task.record)))),
-
-      getManaged: (sessionId, taskId) =>
-        withSession(
-          sessionId,
-          steps.whenOpen(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))
+              if (task === undefined || isTerminal(task.record.state)) return Effect.void
+              if (!Lifecycle.isTaskState(to) || !isTerminal(to)) return Effect.void
+              const move = steps.internal((now) => {
+                if (isTerminal(task.record.state)) return Effect.void
+                ending.move(task, to, now)
+                return cancellation.stopTask(task)
+              })
+              return to === "completed"
+                ? move
+                : Effect.andThen(
+                  cancellation.cancelChildren(task, "policy", to === "failed" ? "parent failed" : "parent cancelled"),
+                  move
+                )
+            }))
         ),
 
+      markLiveState: (sessionId, taskId, to) =>
+        checked(
+          () => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(to, "state")),
+          ([sessionId, taskId, to]) =>
+            write(steps.atomic((now) =>
+              Effect.sync(() => {
+                const task = registry.find(sessionId, taskId)
+                if (task !== undefined) supervisor.moveLive(task, to as Parameters<Supervisor["moveLive"]>[1], now)
+              })
+            ))
+        ),
+
+      cancelManaged: (sessionId, taskId) =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          write(steps.whenOpen(() => {
+            const task = registry.find(sessionId, taskId)
+            return task === undefined ? Effect.void : cancellation.hardCancel(task, true)
+          }))),
+
+      listManaged: (sessionId) =>
+        checked(() => sessionIdOf(sessionId), (sessionId) =>
+          steps.whenOpen(() => Effect.sync(() => registry.session(sessionId).map((task) => task.record)))),
+
+      getManaged: (sessionId, taskId) =>
+        checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([sessionId, taskId]) =>
+          steps.whenOpen(() => Effect.sync(() => Option.fromUndefinedOr(registry.find(sessionId, taskId)?.record)))),
+
       transferManaged: (fromSessionId, toSessionId, taskIds) =>
-        write(withSession(
-          fromSessionId,
-          withSession(
-            toSessionId,
-            steps.atomic((now) => {
+        checked(
+          () =>
+            checkAll(sessionIdOf(fromSessionId, "fromSessionId"), sessionIdOf(toSessionId, "toSessionId"), taskIdsOf(taskIds)),
+          ([fromSessionId, toSessionId, taskIds]) =>
+            write(steps.atomic((now) => {
               const tasks = new Set<T.Task>()
               for (const taskId of taskIds) {
                 const task = registry.find(fromSessionId, taskId)
                 if (task !== undefined) tasks.add(task)
               }
               return Effect.asVoid(Effect.fromResult(supervisor.transferTasks(Array.from(tasks), toSessionId, now)))
-            })
-          )
-        )),
+            }))
+        ),
 
       cancelAllManaged: (sessionId) =>
-        write(withSession(
-          sessionId,
-          steps.whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
-            Effect.tap((tasks) => cancellation.cancelAll(tasks)),
-            Effect.map((tasks) => tasks.map((task) => task.record))
-          )
-        )),
+        checked(() => sessionIdOf(sessionId), (sessionId) =>
+          write(
+            steps.whenOpen(() => Effect.sync(() => registry.liveInSession(sessionId))).pipe(
+              Effect.tap((tasks) => cancellation.cancelAll(tasks)),
+              Effect.map((tasks) => tasks.map((task) => task.record))
+            )
+          )),
 
       openSession: (sessionId, sessionOptions) => sessions.openSession(service, sessionId, sessionOptions),
 
-      listTree: (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(treeOf(task)))),
+      listTree: (taskId) =>
+        checked(() => taskIdOf(taskId), (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(treeOf(task))))),
 
       recovery: steps.whenOpen(() => Effect.succeed<RecoveryReport>(copyReport(report)))
     }

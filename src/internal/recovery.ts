@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import { isTerminal } from "../BackgroundTask.ts"
+import { InvokeError } from "../PluginError.ts"
 import type { StoredState } from "./store.ts"
 import type { Ending } from "./supervisor.ts"
 import type { RegistryService } from "./registry.ts"
@@ -25,6 +26,7 @@ import type { Steps } from "./state.ts"
 import type { Supervisor } from "./supervisor.ts"
 import * as Task from "./task.ts"
 import type { Telemetry } from "./telemetry.ts"
+import { describeValue, isEffectValue } from "./validate.ts"
 
 /** Why a task left live by a previous process was not re-run. */
 export const stoppedReason = "host stopped before the task finished"
@@ -137,7 +139,17 @@ const respawn = (
   // the handler sees the record as the previous process left it, once: its
   // effect is the task's body, run again for each later attempt (as spawnManaged's is)
   let made: ReturnType<RecoveryHandler> | undefined
-  const body = Effect.suspend(() => made ??= handler(stored))
+  const body = Effect.suspend(() => {
+    made ??= handler(stored)
+    // a handler is user code: what it returns is checked as a task body is at spawnManaged
+    return isEffectValue(made) ? made : Effect.fail(
+      new InvokeError({
+        message: `the recovery handler of producer ${JSON.stringify(stored.producer)} returned ${
+          describeValue(made)
+        }, not an Effect`
+      })
+    )
+  })
   supervisor.startOrQueue(task, owner, {
     run: supervisor.body(task, owner, body),
     timeout: undefined,

@@ -16,11 +16,22 @@ import type * as Scope from "effect/Scope"
 import { SessionError } from "../PluginError.ts"
 import type { Cancellation } from "./cancellation.ts"
 import type { RegistryService } from "./registry.ts"
-import type { BackgroundTaskHostService, BackgroundTaskSession, SessionOptions } from "./service.ts"
+import type { RegisterRequest, TaskFilter } from "../BackgroundTask.ts"
+import type { BackgroundTaskHostService, BackgroundTaskSession, SessionOptions, WatchOptions } from "./service.ts"
 import type { Steps } from "./state.ts"
 import type { Supervisor } from "./supervisor.ts"
 import type { Task } from "./task.ts"
-import { checkSession } from "./validate.ts"
+import { checkAll, sessionFilterOf, sessionIdOf, sessionOptionsOf, sessionRequestOf } from "./validate.ts"
+
+/** `effect` with its `input` checked (read once) first, when the call runs, never when it is built. */
+const checked = <I, E1, A, E, R>(
+  input: () => Result.Result<I, E1>,
+  effect: (input: I) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E1 | E, R> =>
+  Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
+    const valid = input()
+    return Result.isFailure(valid) ? Effect.fail(valid.failure) : effect(valid.success)
+  })
 
 interface OpenSession {
   successor: string | undefined
@@ -57,28 +68,28 @@ export class Sessions {
   /** Opens a session in the caller's scope; closing the scope closes it. */
   openSession(
     host: BackgroundTaskHostService,
-    sessionId: string,
+    sessionId: unknown,
     options: SessionOptions | undefined
   ): Effect.Effect<BackgroundTaskSession, SessionError, Scope.Scope> {
-    const invalid = checkSession(sessionId) ??
-      (options !== undefined && (typeof options !== "object" || options === null)
-        ? new SessionError({ message: `openSession: options must be an object, got ${options === null ? "null" : typeof options}` })
-        : undefined)
-    if (invalid !== undefined) return Effect.fail(invalid)
-    return Effect.acquireRelease(
-      this.steps.whenOpen(() => {
-        if (this.open.has(sessionId)) {
-          return Effect.fail(new SessionError({ message: `session ${JSON.stringify(sessionId)} is already open` }))
-        }
-        const successor: unknown = options?.successor
-        const bad = successor === undefined ? undefined : successorError(sessionId, successor)
-        if (bad !== undefined) return Effect.fail(bad)
-        const state: OpenSession = { successor: successor as string | undefined }
-        this.open.set(sessionId, state)
-        return Effect.succeed(state)
-      }),
-      () => this.close(sessionId)
-    ).pipe(Effect.map((state) => this.handle(host, sessionId, state)))
+    return Effect.suspend(() => {
+      // both arguments, before anything is looked up
+      const valid = checkAll(sessionIdOf(sessionId), sessionOptionsOf(options))
+      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
+      const [id, { successor }] = valid.success
+      return Effect.acquireRelease(
+        this.steps.whenOpen(() => {
+          if (this.open.has(id)) {
+            return Effect.fail(new SessionError({ message: `session ${JSON.stringify(id)} is already open` }))
+          }
+          const bad = successor === undefined ? undefined : successorError(id, successor)
+          if (bad !== undefined) return Effect.fail(bad)
+          const state: OpenSession = { successor }
+          this.open.set(id, state)
+          return Effect.succeed(state)
+        }),
+        () => this.close(id)
+      ).pipe(Effect.map((state) => this.handle(host, id, state)))
+    })
   }
 
   /**
@@ -132,22 +143,23 @@ export class Sessions {
       sessionId,
       spawn: (spec, task) => open(host.spawnManaged(sessionId, spec, task)),
       registerExternal: (spec, cancel) => open(host.registerExternal(sessionId, spec, cancel)),
-      register: (spec) => open(host.register({ ...spec, scope: { sessionId } })),
+      // the caller's spec and filters are read (copied) when the call runs, before the handle adds its session id
+      register: (spec) => open(checked(() => sessionRequestOf(spec, sessionId), (request) => host.register(request as RegisterRequest))),
       get: (taskId) => open(host.getManaged(sessionId, taskId)),
       await: (taskId) => open(host.await(taskId, { sessionId })),
-      list: (filter) => open(host.list({ ...filter, sessionId })),
+      list: (filter) => open(checked(() => sessionFilterOf<TaskFilter>(filter, sessionId), host.list)),
       cancel: (taskId) => open(host.cancelManaged(sessionId, taskId)),
       cancelAll: open(host.cancelAllManaged(sessionId)),
       transfer: (toSessionId, taskIds) => open(host.transferManaged(sessionId, toSessionId, taskIds)),
       handoff: (successor) =>
         open(Effect.suspend(() => {
-          const invalid = successorError(sessionId, successor)
+          const invalid = successorError(sessionId, successor, "successorSessionId")
           if (invalid !== undefined) return Effect.fail(invalid)
           state.successor = successor
           return Effect.void
         })),
-      subscribe: (filter) => open(host.subscribe({ ...filter, sessionId })),
-      watch: (filter) => open(host.watch({ ...filter, sessionId })),
+      subscribe: (filter) => open(checked(() => sessionFilterOf<TaskFilter>(filter, sessionId), host.subscribe)),
+      watch: (filter) => open(checked(() => sessionFilterOf<WatchOptions>(filter, sessionId), host.watch)),
       spawnHidden: (label, task) => open(host.spawnHidden(sessionId, label, task)),
       awaitHidden: open(host.awaitHidden(sessionId))
     }
@@ -155,8 +167,8 @@ export class Sessions {
 }
 
 /** Why `successor` cannot take over `sessionId`'s tasks, if it cannot. */
-const successorError = (sessionId: string, successor: unknown): SessionError | undefined =>
-  checkSession(successor) ??
+const successorError = (sessionId: string, successor: unknown, name = "successor"): SessionError | undefined =>
+  Result.match(sessionIdOf(successor, name), { onFailure: (error) => error, onSuccess: () => undefined }) ??
     (successor === sessionId
       ? new SessionError({ message: `session ${JSON.stringify(sessionId)} cannot be its own successor` })
       : undefined)

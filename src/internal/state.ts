@@ -18,7 +18,9 @@
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
@@ -133,4 +135,65 @@ export class Steps {
   internal(f: (now: DateTime.Utc) => Effect.Effect<void>): Effect.Effect<void> {
     return Effect.withFiber((fiber) => this.isClosed() ? Effect.void : f(this.nowOf(fiber)))
   }
+}
+
+/**
+ * The host's pace: a burst of calls must let readers and timers run.
+ *
+ * Every step is synchronous and a fiber runs until it waits, so a burst of
+ * concurrent calls would all run in one scheduler pass, and a subscriber's
+ * reader (woken after the step, by a microtask) only after the whole burst:
+ * its buffer would overflow (`Lagged`), and no timer would fire meanwhile.
+ * So a public call that writes first takes a step from the budget: after
+ * `budget` of them (below the subscriber buffer) the next waits for the next
+ * macrotask, one `setImmediate` shared by every waiter, so the readers drain
+ * their buffers and timers run before the next `budget` steps. On a durable
+ * host events reach subscribers when their batch commits, so a call also
+ * waits for the commit while `budget` events or more wait for one (`backlog`,
+ * `drain`). The single call pays a counter check.
+ */
+export class Pace {
+  private readonly budget: number
+  private readonly backlog: () => number
+  private readonly drain: Effect.Effect<void>
+  /** Steps taken since the last turn this pace waited for (it may be stale: then a call waits once early). */
+  private taken = 0
+  private turn: Deferred.Deferred<void> | undefined
+
+  constructor(budget: number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
+    this.budget = Math.max(1, budget)
+    this.backlog = backlog
+    this.drain = drain
+  }
+
+  /** The budget for a host whose smallest subscriber buffer holds `buffer` events. */
+  static budgetFor(buffer: number): number {
+    return Math.max(1, Math.min(256, Math.floor(buffer / 4)))
+  }
+
+  /** Waits for the next macrotask (readers woken and timers due run first); shared by every waiter. */
+  readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.turn ??= this.newTurn()))
+
+  private newTurn(): Deferred.Deferred<void> {
+    const turn = Deferred.makeUnsafe<void>()
+    setImmediate(() => {
+      this.turn = undefined
+      this.taken = 0
+      Deferred.doneUnsafe(turn, Exit.void)
+    })
+    return turn
+  }
+
+  private readonly counted: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.taken < this.budget) {
+      this.taken++
+      return Effect.void
+    }
+    return Effect.andThen(this.nextTurn, this.counted)
+  })
+
+  /** Before a public call's step: one step of the budget. */
+  readonly step: Effect.Effect<void> = Effect.suspend(() =>
+    this.backlog() >= this.budget ? Effect.andThen(this.drain, this.counted) : this.counted
+  )
 }

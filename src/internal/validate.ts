@@ -14,6 +14,7 @@
  *
  * @internal
  */
+import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import {
@@ -32,7 +33,11 @@ const kinds: ReadonlySet<unknown> = new Set(TaskKind.literals)
 const cancelPolicies: ReadonlySet<unknown> = new Set(CancelPolicy.literals)
 const closePolicies: ReadonlySet<unknown> = new Set(ClosePolicy.literals)
 
-const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0
+/** The same check as `BackgroundTask.Id`'s: a surrogate without its pair. */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** An id (`BackgroundTask.Id`): a non-empty string of well-formed Unicode. */
+const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0 && !loneSurrogate.test(u)
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -82,9 +87,13 @@ const registration = <A>(
   plain: (input: unknown) => input is A,
   decode: (input: unknown, options: { readonly errors: "all" }) => Result.Result<A, Schema.SchemaError>
 ): Result.Result<A, RegistrationError> =>
-  plain(input) ? Result.succeed(input) : Result.mapError(
-    decode(input, { errors: "all" }),
-    (error) => new RegistrationError({ message: `invalid ${what}: ${error.message}` })
+  guarded(
+    () =>
+      plain(input) ? Result.succeed(input) : Result.mapError(
+        decode(input, { errors: "all" }),
+        (error) => new RegistrationError({ message: bounded(`invalid ${what}: ${error.message}`) })
+      ),
+    (why) => new RegistrationError({ message: `invalid ${what}: ${why}` })
   )
 
 export const registerRequestOf = (input: unknown): Result.Result<RegisterRequest, RegistrationError> =>
@@ -94,36 +103,240 @@ export const registrationOf = (input: unknown): Result.Result<TaskRegistration, 
   registration("task registration", input, isPlainRegistration, decodeRegistration)
 
 export const filterOf = (filter: unknown): Result.Result<TaskFilter | undefined, SnapshotError> =>
-  filter === undefined ? Result.succeed(undefined) : Result.mapError(
-    decodeFilter(filter, { errors: "all" }),
-    (error) => new SnapshotError({ message: `invalid task filter: ${error.message}` })
+  filter === undefined ? Result.succeed(undefined) : guarded(
+    () =>
+      Result.mapError(
+        decodeFilter(filter, { errors: "all" }),
+        (error) => new SnapshotError({ message: bounded(`invalid task filter: ${error.message}`) })
+      ),
+    (why) => new SnapshotError({ message: `invalid task filter: ${why}` })
   )
 
 export const scopeOf = (scope: unknown): Result.Result<TaskScope, SessionError> =>
-  Result.mapError(
-    decodeScope(scope, { errors: "all" }),
-    (error) => new SessionError({ message: `invalid target scope: ${error.message}` })
+  guarded(
+    () =>
+      Result.mapError(
+        decodeScope(scope, { errors: "all" }),
+        (error) => new SessionError({ message: bounded(`invalid target scope: ${error.message}`) })
+      ),
+    (why) => new SessionError({ message: `invalid target scope: ${why}` })
   )
 
-/** Why a session id is not one, if it is not. */
-export const checkSession = (sessionId: unknown): SessionError | undefined =>
-  typeof sessionId === "string" && sessionId.length > 0
-    ? undefined
-    : new SessionError({ message: `invalid session id ${String(JSON.stringify(sessionId))}: expected a non-empty string` })
+// -----------------------------------------------------------------------------
+// the boundary: one check per kind of argument, each reading the caller's value
+// at most once and under `try`, each naming the parameter as the interface
+// spells it, each message at most `maxMessage` characters
+// -----------------------------------------------------------------------------
 
-/** `update`'s and `complete`'s argument: an object whose `field`, when given, is a string. */
-export const checkOutcomeInput = (
-  method: string,
+/** The longest message an input check writes. */
+export const maxMessage = 1_000
+
+/** `message`, cut to `maxMessage` characters. */
+export const bounded = (message: string): string =>
+  message.length <= maxMessage ? message : `${message.slice(0, maxMessage - 1)}…`
+
+/** A caller's value, for a message: its type, and for a primitive a bounded prefix; never calls into it. */
+export const describeValue = (u: unknown): string => {
+  switch (typeof u) {
+    case "string":
+      return u.length <= 60 ? JSON.stringify(u) : `${JSON.stringify(u.slice(0, 60))}… (${u.length} characters)`
+    case "number":
+    case "boolean":
+    case "undefined":
+      return String(u)
+    case "bigint":
+      return "a bigint"
+    case "symbol":
+      return "a symbol"
+    case "function":
+      return "a function"
+    default:
+      if (u === null) return "null"
+      try {
+        return Array.isArray(u) ? "an array" : "an object"
+      } catch {
+        // a revoked proxy
+        return "an object"
+      }
+  }
+}
+
+/** Why a caller's value could not be read (a throwing getter or proxy), for a message. */
+const unreadable = (error: unknown): string => {
+  try {
+    return error instanceof Error ? `reading it threw: ${error.message.slice(0, 200)}` : "reading it threw"
+  } catch {
+    return "reading it threw"
+  }
+}
+
+/** `f`, with anything it throws (a caller's getter, proxy trap or `toString`) turned into `onThrow`'s error. */
+const guarded = <A, E>(f: () => Result.Result<A, E>, onThrow: (why: string) => E): Result.Result<A, E> => {
+  try {
+    return f()
+  } catch (error) {
+    return Result.fail(onThrow(unreadable(error)))
+  }
+}
+
+type Success<R> = R extends Result.Result<infer A, infer _> ? A : never
+type Failure<R> = R extends Result.Result<infer _, infer E> ? E : never
+
+/** Every argument's check, in order: the first failure, or every checked value. */
+export const checkAll = <const R extends ReadonlyArray<Result.Result<unknown, unknown>>>(
+  ...results: R
+): Result.Result<{ -readonly [K in keyof R]: Success<R[K]> }, Failure<R[number]>> => {
+  for (const result of results) if (Result.isFailure(result)) return result as never
+  return Result.succeed(results.map((result) => (result as Result.Success<unknown, unknown>).success)) as never
+}
+
+/** A session id: a non-empty string. */
+export const sessionIdOf = (u: unknown, name = "sessionId"): Result.Result<string, SessionError> =>
+  isId(u) ? Result.succeed(u) : Result.fail(
+    new SessionError({
+      message: bounded(
+        `invalid ${name}: expected a session id (a non-empty string of well-formed Unicode), got ${describeValue(u)}`
+      )
+    })
+  )
+
+/** A task id: a string (an unknown one is for the method to answer). */
+export const taskIdOf = (u: unknown, name = "taskId"): Result.Result<string, SessionError> =>
+  typeof u === "string" ? Result.succeed(u) : Result.fail(
+    new SessionError({ message: bounded(`invalid ${name}: expected a task id (a string), got ${describeValue(u)}`) })
+  )
+
+/** A string argument of a session method (`label`, `state`): a string; what it means is for the method. */
+export const stringOf = (u: unknown, name: string): Result.Result<string, SessionError> =>
+  typeof u === "string" ? Result.succeed(u) : Result.fail(
+    new SessionError({ message: bounded(`invalid ${name}: expected a string, got ${describeValue(u)}`) })
+  )
+
+/** `requestCancel`'s reason: absent or a string. */
+export const reasonOf = (u: unknown): Result.Result<string | undefined, SessionError> =>
+  u === undefined ? Result.succeed(undefined) : stringOf(u, "reason")
+
+/** `transferManaged`'s `taskIds`: iterated once, into an array of strings. */
+export const taskIdsOf = (u: unknown): Result.Result<ReadonlyArray<string>, SessionError> => {
+  const refuse = (why: string) => new SessionError({ message: bounded(`invalid taskIds: ${why}`) })
+  return guarded(() => {
+    if (u === null || u === undefined || typeof (u as { [Symbol.iterator]?: unknown })[Symbol.iterator] !== "function") {
+      return Result.fail(refuse(`expected an iterable of task ids, got ${describeValue(u)}`))
+    }
+    const ids: Array<string> = []
+    for (const id of u as Iterable<unknown>) {
+      if (typeof id !== "string") return Result.fail(refuse(`expected task ids (strings), got ${describeValue(id)}`))
+      ids.push(id)
+    }
+    return Result.succeed(ids)
+  }, refuse)
+}
+
+/**
+ * Whether `u` is an `Effect`. Asking can throw (a proxy's `has` trap), and
+ * that is an answer too: not one.
+ */
+export const isEffectValue = (u: unknown): u is Effect.Effect<unknown, unknown, unknown> => {
+  try {
+    return Effect.isEffect(u)
+  } catch {
+    return false
+  }
+}
+
+/** A task body or cancel effect: an `Effect` (`optional`: or absent). */
+export const effectOf = <E>(
+  u: unknown,
+  name: string,
+  error: (message: string) => E,
+  optional = false
+): Result.Result<Effect.Effect<unknown, unknown, unknown> | undefined, E> =>
+  (optional && u === undefined) || isEffectValue(u)
+    ? Result.succeed(u as Effect.Effect<unknown, unknown, unknown> | undefined)
+    : Result.fail(error(bounded(`invalid ${name}: expected an Effect, got ${describeValue(u)}`)))
+
+/** `update`'s and `complete`'s argument: an object whose `state` and `field` are absent or strings. */
+export const outcomeOf = (
+  name: "update" | "completion",
   input: unknown,
   field: "progress" | "summary"
-): InvokeError | undefined => {
+): Result.Result<{ readonly state: string | undefined; readonly text: string | undefined }, InvokeError> => {
+  const refuse = (why: string) => new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
   if (typeof input !== "object" || input === null) {
-    return new InvokeError({ message: `${method}: expected an object, got ${typeof input}` })
+    return Result.fail(refuse(`expected an object, got ${describeValue(input)}`))
   }
-  const value = (input as Record<string, unknown>)[field]
-  return value === undefined || typeof value === "string"
-    ? undefined
-    : new InvokeError({ message: `${method}: ${field} must be a string, got ${typeof value}` })
+  return guarded(() => {
+    const { [field]: text, state } = input as Record<string, unknown>
+    // a completion names the state it ends in; an update may leave it as it is
+    if ((state !== undefined || name === "completion") && typeof state !== "string") {
+      return Result.fail(refuse(`state must be a string, got ${describeValue(state)}`))
+    }
+    if (text !== undefined && typeof text !== "string") {
+      return Result.fail(refuse(`${field} must be a string, got ${describeValue(text)}`))
+    }
+    return Result.succeed({ state, text })
+  }, refuse)
+}
+
+/**
+ * A session handle's filter (no `sessionId`: the handle adds its own):
+ * absent or an object, copied once.
+ */
+export const sessionFilterOf = <F extends object>(
+  filter: unknown,
+  sessionId: string
+): Result.Result<F & { readonly sessionId: string }, SnapshotError> => {
+  const refuse = (why: string) => new SnapshotError({ message: bounded(`invalid task filter: ${why}`) })
+  if (filter !== undefined && (typeof filter !== "object" || filter === null)) {
+    return Result.fail(refuse(`expected an object, got ${describeValue(filter)}`))
+  }
+  return guarded(() => Result.succeed({ ...(filter as F | undefined), sessionId } as F & { sessionId: string }), refuse)
+}
+
+/** `watch`'s options: absent or an object; `fromSeq` read out, the rest a filter. */
+export const watchOptionsOf = (
+  options: unknown
+): Result.Result<{ readonly fromSeq: number | undefined; readonly filter: unknown }, SnapshotError> => {
+  const refuse = (why: string) => new SnapshotError({ message: bounded(`invalid watch options (filter): ${why}`) })
+  if (options === undefined) return Result.succeed({ fromSeq: undefined, filter: undefined })
+  if (typeof options !== "object" || options === null) {
+    return Result.fail(refuse(`expected an object, got ${describeValue(options)}`))
+  }
+  return guarded(() => {
+    const { fromSeq, ...rest } = options as Record<string, unknown>
+    if (fromSeq !== undefined && !(typeof fromSeq === "number" && Number.isSafeInteger(fromSeq) && fromSeq >= 0)) {
+      return Result.fail(
+        new SnapshotError({ message: `fromSeq must be an integer >= 0, got ${describeValue(fromSeq)}` })
+      )
+    }
+    const filter = fromSeq !== undefined && Object.keys(rest).length === 0 ? undefined : rest
+    return Result.succeed({ fromSeq, filter })
+  }, refuse)
+}
+
+/** `openSession`'s options: absent or an object whose `successor`, if any, is a session id. */
+export const sessionOptionsOf = (
+  options: unknown
+): Result.Result<{ readonly successor: string | undefined }, SessionError> => {
+  const refuse = (why: string) => new SessionError({ message: bounded(`invalid options: ${why}`) })
+  if (options === undefined) return Result.succeed({ successor: undefined })
+  if (typeof options !== "object" || options === null) {
+    return Result.fail(refuse(`expected an object, got ${describeValue(options)}`))
+  }
+  return guarded((): Result.Result<{ readonly successor: string | undefined }, SessionError> => {
+    const successor = (options as Record<string, unknown>).successor
+    if (successor === undefined) return Result.succeed({ successor: undefined })
+    return Result.map(sessionIdOf(successor, "options.successor"), (successor) => ({ successor }))
+  }, refuse)
+}
+
+/** A session handle's `register` spec: an object, copied once, with the handle's scope. */
+export const sessionRequestOf = (spec: unknown, sessionId: string): Result.Result<unknown, RegistrationError> => {
+  const refuse = (why: string) => new RegistrationError({ message: bounded(`invalid registration (spec): ${why}`) })
+  if (typeof spec !== "object" || spec === null) {
+    return Result.fail(refuse(`expected an object, got ${describeValue(spec)}`))
+  }
+  return guarded(() => Result.succeed({ ...spec, scope: { sessionId } }), refuse)
 }
 
 /** The event `_tag`s a subscription may ask for. */
@@ -144,6 +357,16 @@ export interface SubscriptionOptions {
  * integer >= 1, `types` a non-empty array of event `_tag`s.
  */
 export const subscriptionOf = (
+  method: string,
+  options: unknown
+): Result.Result<{ readonly filter: unknown; readonly options: SubscriptionOptions }, SnapshotError> =>
+  guarded(
+    () => subscriptionOfUnsafe(method, options),
+    (why) => new SnapshotError({ message: bounded(`${method}: invalid options: ${why}`) })
+  )
+
+/** `subscriptionOf`'s reads of the caller's value, which may throw (`guarded` catches them). */
+const subscriptionOfUnsafe = (
   method: string,
   options: unknown
 ): Result.Result<{ readonly filter: unknown; readonly options: SubscriptionOptions }, SnapshotError> => {
@@ -190,4 +413,16 @@ export const subscriptionOf = (
     tags = new Set(types as ReadonlyArray<string>)
   }
   return Result.succeed({ filter, options: { buffer: buffer as number | undefined, types: tags } })
+}
+
+/** `await`'s options: absent, or an object whose `sessionId`, when given, is a session id. */
+export const awaitOptionsOf = (options: unknown): Result.Result<string | undefined, SessionError> => {
+  if (options === undefined) return Result.succeed(undefined)
+  if (typeof options !== "object" || options === null) {
+    return Result.fail(new SessionError({ message: bounded(`await: options must be an object, got ${describeValue(options)}`) }))
+  }
+  return guarded(() => {
+    const sessionId: unknown = (options as { readonly sessionId?: unknown }).sessionId
+    return sessionId === undefined ? Result.succeed(undefined) : sessionIdOf(sessionId)
+  }, (why) => new SessionError({ message: bounded(`await: invalid options: ${why}`) }))
 }

@@ -11,7 +11,7 @@ const decodeRegisterRequest = Schema.decodeUnknownResult(Schema.toType(RegisterR
 
 // values of every primitive type, valid and not, for each field
 const Loose = Schema.Union([
-  Schema.Literals(["", "a", "monitor", "observer", "keep", "cancel", "abort_local", "external", "monitorx"]),
+  Schema.Literals(["", "a", "monitor", "observer", "keep", "cancel", "abort_local", "external", "monitorx", "a\uD800", "\uDC00b"]),
   Schema.Literals([0, 1, 2, 1.5, -1]),
   Schema.Number,
   Schema.Boolean,
@@ -58,6 +58,10 @@ describe("registration fast path", () => {
     assert.isTrue(isPlainRegistration({ ...spec, maxAttempts: 3, idempotencyKey: "k" }))
     assert.isFalse(isPlainRegistration({ ...spec, parentTaskId: undefined }))
     assert.isFalse(isPlainRegistration({ ...spec, id: "" }))
+    // a lone surrogate: not an id (BackgroundTask.Id), on either path
+    assert.isFalse(isPlainRegistration({ ...spec, id: "t\uD800" }))
+    assert.isTrue(Result.isFailure(decodeRegistration({ ...spec, id: "t\uD800" })))
+    assert.isTrue(Result.isSuccess(decodeRegistration({ ...spec, id: "t\uD83D\uDE00" })))
     assert.isFalse(isPlainRegistration([spec]))
     assert.isFalse(isPlainRegisterRequest({ ...spec, scope: { sessionId: "" } }))
     assert.isFalse(isPlainRegisterRequest(spec))
