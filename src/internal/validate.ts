@@ -362,7 +362,7 @@ export const subscriptionOf = (
 ): Result.Result<{ readonly filter: unknown; readonly options: SubscriptionOptions }, SnapshotError> =>
   guarded(
     () => subscriptionOfUnsafe(method, options),
-    (why) => new SnapshotError({ message: bounded(`${method}: invalid options: ${why}`) })
+    (why) => new SnapshotError({ message: bounded(`${method}: invalid task filter: ${why}`) })
   )
 
 /** `subscriptionOf`'s reads of the caller's value, which may throw (`guarded` catches them). */
@@ -419,7 +419,9 @@ const subscriptionOfUnsafe = (
 export const awaitOptionsOf = (options: unknown): Result.Result<string | undefined, SessionError> => {
   if (options === undefined) return Result.succeed(undefined)
   if (typeof options !== "object" || options === null) {
-    return Result.fail(new SessionError({ message: bounded(`await: options must be an object, got ${describeValue(options)}`) }))
+    return Result.fail(
+      new SessionError({ message: `await: options must be an object, got ${options === null ? "null" : typeof options}` })
+    )
   }
   return guarded(() => {
     const sessionId: unknown = (options as { readonly sessionId?: unknown }).sessionId
