@@ -152,7 +152,10 @@ describe.concurrent("package", () => {
     )
     // 3. install, offline: everything but the tarball comes from npm's cache
     const install = await run("npm", ["ci", "--offline", "--no-audit", "--no-fund", "--ignore-scripts"], app)
-    assert.strictEqual(install.code, 0, install.output)
+    const hint = /ENOTCACHED/.test(install.output)
+      ? "npm's cache lacks a package this repository's `npm ci` installs: run `npm ci` here first\n"
+      : ""
+    assert.strictEqual(install.code, 0, `${hint}${install.output}`)
     installed = join(app, "node_modules", "effect-task-host")
 
     // 4. the programs of the docs, pasted as they are, and two consumers of our own
