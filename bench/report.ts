@@ -1,6 +1,6 @@
 /**
- * The targets (issue 13's, and issue 5's for the registry, lookups and
- * memory, which issue 13 left as they were), and the two renderings of a
+ * The targets (the per-task cost, fan-out and durable targets, and the
+ * earlier ones for the registry, lookups and memory), and the two renderings of a
  * result file: the table printed on stdout and `docs/performance.md`.
  */
 import { fmt, type Ratio, type ScenarioResult } from "./harness.ts"

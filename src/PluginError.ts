@@ -95,8 +95,8 @@ export class TaskAlreadyExists extends Schema.TaggedError<TaskAlreadyExists>()("
 }
 
 /**
- * The lifecycle does not allow this move (SPEC §4.2). `to` is the requested
- * state as given, so an unknown state string is reported here too.
+ * The lifecycle does not allow this move (docs/contract.md §4.2). `to` is the
+ * requested state as given, so an unknown state string is reported here too.
  *
  * @category errors
  * @since 0.1.0

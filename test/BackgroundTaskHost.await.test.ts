@@ -1,5 +1,5 @@
 /**
- * Issue 16: `await` (a task's final record, on the host and the session
+ * `await` (a task's final record, on the host and the session
  * handle), the host's reason on a cooperative task that ends itself after a
  * cancel request, and messages that say what to do.
  */

@@ -1,7 +1,7 @@
 /**
  * Cancellation and shutdown: rule 4 (cancel policies act), rule 5 (no
- * orphans), `cancelManaged`, `cancelAllManaged` and the §6 fine points on
- * requestCancel and cancel effects.
+ * orphans), `cancelManaged`, `cancelAllManaged` and the fine points on
+ * requestCancel and cancel effects (docs/contract.md §4.4, §4.5, §6).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Ref, Stream } from "effect"

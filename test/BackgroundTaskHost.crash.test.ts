@@ -1,5 +1,5 @@
 /**
- * The crash test (issue 7): a child process (`test/fixtures/crash-child.ts`)
+ * The crash test (docs/contract.md §9.3): a child process (`test/fixtures/crash-child.ts`)
  * runs a host on a durable store and spawns the 1,000 tasks of
  * `test/fixtures/crash-plan.ts`; it is killed with SIGKILL part-way, while
  * still spawning. A new host on the same database (here, in the test

@@ -1,5 +1,5 @@
 /**
- * Issue 7: a host on a durable store (`BackgroundTaskHost.layerStore` +
+ * A host on a durable store (docs/contract.md §9: `BackgroundTaskHost.layerStore` +
  * `TaskStore.layerSql`), on a SQLite file and on PostgreSQL: what one host
  * wrote, the next one reads back; every call returns once its writes are
  * committed; concurrent writes share transactions; records a previous process

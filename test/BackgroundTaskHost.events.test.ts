@@ -1,5 +1,5 @@
 /**
- * Issue 3 through the host: `seq` and `revision`, `watch`, slow subscribers
+ * Events through the host (docs/contract.md §4.6, §7, §8): `seq` and `revision`, `watch`, slow subscribers
  * (`Lagged`), retention (`Evicted`), `stats`, and the indexes behind `list`.
  * The concurrent replay checks are in `BackgroundTaskHost.replay.test.ts`.
  */
@@ -27,7 +27,7 @@ const ids = (records: ReadonlyArray<BackgroundTaskRecord>) => records.map((recor
 const upTo = (stream: Stream.Stream<SubscriptionEvent>, last: number) =>
   Stream.runCollect(Stream.takeUntil(stream, (event) => event._tag !== "Lagged" && event.seq >= last))
 
-describe("BackgroundTaskHost events (issue 3)", () => {
+describe("BackgroundTaskHost events", () => {
   describe("seq and revision", () => {
     it.effect("every event carries seq, one more than the event before it, across every kind of change", () =>
       Effect.gen(function*() {

@@ -1,5 +1,5 @@
 /**
- * Issue 15: every public method of the host and of a session handle, driven
+ * every public method of the host and of a session handle, driven
  * with arbitrary JavaScript values. For each call:
  *
  * - never a synchronous throw (building the call's Effect),
@@ -824,7 +824,7 @@ const seed = process.env["FUZZ_SEED"] === undefined ? 15 : Number(process.env["F
 
 const planOf = (count: number, seed: number) => Arbitrary.sampleEffect(Arbitrary.schema(Call), { count, seed, size: 20 })
 
-describe("BackgroundTaskHost fuzz (issue 15)", () => {
+describe("BackgroundTaskHost fuzz", () => {
   it.effect("every public method, given arbitrary JavaScript values: no throw, no defect, no hang, a typed error naming the argument, nothing changed (memory)", () =>
     Effect.gen(function*() {
       const plan = yield* planOf(3_000, seed)

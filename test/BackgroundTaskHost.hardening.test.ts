@@ -1,5 +1,5 @@
 /**
- * Issue 15: nothing a caller passes, and no late effect, can corrupt the
+ * nothing a caller passes, and no late effect, can corrupt the
  * store, hang a close or kill the process. One block per finding of the
  * issue, each test named after what it proves, and the late completions: a
  * cancel effect, a grace timer, a retry step or a fiber exit that arrives
@@ -151,7 +151,7 @@ const deepObject = (depth: number) => {
 
 // -----------------------------------------------------------------------------
 
-describe("BackgroundTaskHost hardening (issue 15)", () => {
+describe("BackgroundTaskHost hardening", () => {
   // ---------------------------------------------------------------------------
   describe("1. a late cancel effect acts only on the incarnation it was started for", () => {
     it.effect("a cancel effect that ends after its task was unregistered and its id registered again leaves the new task as it is", () =>

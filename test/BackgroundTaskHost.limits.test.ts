@@ -1,5 +1,5 @@
 /**
- * Concurrency limits (issue 4): `concurrency.perSession` and
+ * Concurrency limits (docs/policies.md §7): `concurrency.perSession` and
  * `concurrency.perKind`. Managed tasks beyond a limit wait in `pending`, in
  * FIFO order, and start when a slot frees; cancelling a queued task never
  * starts it; `stats.queued`; shutdown; invalid limits.

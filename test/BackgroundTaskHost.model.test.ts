@@ -1,5 +1,5 @@
 /**
- * Model-based property test of rules 1 and 2 (SPEC §4.1, §4.2, §6): any
+ * Model-based property test of rules 1 and 2 (docs/contract.md §4.1, §4.2, §6): any
  * sequence of calls has, call by call, the outcome an independent reference
  * model of the contract predicts, and leaves the same records.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 3: `watch` gives a snapshot as of `seq` S and exactly the matching
+ * `watch` (docs/contract.md §7.2) gives a snapshot as of `seq` S and exactly the matching
  * events after S (no gap, no duplicate), even while other fibers write. So
  * folding a watch's events into its snapshot (`TaskView`) reproduces what
  * `list` returns later, for any interleaving of calls.

@@ -1,5 +1,5 @@
 /**
- * Issue 4, time and attempts: the cooperative grace period (host option and
+ * Time and attempts (docs/policies.md §5, §6): the cooperative grace period (host option and
  * per-task override), the per-task timeout, retries with a backoff Schedule
  * (task's, host's, default exponential) and idempotency keys. All time is
  * the TestClock's.
@@ -131,7 +131,7 @@ const failureSummary = (record: BackgroundTaskRecord) =>
 
 const graceNote = (duration: Duration.Duration) => `did not stop within its ${Duration.format(duration)} grace period`
 
-describe("BackgroundTaskHost time and attempts (issue 4)", () => {
+describe("BackgroundTaskHost time and attempts", () => {
   describe("cooperative grace period", () => {
     it.effect("host option: a task ignoring the request is kept until grace - 1ms and interrupted at grace; the record says so", () =>
       Effect.gen(function*() {

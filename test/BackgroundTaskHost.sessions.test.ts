@@ -1,5 +1,5 @@
 /**
- * Sessions (issue 4): `openSession` and its handle, the close policies
+ * Sessions (docs/policies.md §3): `openSession` and its handle, the close policies
  * (`keep`, `cancel`, `transfer`), successors (`handoff`, `options.successor`),
  * closed handles, and host shutdown while a session is open.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 16: a subscription's own buffer size and event types (`subscribe`,
+ * a subscription's own buffer size and event types (`subscribe`,
  * `watch`, and the session handle's): the type filter applies before the
  * buffer, so a busy task's progress cannot push a lifecycle subscriber's
  * events out, and `Lagged.skipped` counts only events of the asked types.

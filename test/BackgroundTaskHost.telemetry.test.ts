@@ -1,5 +1,5 @@
 /**
- * Issue 4, telemetry: one `background_task` span per attempt of a managed
+ * Telemetry (docs/policies.md §8): one `background_task` span per attempt of a managed
  * task, a child of the caller's span, read with an in-memory tracer; the
  * started / completed / failed / cancelled counters, the live gauge and the
  * duration histogram, by kind, read as deltas from the metric registry.
@@ -84,7 +84,7 @@ const delta = (kind: TaskKind, before: Reading) =>
     durationSum: after.durationSum - before.durationSum
   }))
 
-describe("BackgroundTaskHost telemetry (issue 4)", () => {
+describe("BackgroundTaskHost telemetry", () => {
   describe("spans", () => {
     it.effect("one background_task span per attempt, with task_id, kind, session_id, producer, attempt, child of the caller's span", () =>
       Effect.gen(function*() {

@@ -1,6 +1,6 @@
 /**
- * The host's methods (SPEC §3) and rules 1, 2, 6 and 7 (SPEC §4), plus the
- * fine points of §6 and bad input.
+ * The host's methods (docs/contract.md §3) and rules 1, 2, 6 and 7 (§4), plus
+ * the fine points of §6 and bad input.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option, Stream } from "effect"

@@ -1,5 +1,5 @@
 /**
- * Issue 4, task trees: `parentTaskId` must name a live task; cancelling a
+ * Task trees (docs/policies.md §4): `parentTaskId` must name a live task; cancelling a
  * task by any path cancels its live descendants first (each child's terminal
  * event before its parent's); a failed parent cancels its children with
  * reason "parent failed"; a successful one leaves them running; `listTree`.
@@ -127,7 +127,7 @@ const assertAllCancelled = (host: BackgroundTaskHostService) =>
     }
   })
 
-describe("BackgroundTaskHost task trees (issue 4)", () => {
+describe("BackgroundTaskHost task trees", () => {
   for (const rootOwner of ["managed", "external"] as const) {
     describe(`a 3-level tree (${rootOwner} root) cancelled from the root: every node cancelled, children's events first`, () => {
       const externals = rootOwner === "managed" ? ["b", "a2"] : ["b", "a2", "root"]

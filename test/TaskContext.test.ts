@@ -1,5 +1,5 @@
 /**
- * SPEC §5: what a managed task sees through `TaskContext`.
+ * docs/contract.md §5: what a managed task sees through `TaskContext`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Option, Stream } from "effect"

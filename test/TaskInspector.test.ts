@@ -1,5 +1,5 @@
 /**
- * Issue 18, the inspector over HTTP: the JSON API answers what the host's
+ * the inspector over HTTP: the JSON API answers what the host's
  * methods answer; the feed (Server-Sent Events) is a snapshot and every event
  * after it, resumes from a `Last-Event-ID`, and re-snapshots after a `lagged`;
  * cancelling is refused without the option and without its token; the server
@@ -42,7 +42,7 @@ const listeningAddresses = (port: number) => {
 
 const json = async (response: Response) => ({ status: response.status, body: await response.json() as any })
 
-describe("TaskInspector (issue 18)", () => {
+describe("TaskInspector", () => {
   describe("cancelling", () => {
     it("is refused without the cancel option (403, even with a token), and the page is told it is read-only", async () => {
       const app = await startInspector()
@@ -414,7 +414,7 @@ describe("TaskInspector (issue 18)", () => {
       const app = await startInspector({ host: { subscriberBuffer: 8 } })
       try {
         // the task reports 100 progress events in one synchronous burst once `go` is done (a burst of
-        // host calls would not do: the host lets readers run between its calls, issue 15)
+        // host calls would not do: the host lets readers run between its calls)
         const go = await app.run(Deferred.make<void>())
         const burstDone = await app.run(Deferred.make<void>())
         const busy = Effect.gen(function*() {

@@ -1,5 +1,5 @@
 /**
- * Issue 7: the store layer itself (`TaskStore.layerSql`), on a SQLite file and
+ * The durable store (docs/contract.md §9.1): the store layer itself (`TaskStore.layerSql`), on a SQLite file and
  * on PostgreSQL: its migrations, the tables and their prefix, writes as one
  * transaction, reads back, the lease row, and rows that no longer decode.
  * (The host on it: `BackgroundTaskHost.durable.test.ts`.)

@@ -117,7 +117,7 @@ describe("bench", () => {
           assert.isAbove(f.why.length, 0, `${s.id} / ${f.baseline}`)
         }
       }
-      // the fair baselines of issue 13, each with its reason: fan-out against a PubSub read with the
+      // the fair baselines, each with its reason: fan-out against a PubSub read with the
       // host's wake rule (the pulls of both counted), the managed lifecycle against p-queue with events
       for (const n of [1, 10, 100]) {
         const fanout = json.scenarios.find((s) => s.id === `fanout-${n}`)!

@@ -1,5 +1,5 @@
 /**
- * Issue 19: where the tests get PostgreSQL. The finder of the global setup
+ * where the tests get PostgreSQL. The finder of the global setup
  * (`test/utils/postgres.global.ts`) is run here on each of its ways, whatever
  * way this run itself took: a server named by `PGHOST`, the installed
  * PostgreSQL, the npm package's server (`TEST_POSTGRES=npm`); each one started

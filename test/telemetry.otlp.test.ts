@@ -1,5 +1,5 @@
 /**
- * Issue 18, telemetry out of the process: the recipe of docs/observability.md
+ * telemetry out of the process: the recipe of docs/observability.md
  * (effect's `Otlp.layerJson` over `FetchHttpClient`, beside the host's layer)
  * sends the host's `background_task` spans and its metrics to an OTLP/HTTP
  * collector. The collector here is a small receiver in this process, on
@@ -76,7 +76,7 @@ const metricByKind = (bodies: ReadonlyArray<any>, name: string) => {
 
 const numberOf = (point: any) => Number(point?.asInt ?? point?.asDouble ?? point?.count)
 
-describe("telemetry out of the process (issue 18)", () => {
+describe("telemetry out of the process", () => {
   it("the host's background_task spans (parent and child, with their attributes) and its metrics reach an OTLP collector", async () => {
     const receiver = await startReceiver()
     try {

@@ -1,6 +1,6 @@
 /**
- * The task lifecycle as plain functions: which moves are legal (SPEC §4.2),
- * which event a move publishes (SPEC §6), and how a record changes. No fibers,
+ * The task lifecycle as plain functions: which moves are legal (docs/contract.md §4.2),
+ * which event a move publishes (§6.1), and how a record changes. No fibers,
  * no clock, no state: the registry calls these inside its atomic steps and
  * the tests call them directly.
  *

@@ -1,5 +1,5 @@
 /**
- * The wire form (SPEC.md §1) of records and events as JSON text, written by
+ * The wire form (docs/contract.md §1.4) of records and events as JSON text, written by
  * hand for the durable store's write path.
  *
  * `Schema.encode` is the authority on the wire form; it is also most of the

@@ -13,7 +13,7 @@ import { canMove, checkMove, exitState, isTaskState, moveEvent, moveRecord } fro
 const allStates: ReadonlyArray<TaskState> = TaskState.literals
 
 /**
- * SPEC §4.2, written out by hand (not derived from the implementation):
+ * docs/contract.md §4.2, written out by hand (not derived from the implementation):
  * for each `from`, the states it may move to.
  */
 const legal: Readonly<Record<TaskState, ReadonlyArray<TaskState>>> = {
@@ -57,7 +57,7 @@ const record = (state: TaskState, overrides: Partial<BackgroundTaskRecord> = {})
   ...overrides
 })
 
-describe("canMove: the SPEC §4.2 transition table", () => {
+describe("canMove: the transition table of docs/contract.md §4.2", () => {
   it("the table covers all 7 × 7 pairs", () => {
     assert.strictEqual(allStates.length, 7)
     assert.strictEqual(transitions.length, 49)

@@ -1,5 +1,5 @@
 /**
- * Issue 18, the inspector's page in a browser: headless Chromium (Debian's
+ * the inspector's page in a browser: headless Chromium (Debian's
  * `chromium`, driven by playwright-core; `.ci/run` installs it) opens the page
  * while tasks run and sees what a person would: rows appear and change state
  * live, the filters narrow the table, a task's detail lists its events (and
@@ -37,7 +37,7 @@ const rows = (page: Page) =>
 const rowSelector = (id: string, state?: string) =>
   `#rows tr.task[data-task-id=${JSON.stringify(id)}]` + (state === undefined ? "" : `[data-state="${state}"]`)
 
-describe("TaskInspector page in Chromium (issue 18)", () => {
+describe("TaskInspector page in Chromium", () => {
   let app: Running
   let browser: BrowserContext
   let page: Page

@@ -1,5 +1,5 @@
 /**
- * Issue 18, `npm start -- --inspect [port]`: the demo prints the inspector's
+ * `npm start -- --inspect [port]`: the demo prints the inspector's
  * URL, the inspector serves the run's tasks, and the demo stays up after its
  * scenario until Ctrl-C. On a durable store, a later run's inspector shows the
  * earlier run's tasks and their events too.
@@ -31,7 +31,7 @@ const get = async (url: string) => {
   return response.json() as Promise<any>
 }
 
-describe("agent-session --inspect (issue 18)", () => {
+describe("agent-session --inspect", () => {
   const dir = mkdtempSync(join(tmpdir(), "eth-inspect-"))
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
