@@ -7,12 +7,12 @@
  * parents and attributes) and the metrics (their values, by kind).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer, Metric, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { Otlp } from "effect/observability"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import { BackgroundTaskHost, TaskContext } from "../src/index.ts"
+import { BackgroundTaskHost, TaskContext, TaskMetrics } from "../src/index.ts"
 
 interface Receiver {
   readonly baseUrl: string
@@ -80,6 +80,15 @@ describe("telemetry out of the process", () => {
   it("the host's background_task spans (parent and child, with their attributes) and its metrics reach an OTLP collector", async () => {
     const receiver = await startReceiver()
     try {
+      // the metrics are process-wide (other test files in this worker count too): compare deltas
+      const kinds = ["subagent", "observer"] as const
+      const before = await Effect.runPromise(Effect.forEach(kinds, (kind) =>
+        Effect.all({
+          started: Metric.value(Metric.withAttributes(TaskMetrics.started, { kind })),
+          completed: Metric.value(Metric.withAttributes(TaskMetrics.completed, { kind })),
+          live: Metric.value(Metric.withAttributes(TaskMetrics.live, { kind })),
+          duration: Metric.value(Metric.withAttributes(TaskMetrics.duration, { kind }))
+        })))
       const program = Effect.gen(function*() {
         const host = yield* BackgroundTaskHost
         const events = yield* host.subscribe()
@@ -142,12 +151,13 @@ describe("telemetry out of the process", () => {
       const completed = metricByKind(metrics, "background_tasks_completed")
       const live = metricByKind(metrics, "background_tasks_live")
       const duration = metricByKind(metrics, "background_task_duration_seconds")
-      for (const kind of ["subagent", "observer"]) {
-        assert.strictEqual(numberOf(started.get(kind)), 1, `started ${kind}`)
-        assert.strictEqual(numberOf(completed.get(kind)), 1, `completed ${kind}`)
-        assert.strictEqual(numberOf(live.get(kind)), 0, `live ${kind}`)
-        assert.strictEqual(Number(duration.get(kind)?.count), 1, `duration ${kind}`)
-      }
+      kinds.forEach((kind, i) => {
+        const was = before[i]!
+        assert.strictEqual(numberOf(started.get(kind)), was.started.count + 1, `started ${kind}`)
+        assert.strictEqual(numberOf(completed.get(kind)), was.completed.count + 1, `completed ${kind}`)
+        assert.strictEqual(numberOf(live.get(kind)), was.live.value, `live ${kind}`)
+        assert.strictEqual(Number(duration.get(kind)?.count), was.duration.count + 1, `duration ${kind}`)
+      })
     } finally {
       await receiver.close()
     }
