@@ -14,13 +14,13 @@
  * - `cancellation.ts`: cancel policies, trees, grace timers
  * - `sessions.ts`: open, close, handoff, the handle
  * - `events.ts`: the `PubSub` and its subscriptions
+ * - `subscriptions.ts`: `subscribe`, `watch` (snapshot and replay), `await`
  * - `durable.ts`, `recovery.ts`: the sinks, the journal, the lease, replay, recovery
  * - `validate.ts`: the input checks, pure functions
  *
  * @internal
  */
 import { hostname } from "node:os"
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
@@ -30,16 +30,13 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
-import { type BackgroundTaskRecord, isTerminal, type TaskFilter } from "../BackgroundTask.ts"
-import { type SubscriptionEvent } from "../TaskEvent.ts"
+import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import {
   type InvalidOptions,
   InvalidTransition,
   type PluginError,
   RegistrationError,
   SessionError,
-  SnapshotError,
   TaskNotFound
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
@@ -59,17 +56,16 @@ import type {
   BackgroundTaskHostStoreOptions,
   RecoveryReport,
   RegisterError,
-  TaskTree,
-  TaskWatch
+  TaskTree
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
 import { afterStep, Pace, Steps } from "./state.ts"
+import { Subscriptions } from "./subscriptions.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
 import {
-  awaitOptionsOf,
   checkAll,
   effectOf,
   filterOf,
@@ -80,11 +76,8 @@ import {
   scopeOf,
   sessionIdOf,
   stringOf,
-  type SubscriptionOptions,
-  subscriptionOf,
   taskIdOf,
-  taskIdsOf,
-  watchOptionsOf
+  taskIdsOf
 } from "./validate.ts"
 
 /** The in-memory host. */
@@ -140,6 +133,7 @@ export const makeWith = (
     }
     const hidden = new HiddenTasks(() => steps.isOpen())
     const sessions = new Sessions(steps, registry, cancellation, supervisor, durability.sync)
+    const subscriptions = new Subscriptions(steps, registry, ending, hub, durability, subscriberBuffer)
 
     const allFibers = (): Array<Fiber.Fiber<unknown, unknown>> => [
       ...ending.timers,
@@ -262,32 +256,6 @@ export const makeWith = (
         ? []
         : Array.from(task.children).sort((a, b) => a.order - b.order).map(treeOf)
     })
-
-    /**
-     * Subscribes, and takes what `snapshot` reads, in one step: the snapshot is
-     * the state as of `seq`, the subscription gets every event after it.
-     */
-    const attach = <S>(
-      filter: TaskFilter | undefined,
-      own: SubscriptionOptions,
-      snapshot: (filter: TaskFilter | undefined) => S
-    ): Effect.Effect<
-      {
-        readonly filter: TaskFilter | undefined
-        readonly snapshot: S
-        readonly seq: number
-        readonly stream: Stream.Stream<SubscriptionEvent>
-      },
-      SnapshotError | SessionError,
-      Scope.Scope
-    > => {
-      return Effect.flatMap(hub.subscribe(), (pending) =>
-        steps.whenOpen(() => {
-          const seq = registry.lastSeq
-          pending.activate(filter, own.buffer ?? subscriberBuffer, seq, own.types)
-          return Effect.succeed({ filter, snapshot: snapshot(filter), seq, stream: pending.stream })
-        }))
-    }
 
     /**
      * Moves a task to a terminal state on request, in the step that found it;
@@ -430,30 +398,7 @@ export const makeWith = (
             withTask(taskId, (task) => cancellation.requestCancel(task, Option.fromUndefinedOr(reason), now))
           ))),
 
-      await: (taskId, awaitOptions) =>
-        checked(() => checkAll(taskIdOf(taskId), awaitOptionsOf(awaitOptions)), ([taskId, sessionId]) => {
-          const notFound = new TaskNotFound(sessionId === undefined ? { taskId } : { taskId, sessionId })
-          return steps.whenOpen(() => {
-            const task = sessionId === undefined ? registry.resolve(taskId) : registry.find(sessionId, taskId)
-            if (task === undefined) return Effect.fail(notFound)
-            return Effect.andThen(
-              ending.awaitEnd(task),
-              Effect.suspend((): Effect.Effect<BackgroundTaskRecord, TaskNotFound | SessionError> => {
-                if (!isTerminal(task.record.state)) {
-                  // a host that stopped (fenced) leaves it live in its store; else it was let go of (unregistered)
-                  return Effect.fail(steps.isOpen() ? notFound : steps.closedReason)
-                }
-                const record = task.record
-                // on a durable store, once the end is committed; a host that stopped first says why
-                return Effect.matchCauseEffect(durability.sync, {
-                  onSuccess: () => Effect.succeed(record),
-                  onFailure: (cause) =>
-                    Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(steps.closedReason)
-                })
-              })
-            )
-          })
-        }),
+      await: (taskId, options) => subscriptions.await(taskId, options),
 
       get: (taskId) =>
         checked(() => taskIdOf(taskId), (taskId) =>
@@ -472,49 +417,9 @@ export const makeWith = (
               ))
           ))),
 
-      subscribe: (options) =>
-        checked(
-          () =>
-            Result.flatMap(subscriptionOf("subscribe", options), ({ filter, options: own }) =>
-              Result.map(filterOf(filter), (filter) => ({ filter, own }))),
-          ({ filter, own }) => Effect.map(attach(filter, own, () => undefined), ({ stream }) => stream)
-        ),
+      subscribe: (options) => subscriptions.subscribe(options),
 
-      watch: (options) =>
-        checked(
-          () =>
-            Result.flatMap(subscriptionOf("watch", options), ({ filter: rest, options: own }) =>
-              Result.flatMap(watchOptionsOf(rest), ({ filter, fromSeq }) =>
-                Result.map(filterOf(filter), (filter) => ({ filter, fromSeq, own })))),
-          ({ filter, fromSeq, own }) =>
-            Effect.flatMap(
-              attach(filter, own, (valid) => registry.list(valid)),
-              ({ filter, seq, snapshot, stream }): Effect.Effect<TaskWatch, SnapshotError> => {
-                const watch = { filter, snapshot, seq, events: stream }
-                if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
-                if (fromSeq > seq) {
-                  return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
-                }
-                if (durability.replay === undefined) {
-                  return Effect.fail(
-                    new SnapshotError({
-                      message: `resuming from seq ${fromSeq} needs a durable store: this host keeps no event history`
-                    })
-                  )
-                }
-                // everything up to `seq` is committed before it is read back
-                const types = own.types
-                const replayed = durability.replay(fromSeq, seq, filter)
-                return Effect.as(durability.sync, {
-                  ...watch,
-                  events: Stream.concat(
-                    types === undefined ? replayed : Stream.filter(replayed, (event) => types.has(event._tag)),
-                    watch.events
-                  )
-                })
-              }
-            )
-        ),
+      watch: (options) => subscriptions.watch(options),
 
       stats: steps.whenOpen(() =>
         Effect.sync(() => {
