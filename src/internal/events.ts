@@ -45,7 +45,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   private filter: TaskFilter | undefined = undefined
   /** The event `_tag`s it takes; `undefined`: every one. */
   private types: ReadonlySet<string> | undefined = undefined
-  private capacity = 1
+  capacity = 1
   /** Events up to this `seq` are not this subscriber's (they came before it). */
   private after = 0
   /**
@@ -77,7 +77,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
       : filter
     this.capacity = capacity
     this.after = after
-    this.store.active.add(this)
+    this.store.add(this)
   }
 
   /** Buffers one published event, if it is this subscriber's. */
@@ -102,7 +102,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   end(): void {
     if (this.ended) return
     this.ended = true
-    this.store.active.delete(this)
+    this.store.remove(this)
     if (this.isEmpty()) this.drain()
   }
 
@@ -195,6 +195,20 @@ const noReplay: PubSub.PubSub.ReplayWindow<never> = {
 export class EventStore implements PubSub.PubSub.Atomic<Item> {
   readonly capacity = Number.POSITIVE_INFINITY
   readonly active = new Set<EventBuffer>()
+  /** The smallest capacity among the active buffers (`Infinity` without one): kept as they come and go. */
+  smallest = Number.POSITIVE_INFINITY
+
+  add(buffer: EventBuffer): void {
+    this.active.add(buffer)
+    if (buffer.capacity < this.smallest) this.smallest = buffer.capacity
+  }
+
+  remove(buffer: EventBuffer): void {
+    if (!this.active.delete(buffer) || buffer.capacity > this.smallest) return
+    let smallest = Number.POSITIVE_INFINITY
+    for (const other of this.active) if (other.capacity < smallest) smallest = other.capacity
+    this.smallest = smallest
+  }
 
   isEmpty(): boolean {
     return true
@@ -373,6 +387,11 @@ export class EventHub {
     if (this.closed) return
     this.closed = true
     for (const buffer of Array.from(this.store.active)) buffer.end()
+  }
+
+  /** The smallest buffer among the subscribers (`Infinity` without one). */
+  get smallestBuffer(): number {
+    return this.store.smallest
   }
 
   get subscriberCount(): number {

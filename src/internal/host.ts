@@ -316,12 +316,12 @@ export const makeWith = (
 
     // a burst of writes lets readers and timers run (see `Pace`)
     const pace = new Pace(
-      Pace.budgetFor(subscriberBuffer),
+      () => Pace.budgetFor(hub.smallestBuffer),
       journal === undefined ? undefined : () => journal!.backlog,
       journal === undefined ? undefined : Effect.exit(journal.sync)
     )
     const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      durability.write(Effect.andThen(pace.step, call))
+      durability.write(pace.gate(call))
 
     const service: BackgroundTaskHostService = {
       register: (request) =>

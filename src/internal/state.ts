@@ -153,23 +153,34 @@ export class Steps {
  * `drain`). The single call pays a counter check.
  */
 export class Pace {
-  private readonly budget: number
+  /** Steps between two turns, read at each turn (it follows the subscribers' buffers). */
+  private readonly budgetNow: () => number
+  private budget: number
   private readonly backlog: () => number
   private readonly drain: Effect.Effect<void>
   /** Steps taken since the last turn this pace waited for (it may be stale: then a call waits once early). */
   private taken = 0
   private turn: Deferred.Deferred<void> | undefined
 
-  constructor(budget: number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
-    this.budget = Math.max(1, budget)
+  constructor(budget: () => number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
+    this.budgetNow = budget
+    this.budget = Math.max(1, budget())
     this.backlog = backlog
     this.drain = drain
   }
 
-  /** The budget for a host whose smallest subscriber buffer holds `buffer` events. */
+  /**
+   * The budget for a host whose smallest subscriber buffer holds `buffer`
+   * events (`Infinity` without a subscriber): a quarter of it, so a reader
+   * woken at each turn keeps up, and at most `maxSteps`, so timers fire
+   * within a few milliseconds of a burst.
+   */
   static budgetFor(buffer: number): number {
-    return Math.max(1, Math.min(256, Math.floor(buffer / 4)))
+    return Math.max(1, Math.min(Pace.maxSteps, Math.floor(buffer / 4)))
   }
+
+  /** Steps at most between two turns (a few milliseconds of steps). */
+  static readonly maxSteps = 4_096
 
   /** Waits for the next macrotask (readers woken and timers due run first); shared by every waiter. */
   readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.turn ??= this.newTurn()))
@@ -179,13 +190,15 @@ export class Pace {
     setImmediate(() => {
       this.turn = undefined
       this.taken = 0
+      this.budget = Math.max(1, this.budgetNow())
       Deferred.doneUnsafe(turn, Exit.void)
     })
     return turn
   }
 
   private readonly counted: Effect.Effect<void> = Effect.suspend(() => {
-    if (this.taken < this.budget) {
+    // a subscriber with a smaller buffer than the turn began with lowers the budget at once
+    if (this.taken < this.budget && this.taken < this.budgetNow()) {
       this.taken++
       return Effect.void
     }
@@ -196,4 +209,15 @@ export class Pace {
   readonly step: Effect.Effect<void> = Effect.suspend(() =>
     this.backlog() >= this.budget ? Effect.andThen(this.drain, this.counted) : this.counted
   )
+
+  /** `call`, after one step of the budget: the common case (budget left, no backlog) adds one suspend. */
+  gate<A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
+        this.taken++
+        return call
+      }
+      return Effect.andThen(this.step, call)
+    })
+  }
 }
