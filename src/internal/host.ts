@@ -23,7 +23,6 @@
 import { hostname } from "node:os"
 import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -60,7 +59,7 @@ import type {
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
-import { afterStep, Pace, Steps } from "./state.ts"
+import { Pace, Steps } from "./state.ts"
 import { Subscriptions } from "./subscriptions.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
@@ -200,25 +199,45 @@ export const makeWith = (
 
     // -- retention ----------------------------------------------------------------
     /**
-     * Evicts terminal records as they reach `maxAge`, sleeping until the next
-     * one is due; while none is held it waits for one, and never wakes idle.
+     * Evicts terminal records as they reach `maxAge`: a sweeper fiber sleeps
+     * until the next one is due, evicts, and ends when none is held. The
+     * record that ends an idle spell starts the next sweeper from inside its
+     * step: the fiber's first act is to register its sleep with the `Clock`
+     * (nothing else runs inside the step), so a `TestClock` moved right after
+     * the record ended already sees it. An idle host never wakes.
      */
-    const sweep: Effect.Effect<never> = Effect.gen(function*() {
+    let sweeper: Fiber.Fiber<void> | undefined
+    const sweep: Effect.Effect<void> = Effect.gen(function*() {
       while (true) {
         const now = yield* Clock.currentTimeMillis
-        if (steps.isClosed()) return yield* Effect.never
+        if (steps.isClosed()) return
         const due = registry.evictExpired(now)
-        if (due !== undefined) {
-          yield* Effect.sleep(Duration.millis(due - now))
-        } else {
-          const retired = Deferred.makeUnsafe<void>()
-          registry.onRetire = () => afterStep(() => Deferred.doneUnsafe(retired, Effect.void))
-          yield* Deferred.await(retired)
+        if (due === undefined) {
+          // idle: the next record to end starts the next sweeper
+          sweeper = undefined
+          registry.onRetire = startSweeper
+          return
         }
+        yield* Effect.sleep(Duration.millis(due - now))
       }
     })
-    // forked after the finalizer above, so it is interrupted before that runs
-    if (Number.isFinite(maxAgeMillis)) yield* Effect.forkScoped(sweep)
+    const startSweeper = (): void => {
+      if (steps.isClosed() || sweeper !== undefined) return
+      // the oldest held record is the first due (read only: nothing is evicted inside this step)
+      const due = registry.nextDue()
+      if (due === undefined) {
+        registry.onRetire = startSweeper
+        return
+      }
+      sweeper = Effect.runForkWith(layerContext)(
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.andThen(Effect.sleep(Duration.millis(Math.max(0, due - now))), sweep))
+      )
+    }
+    if (Number.isFinite(maxAgeMillis)) {
+      registry.onRetire = startSweeper
+      // registered after the shutdown's finalizer, so it runs before that one
+      yield* Effect.addFinalizer(() => Effect.suspend(() => sweeper === undefined ? Effect.void : Fiber.interrupt(sweeper)))
+    }
 
     // -- the service --------------------------------------------------------------
 

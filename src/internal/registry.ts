@@ -328,6 +328,12 @@ export class RegistryService {
     return due
   }
 
+  /** When the oldest held terminal record reaches `maxAge` (epoch millis), if any is held. */
+  nextDue(): number | undefined {
+    const oldest = this.t.terminal.peek()
+    return oldest === undefined ? undefined : endOf(oldest.record) + this.retention.maxAgeMillis
+  }
+
   /** Records matching the filter, oldest first; the work is in proportion to the index read. */
   list(filter: TaskFilter | undefined): Array<BackgroundTaskRecord> {
     const t = this.t
