@@ -222,7 +222,8 @@ export const makeWith = (
       }
     })
     const startSweeper = (): void => {
-      if (steps.isClosed() || sweeper !== undefined) return
+      // a closing host starts no sweeper (its timer would outlive the host)
+      if (!steps.isOpen() || sweeper !== undefined) return
       // the oldest held record is the first due (read only: nothing is evicted inside this step)
       const due = registry.nextDue()
       if (due === undefined) {
