@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ["test/long/**/*.test.ts"],
     testTimeout: 60_000,
+    // finds (or starts) PostgreSQL for the suites that need it (the deploy test): test/utils/postgres.ts
+    globalSetup: ["test/utils/postgres.global.ts"],
     hookTimeout: 60_000
   }
 })

@@ -141,6 +141,9 @@ const errorOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   return error.value
 }
 
+/** The shutdown these tests were written for: live tasks end `cancelled` (the default is `release`). */
+const cancelAtClose = { shutdown: { mode: "cancel" } } as const
+
 const stored = (order: number, owner: StoredTask["owner"], record: BackgroundTaskRecord): StoredTask => ({
   order,
   owner,
@@ -183,7 +186,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("a new host on the same database lists exactly what the previous one held, continues its seq, and the events table holds its history", () =>
       Effect.gen(function*() {
         const db = yield* backend.fresh
-        const a = yield* startHost(db.sql, { retention: { maxTerminal: 3 }, lease: { owner: "host-a" } })
+        const a = yield* startHost(db.sql, { retention: { maxTerminal: 3 }, lease: { owner: "host-a" }, ...cancelAtClose })
         const host = a.host
         const ends = yield* host.subscribe()
 
@@ -726,7 +729,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(db.sql)).map((row) => [row.task_id, row.state]), [["flaky", "failed"]])
       }), 30_000)
 
-    test("a re-spawned task still running at shutdown is cancelled and written; the next host re-spawns nothing", () =>
+    test("shutdown mode cancel: a re-spawned task still running at shutdown is cancelled with the reason and written; the next host re-spawns nothing", () =>
       Effect.gen(function*() {
         const db = yield* backend.fresh
         yield* writeLeftovers(yield* makeStore(db.sql), [
@@ -734,13 +737,96 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         ])
         const started = yield* Queue.unbounded<string>()
         const recovery = { p: (record: BackgroundTaskRecord) => Effect.andThen(Queue.offer(started, record.id), Effect.never) }
-        const b = yield* startHost(db.sql, { recovery })
+        const b = yield* startHost(db.sql, { recovery, ...cancelAtClose })
         assert.strictEqual(yield* Queue.take(started), "long")
         yield* b.close
         assert.deepStrictEqual((yield* taskRows(db.sql)).map((row) => [row.task_id, row.state]), [["long", "cancelled"]])
         const c = yield* startHost(db.sql, { recovery })
         assert.deepStrictEqual(yield* c.host.recovery, { respawned: [], failed: [], cancelled: [], quarantined: [] })
         assert.strictEqual(yield* Queue.size(started), 0)
+        const ended = Option.getOrThrow(yield* c.host.get("long"))
+        assert.deepStrictEqual(Option.flatMap(ended.result, (result) => result.summary), Option.some("host shut down"))
+      }), 30_000)
+
+    test("shutdown mode release (the default): live tasks stay live in the store, marked released, no end written, external work untouched; the next host starts at once and resumes each managed task with the same attempt", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const started = yield* Queue.unbounded<string>()
+        const recovery = {
+          p: (record: BackgroundTaskRecord) =>
+            Effect.andThen(Queue.offer(started, `${record.id}@${record.attempt.attempt}`), Effect.never)
+        }
+        const a = yield* startHost(db.sql, { recovery, lease: { owner: "host-a", ttl: "1 hour" } })
+        yield* a.host.spawnManaged("s", { id: "m1", kind: "monitor", producer: "p" }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "m2", kind: "monitor", producer: "p", maxAttempts: 1 }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "m3", kind: "monitor", producer: "nobody" }, Effect.never)
+        let externalStopped = false
+        yield* a.host.registerExternal("s", { id: "x1", kind: "monitor", producer: "ext" }, Effect.sync(() => {
+          externalStopped = true
+        }))
+        yield* a.host.register({ scope: { sessionId: "s" }, id: "c1", kind: "monitor", producer: "p" })
+        const done = yield* a.host.spawnManaged("s", { id: "quick", kind: "monitor", producer: "p" }, Effect.succeed("ok"))
+        yield* a.host.listTree(done.id) // the host is open
+        yield* a.close
+        assert.isFalse(externalStopped)
+        const rows = yield* db.sql<{ readonly task_id: string; readonly state: string; readonly released: unknown }>`
+          SELECT task_id, state, released FROM task_host_tasks ORDER BY ord`.pipe(Effect.orDie)
+        assert.deepStrictEqual(rows.map((row) => [row.task_id, row.state, Number(row.released)]).filter(([id]) => id !== "quick"), [
+          ["m1", "running", 1],
+          ["m2", "running", 1],
+          ["m3", "running", 1],
+          ["x1", "running", 1],
+          ["c1", "pending", 1]
+        ])
+        const tags = (yield* eventRows(db.sql)).map((row) => row.tag)
+        assert.notInclude(tags, "cancelled")
+        // the lease was released: a host that would fail on a held lease starts
+        const b = yield* startHost(db.sql, { recovery, lease: { owner: "host-b", ttl: "1 hour", onHeld: "fail" } })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual([...report.respawned].sort(), ["m1", "m2"])
+        assert.deepStrictEqual(report.failed, ["c1", "m3"])
+        assert.deepStrictEqual(report.cancelled, ["x1"])
+        assert.deepStrictEqual([yield* Queue.take(started), yield* Queue.take(started)].sort(), ["m1@0", "m2@0"])
+        for (const id of ["m1", "m2"]) {
+          const record = Option.getOrThrow(yield* b.host.get(id))
+          assert.strictEqual(record.state, "running")
+          assert.strictEqual(record.attempt.attempt, 0)
+        }
+        // a resumed task's record is written again: it is no longer marked
+        const after = yield* db.sql<{ readonly task_id: string; readonly released: unknown }>`
+          SELECT task_id, released FROM task_host_tasks WHERE task_id = ${"m1"}`.pipe(Effect.orDie)
+        assert.strictEqual(Number(after[0]!.released), 0)
+      }), 30_000)
+
+    test("shutdown drain: running tasks get the drain period to finish and their ends are written; the rest are released at its deadline; no queued task starts", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const a = yield* startHost(db.sql, {
+          shutdown: { drain: "10 seconds" },
+          concurrency: { perKind: { observer: 1 } }
+        })
+        const finish = yield* Deferred.make<void>()
+        yield* a.host.spawnManaged("s", { id: "finishing", kind: "monitor", producer: "p" },
+          Effect.as(Deferred.await(finish), "finished while draining"))
+        yield* a.host.spawnManaged("s", { id: "endless", kind: "observer", producer: "p" }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "queued", kind: "observer", producer: "p" }, Effect.succeed("ran"))
+        const closing = yield* Effect.forkChild(a.close)
+        yield* TestClock.adjust("1 second")
+        // a closing host takes no new work
+        const refused = yield* Effect.flip(a.host.spawnManaged("s", { id: "late", kind: "monitor", producer: "p" }, Effect.void))
+        assert.instanceOf(refused, SessionError)
+        yield* Deferred.succeed(finish, undefined)
+        yield* TestClock.adjust("1 second")
+        assert.isUndefined(closing.pollUnsafe(), "still draining: endless runs")
+        yield* TestClock.adjust("8 seconds")
+        yield* Fiber.join(closing)
+        const rows = yield* db.sql<{ readonly task_id: string; readonly state: string; readonly released: unknown }>`
+          SELECT task_id, state, released FROM task_host_tasks ORDER BY ord`.pipe(Effect.orDie)
+        assert.deepStrictEqual(rows.map((row) => [row.task_id, row.state, Number(row.released)]), [
+          ["finishing", "completed", 0],
+          ["endless", "running", 1],
+          ["queued", "pending", 1]
+        ])
       }), 30_000)
   })
 
@@ -1024,7 +1110,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("an event row that no longer decodes: watch({ fromSeq: 0 }) replays the rest and one Lagged, and the row is quarantined", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         for (const id of ["e1", "e2", "e3"]) yield* a.host.register({ scope: { sessionId: "s" }, id, kind: "other", producer: "p" })
         const published = yield* a.events // 3 Registered, 3 Cancelled at shutdown
         assert.strictEqual(published.length, 6)
@@ -1055,7 +1141,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     /** A first host's history in two sessions and two kinds; returns what it published. */
     const history = (sql: Parameters<typeof startHost>[0]) =>
       Effect.gen(function*() {
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         const host = a.host
         yield* host.register({ scope: { sessionId: "s1" }, id: "a", kind: "monitor", producer: "p" })
         yield* host.register({ scope: { sessionId: "s2" }, id: "b", kind: "monitor", producer: "p" })
@@ -1135,7 +1221,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("replays a long history a page at a time, in order, filtered", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         yield* Effect.forEach(
           Array.from({ length: 2_345 }, (_, i) => i),
           (i) => a.host.register({ scope: { sessionId: `s${i % 2}` }, id: `t${i}`, kind: "other", producer: "p" }),

@@ -78,7 +78,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
           "ord",
           "owner",
           "state",
-          "record"
+          "record",
+          "released"
         ])
         assert.deepStrictEqual(yield* backend.columns(sql, "task_host_events"), [
           "seq",
@@ -103,7 +104,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         ])
         const migrations = yield* migrationRows(sql)
         assert.deepStrictEqual(migrations.map(({ migration_id, name }) => ({ migration_id, name })), [
-          { migration_id: 1, name: "tasks_events_lease" }
+          { migration_id: 1, name: "tasks_events_lease" },
+          { migration_id: 2, name: "released" }
         ])
       }))
 

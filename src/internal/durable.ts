@@ -250,6 +250,8 @@ export class Journal implements EventSink {
   readonly failed = Deferred.makeUnsafe<TaskStoreError | LeaseHeld>()
   /** Transactions committed (`stats.commits`). */
   commits = 0
+  /** Set by a `release` shutdown: later events are not written (the store keeps the tasks live). */
+  private frozen = false
 
   private readonly store: TaskStoreService
   private readonly lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
@@ -275,6 +277,7 @@ export class Journal implements EventSink {
 
   /** Takes one event (and the record it changes) into the open batch; inside a step. */
   record(event: BackgroundTaskEvent, order: number, owner: TaskOwner | undefined): void {
+    if (this.frozen) return
     const batch = this.open
     batch.events.push(event)
     switch (event._tag) {
@@ -312,6 +315,30 @@ export class Journal implements EventSink {
    */
   stop(error: TaskStoreError | LeaseHeld): void {
     this.broken ??= error
+  }
+
+  /**
+   * Takes no more events (a `release` shutdown, in the step that closes the
+   * host): what was written so far is still committed by `flush`; what the
+   * stopped fibers do after is not written, so their records stay live.
+   */
+  freeze(): void {
+    this.frozen = true
+  }
+
+  /**
+   * Marks the records of `tasks` as released (after `flush`, at a `release`
+   * shutdown): one transaction, checked against the lease like a commit, no
+   * event. A failure leaves them unmarked: the next holder then recovers them
+   * as it would after a crash.
+   */
+  release(tasks: ReadonlyArray<StoredTask>): Effect.Effect<void, TaskStoreError | LeaseHeld> {
+    if (tasks.length === 0 || this.broken !== undefined) return Effect.void
+    const write = Effect.flatMap(
+      this.lease,
+      (lease) => this.store.write({ events: [], puts: tasks.map((task) => ({ ...task, released: true })), deletes: [] }, lease)
+    )
+    return Effect.retry(write, { times: 2, while: (error) => error._tag === "TaskStoreError" })
   }
 
   /** Waits until every write made so far is committed; a failed commit is a defect. */

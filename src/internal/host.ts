@@ -40,7 +40,7 @@ import {
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
 import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
-import { type StoredState, type TaskStoreService } from "./store.ts"
+import { type StoredState, type StoredTask, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
 import { type Durability, holdLease, type Journal, journaled, memory } from "./durable.ts"
 import { EventHub } from "./events.ts"
@@ -65,6 +65,9 @@ import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
 import { checkOutcomeInput, checkSession, filterOf, registerRequestOf, registrationOf, scopeOf } from "./validate.ts"
+
+/** The summary of a task the host cancels as it shuts down. */
+export const hostShutDown = "host shut down"
 
 /** The in-memory host. */
 export const make = (
@@ -157,10 +160,20 @@ export const makeWith = (
     }
 
     // -- shutdown ---------------------------------------------------------------
+    const shutdownMode = durable === undefined ? "cancel" : storeOptions!.shutdown.mode
+    const drain = durable === undefined ? Duration.zero : storeOptions!.shutdown.drain
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* steps.closing()
         sessions.clear()
+        // drain: running managed tasks get `drain` to finish (no queued task starts on a closing host)
+        if (Duration.isGreaterThan(drain, Duration.zero)) {
+          const running = registry.liveTasks().filter((task) => task.owner._tag === "Managed" && !T.isQueued(task))
+          yield* Effect.forEach(running, (task) => ending.awaitEnd(task), { concurrency: "unbounded", discard: true })
+            .pipe(Effect.timeoutOption(drain))
+        }
+        if (journal !== undefined && shutdownMode === "release") return yield* release(journal)
+        for (const task of registry.liveTasks()) task.control.stopReason ??= hostShutDown
         yield* Fiber.interruptAll(allFibers())
         yield* Effect.forEach(
           registry.liveTasks(),
@@ -178,6 +191,35 @@ export const makeWith = (
         hub.close()
       })
     )
+
+    /**
+     * A `release` shutdown: in one step the journal stops taking events and
+     * the host closes (no step runs after it, so a stopped fiber moves no
+     * record); what was written before is committed, the live records are
+     * marked released, then the fibers are stopped. External work is left
+     * running; the lease is given up after this (its finalizer runs last).
+     */
+    const release = (journal: Journal): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let live: Array<StoredTask> = []
+        yield* Effect.andThen(
+          Effect.sync(() => {
+            live = registry.liveTasks().map((task) => ({ order: task.order, owner: T.ownerName(task.owner), record: task.record }))
+            journal.freeze()
+          }),
+          steps.closed
+        )
+        yield* Effect.exit(journal.flush)
+        yield* journal.release(live).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning(
+              `the background task host ${leaseOwner} could not mark its live tasks released (the next host recovers them as after a crash): ${error.message}`
+            )
+          )
+        )
+        yield* Fiber.interruptAll(allFibers())
+        hub.close()
+      })
 
     // -- retention ----------------------------------------------------------------
     /** Evicts terminal records as they reach `maxAge`, sleeping until the next one is due. */

@@ -132,5 +132,11 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
       }
       recovery.set(producer, handler)
     }
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery }
+    const shutdown = options.shutdown ?? {}
+    const mode = shutdown.mode ?? "release"
+    if (mode !== "release" && mode !== "cancel") {
+      return yield* Effect.fail(invalidOption("shutdown.mode", "\"release\" or \"cancel\"", mode))
+    }
+    const drain = yield* durationOption("shutdown.drain", shutdown.drain, 0)
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, shutdown: { mode, drain } }
   })

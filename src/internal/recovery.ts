@@ -16,7 +16,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
-import { isTerminal } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import type { StoredState } from "./store.ts"
 import type { Ending } from "./supervisor.ts"
 import type { RegistryService } from "./registry.ts"
@@ -69,6 +69,9 @@ export const recover = (
       })),
       stored.lastSeq
     )
+    // records a host left live at a `release` shutdown: stopped, not crashed
+    const released = new Set<BackgroundTaskRecord>()
+    for (const task of stored.tasks) if (task.released === true) released.add(task.record)
     const live = restored.filter((task) => !isTerminal(task.record.state))
     for (const task of live) telemetry.registered(task.record)
     if (live.length === 0) return Effect.succeed({ ...report, quarantined: stored.quarantined })
@@ -77,7 +80,9 @@ export const recover = (
     for (const task of byAge) {
       const { attempt, producer, state } = task.record
       const handler = options.handlers.get(producer)
-      const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
+      // a released task resumes with the attempt it was on: a graceful stop is not a failed attempt
+      const allowed = released.has(task.record) ||
+        (Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value)
       const parentFate = task.parent === undefined ? "respawned" : fates.get(task.parent) ?? "respawned"
       fates.set(
         task,
@@ -96,7 +101,9 @@ export const recover = (
             if (isTerminal(task.record.state)) continue
             const fate = fates.get(task)!
             report[fate].push(task.record.id)
-            if (fate === "respawned") respawn(task, options.handlers.get(task.record.producer)!, now, deps, options)
+            if (fate === "respawned") {
+              respawn(task, options.handlers.get(task.record.producer)!, released.has(task.record), now, deps, options)
+            }
             else deps.ending.move(task, fate, now, { summary: Option.some(stoppedReason) })
           }
         })
@@ -113,6 +120,7 @@ export const recover = (
 const respawn = (
   task: Task.Task,
   handler: RecoveryHandler,
+  released: boolean,
   now: DateTime.Utc,
   deps: { readonly registry: RegistryService; readonly supervisor: Supervisor },
   options: RecoveryOptions
@@ -122,17 +130,19 @@ const respawn = (
   if (owner._tag !== "Managed") return
   const stored = task.record
   const { attempt } = stored
+  const next = released ? attempt.attempt : attempt.attempt + 1
   const slot = supervisor.tryAcquire({ sessionId: stored.scope.sessionId, kind: stored.kind })
   registry.update(task, (record) => ({
     ...record,
     state: slot !== undefined ? "running" : "pending",
-    attempt: { ...attempt, attempt: attempt.attempt + 1 }
+    attempt: { ...attempt, attempt: next }
   }), now)
+  const of = Option.match(attempt.maxAttempts, { onNone: () => "", onSome: (max) => ` of ${max}` })
   registry.progress(
     task,
-    `recovered after the host stopped: attempt ${attempt.attempt + 2} of ${
-      Option.getOrElse(attempt.maxAttempts, () => 1)
-    }`
+    released
+      ? `resumed after the host shut down: attempt ${next + 1}${of}`
+      : `recovered after the host stopped: attempt ${next + 1}${of === "" ? " of 1" : of}`
   )
   // the handler sees the record as the previous process left it, once: its
   // effect is the task's body, run again for each later attempt (as spawnManaged's is)

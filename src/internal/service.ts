@@ -308,6 +308,24 @@ export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOption
     readonly onHeld?: "fail" | "wait" | undefined
     readonly owner?: string | undefined
   } | undefined
+  /**
+   * What closing the layer (a `SIGTERM`, a deploy) does with the tasks still
+   * live, on a durable store. First new calls fail and queued tasks stay
+   * queued; with `drain` (default 0: none), running managed tasks get that
+   * long to finish. Then, by `mode`:
+   * - `"release"` (the default): everything written so far is committed, the
+   *   fibers are stopped without writing their end, the live records stay
+   *   live in the store marked as released, and the lease is given up: the
+   *   next host takes over at once and resumes each released managed task
+   *   through its producer's recovery handler with the same attempt (a
+   *   release is not a failed attempt);
+   * - `"cancel"`: every live task is cancelled and ends `cancelled` with the
+   *   summary "host shut down" (what the in-memory host always does).
+   */
+  readonly shutdown?: {
+    readonly mode?: "release" | "cancel" | undefined
+    readonly drain?: Duration.Input | undefined
+  } | undefined
 }
 
 /**

@@ -51,6 +51,12 @@ export interface StoredTask {
   readonly order: number
   readonly owner: TaskOwner
   readonly record: BackgroundTaskRecord
+  /**
+   * Left live by a host that shut down in `release` mode (its fiber was
+   * stopped, not crashed): the next holder resumes it without spending an
+   * attempt. Any later write of the record clears it.
+   */
+  readonly released?: boolean | undefined
 }
 
 /**
@@ -184,6 +190,7 @@ interface TaskRow {
   readonly ord: unknown
   readonly owner: string
   readonly record: string
+  readonly released: unknown
 }
 
 interface EventRow {
@@ -254,6 +261,10 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
               error TEXT NOT NULL,
               quarantined_at BIGINT NOT NULL
             )`
+      }),
+      // a graceful stop in `release` mode leaves its live tasks marked, to be resumed without spending an attempt
+      "2_released": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${tasks} ADD COLUMN released INTEGER NOT NULL DEFAULT 0`
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -287,7 +298,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       }).pipe(sql.withTransaction)
 
     const load: Effect.Effect<StoredState, TaskStoreError> = Effect.gen(function*() {
-      const rows = yield* sql<TaskRow>`SELECT task_key, session_id, task_id, ord, owner, record FROM ${tasks} ORDER BY ord`
+      const rows = yield* sql<TaskRow>`SELECT task_key, session_id, task_id, ord, owner, record, released FROM ${tasks} ORDER BY ord`
       const [last] = yield* sql<{ readonly seq: unknown }>`SELECT MAX(seq) AS seq FROM ${events}`
       let lastSeq = last?.seq === null || last?.seq === undefined ? 0 : int(last.seq)
       const loaded: Array<StoredTask> = []
@@ -328,7 +339,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
           liveIds.set(record.id, record.scope.sessionId)
         }
         lastSeq = Math.max(lastSeq, record.revision, order)
-        loaded.push({ order, owner: row.owner as TaskOwner, record })
+        loaded.push({ order, owner: row.owner as TaskOwner, record, released: int(row.released) === 1 })
       }
       yield* quarantineRows("tasks", bad)
       return { tasks: loaded, lastSeq, quarantined: bad.map((row) => row.error) }
@@ -366,7 +377,9 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const renew = (owner: string, expiresAt: number) =>
       Effect.map(
-        sql<{ readonly owner: string }>`UPDATE ${lease} SET expires_at = ${expiresAt}
+        // never shortened: a renewal computed earlier can land after a commit's later one
+        sql<{ readonly owner: string }>`UPDATE ${lease}
+          SET expires_at = CASE WHEN expires_at < ${expiresAt} THEN ${expiresAt} ELSE expires_at END
           WHERE name = ${leaseName} AND owner = ${owner} RETURNING owner`,
         (rows) => rows.length === 1
       )
@@ -387,17 +400,18 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
         for (const part of chunks(batch.puts)) {
           yield* sql`INSERT INTO ${tasks} ${
-            sql.insert(mapNonEmpty(part, ({ order, owner, record }) => ({
+            sql.insert(mapNonEmpty(part, ({ order, owner, record, released }) => ({
               task_key: keyOf(record.scope.sessionId, record.id),
               session_id: record.scope.sessionId,
               task_id: record.id,
               ord: order,
               owner,
               state: record.state,
-              record: recordJson(record)
+              record: recordJson(record),
+              released: released === true ? 1 : 0
             })))
           } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
-            state = excluded.state, record = excluded.record`
+            state = excluded.state, record = excluded.record, released = excluded.released`
         }
         for (const part of chunks(batch.events)) {
           yield* sql`INSERT INTO ${events} ${
