@@ -798,6 +798,56 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.strictEqual(Number(after[0]!.released), 0)
       }), 30_000)
 
+    test("input and the per-task options that can be stored (timeout, grace period, backoff) are kept with the record; the resumed task gets its input and runs with them", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const given = yield* Queue.unbounded<BackgroundTaskRecord>()
+        const recovery = { p: (record: BackgroundTaskRecord) => Effect.andThen(Queue.offer(given, record), Effect.never) }
+        const a = yield* startHost(db.sql, { recovery })
+        const input = { url: "https://example.com/a", depth: 2, tags: ["x", "y"], extra: null }
+        const spawned = yield* a.host.spawnManaged("s", {
+          id: "job",
+          kind: "other",
+          producer: "p",
+          input,
+          timeout: "5 seconds",
+          cancelGracePeriod: "2 seconds",
+          backoff: { initialMillis: 100, factor: 3, maxMillis: 1_000 },
+          maxAttempts: 2
+        }, Effect.never)
+        assert.deepStrictEqual(spawned.input, input)
+        assert.deepStrictEqual(spawned.settings, {
+          timeoutMillis: 5_000,
+          cancelGracePeriodMillis: 2_000,
+          backoff: { initialMillis: 100, factor: 3, maxMillis: 1_000 }
+        })
+        // the wire form carries them
+        const [row] = yield* taskRows(db.sql)
+        assert.deepStrictEqual((row!.record as { input: unknown }).input, input)
+        assert.deepStrictEqual((row!.record as { settings: unknown }).settings, {
+          timeout_millis: 5_000,
+          cancel_grace_period_millis: 2_000,
+          backoff: { initial_millis: 100, factor: 3, max_millis: 1_000 }
+        })
+        yield* a.close
+
+        const b = yield* startHost(db.sql, { recovery })
+        const record = yield* Queue.take(given)
+        assert.deepStrictEqual(record.input, input)
+        assert.strictEqual(record.attempt.attempt, 0)
+        // the resumed attempt keeps its 5 s timeout: a failure, then the stored backoff (100 ms) and the last attempt
+        yield* TestClock.adjust("5 seconds")
+        yield* TestClock.adjust("100 millis")
+        const after = Option.getOrThrow(yield* b.host.get("job"))
+        assert.strictEqual(after.attempt.attempt, 1)
+        // the handler was called once; its effect runs again for the next attempt
+        assert.strictEqual(yield* Queue.take(given), record)
+        yield* TestClock.adjust("5 seconds")
+        const failed = Option.getOrThrow(yield* b.host.get("job"))
+        assert.strictEqual(failed.state, "failed")
+        assert.include(Option.getOrThrow(Option.flatMap(failed.failure, (f) => f.summary)), "timed out after 5s")
+      }), 30_000)
+
     test("shutdown drain: running tasks get the drain period to finish and their ends are written; the rest are released at its deadline; no queued task starts", () =>
       Effect.gen(function*() {
         const db = yield* backend.fresh

@@ -34,6 +34,7 @@ import { type SubscriptionEvent } from "../TaskEvent.ts"
 import {
   type InvalidOptions,
   InvalidTransition,
+  RegistrationError,
   SessionError,
   SnapshotError,
   TaskNotFound
@@ -46,7 +47,7 @@ import { type Durability, holdLease, type Journal, journaled, memory } from "./d
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
-import { optionsOf, storeOptionsOf } from "./options.ts"
+import { backoffSchedule, optionsOf, storeOptionsOf } from "./options.ts"
 import { recover } from "./recovery.ts"
 import { RegistryService } from "./registry.ts"
 import type {
@@ -81,7 +82,7 @@ export const makeWith = (
   store: TaskStoreService | undefined
 ): Effect.Effect<BackgroundTaskHostService, InvalidOptions | TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
-    const { grace, limits, maxAge, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
+    const { grace, limits, maxAge, maxInputBytes, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
     // checked on any store, so a bad option fails before it matters
     const storeOptions = store === undefined ? undefined : yield* storeOptionsOf(options)
     const durable = store?.durable === true && storeOptions !== undefined ? store : undefined
@@ -114,8 +115,12 @@ export const makeWith = (
       ending,
       (task, mode, reason) => cancellation.cancelChildren(task, mode, reason)
     )
-    /** Registers a task (see `RegistryService.register`); a new one counts in the metrics. */
-    const register: RegistryService["register"] = (...args) => {
+    /** Registers a task (see `RegistryService.register`), its input within `maxInputBytes`; a new one counts in the metrics. */
+    const register = (
+      ...args: Parameters<RegistryService["register"]>
+    ): Result.Result<{ readonly task: T.Task; readonly existing: boolean }, RegisterError> => {
+      const tooLarge = inputTooLarge(args[1].id, args[1].input, maxInputBytes)
+      if (tooLarge !== undefined) return Result.fail(tooLarge)
       const added = registry.register(...args)
       if (Result.isSuccess(added) && !added.success.existing) telemetry.registered(added.success.task.record)
       return added
@@ -335,7 +340,7 @@ export const makeWith = (
             supervisor.startOrQueue(task, owner, {
               run: supervisor.body(task, owner, body as Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>),
               timeout: valid.timeout === undefined ? undefined : Duration.fromInputUnsafe(valid.timeout),
-              schedule: valid.retry ?? retrySchedule,
+              schedule: valid.retry ?? (valid.backoff === undefined ? retrySchedule : backoffSchedule(valid.backoff)),
               context
             }, slot)
             return Effect.succeed(task.record)
@@ -618,6 +623,37 @@ export const makeWith = (
     }
     return service
   })
+
+/** Where a value is not plain JSON (a function, a Date, NaN, a cycle, …), if it is not. */
+const notJson = (value: unknown, path: string, seen: Set<object>): string | undefined => {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is ${value}`
+  if (typeof value !== "object") return `${path} is a ${typeof value}`
+  if (seen.has(value)) return `${path} refers to itself`
+  const proto = Object.getPrototypeOf(value)
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return `${path} is not a plain object`
+  seen.add(value)
+  for (const [key, item] of Object.entries(value)) {
+    const problem = notJson(item, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, seen)
+    if (problem !== undefined) return problem
+  }
+  seen.delete(value)
+  return undefined
+}
+
+/** A registration whose input is not JSON, or larger than `maxInputBytes` as JSON text, as the error it gets. */
+const inputTooLarge = (taskId: string, input: unknown, maxInputBytes: number): RegistrationError | undefined => {
+  if (input === undefined) return undefined
+  const problem = notJson(input, "input", new Set())
+  if (problem !== undefined) {
+    return new RegistrationError({ message: `invalid task registration for ${taskId}: the input must be JSON, but ${problem}` })
+  }
+  if (maxInputBytes === Infinity) return undefined
+  const bytes = Buffer.byteLength(JSON.stringify(input), "utf8")
+  return bytes <= maxInputBytes ? undefined : new RegistrationError({
+    message: `invalid task registration for ${taskId}: its input is ${bytes} bytes of JSON, more than maxInputBytes (${maxInputBytes})`
+  })
+}
 
 const copyReport = (report: RecoveryReport): RecoveryReport => ({
   respawned: [...report.respawned],

@@ -13,7 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { TaskKind } from "../BackgroundTask.ts"
+import { type TaskBackoff, TaskKind } from "../BackgroundTask.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostStoreOptions,
@@ -84,6 +84,15 @@ const limitsOf = (options: BackgroundTaskHostOptions): Effect.Effect<Limits, Inv
     return { perSession, perKind }
   })
 
+/** A backoff given as data (`TaskBackoff`), as a `Schedule`. */
+export const backoffSchedule = (backoff: TaskBackoff): Schedule.Schedule<unknown, unknown> => {
+  const exponential = Schedule.exponential(Duration.millis(backoff.initialMillis), backoff.factor ?? 2)
+  const max = backoff.maxMillis
+  return max === undefined
+    ? exponential
+    : exponential.pipe(Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.millis(max)))))
+}
+
 /** The default backoff between attempts: 1 s, 2 s, 4 s, … */
 export const defaultRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("1 second")
 
@@ -96,6 +105,7 @@ export const optionsOf = (options: BackgroundTaskHostOptions) =>
     }),
     maxAge: durationOption("retention.maxAge", options.retention?.maxAge, "1 hour"),
     subscriberBuffer: countOption("subscriberBuffer", options.subscriberBuffer, 4_096, { min: 1, infinite: false }),
+    maxInputBytes: countOption("maxInputBytes", options.maxInputBytes, 65_536, { min: 0, infinite: true }),
     retrySchedule: options.retry?.schedule === undefined
       ? Effect.succeed(defaultRetrySchedule)
       : Schedule.isSchedule(options.retry.schedule)

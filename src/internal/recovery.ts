@@ -12,11 +12,12 @@
  */
 import type * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { backoffSchedule } from "./options.ts"
 import type { StoredState } from "./store.ts"
 import type { Ending } from "./supervisor.ts"
 import type { RegistryService } from "./registry.ts"
@@ -65,7 +66,12 @@ export const recover = (
         order,
         record,
         owner: owner === "host" ? Task.managed() : owner === "external" ? Task.external(undefined) : Task.caller,
-        control: Task.control(options.grace)
+        // the task's own grace period, when its record kept one
+        control: Task.control(
+          record.settings?.cancelGracePeriodMillis === undefined
+            ? options.grace
+            : Duration.millis(record.settings.cancelGracePeriodMillis)
+        )
       })),
       stored.lastSeq
     )
@@ -150,8 +156,9 @@ const respawn = (
   const body = Effect.suspend(() => made ??= handler(stored))
   supervisor.startOrQueue(task, owner, {
     run: supervisor.body(task, owner, body),
-    timeout: undefined,
-    schedule: options.retrySchedule,
+    // the options its record kept; a `retry` Schedule is not stored: the host's then
+    timeout: stored.settings?.timeoutMillis === undefined ? undefined : Duration.millis(stored.settings.timeoutMillis),
+    schedule: stored.settings?.backoff === undefined ? options.retrySchedule : backoffSchedule(stored.settings.backoff),
     context: options.context
   }, slot)
 }

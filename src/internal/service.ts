@@ -453,6 +453,11 @@ export interface BackgroundTaskHostOptions {
    */
   readonly subscriberBuffer?: number | undefined
   /**
+   * The largest task `input` accepted, in bytes of its JSON text (default
+   * 65,536); a larger one fails the registration with `RegistrationError`.
+   */
+  readonly maxInputBytes?: number | undefined
+  /**
    * The backoff between the attempts of a managed task with `maxAttempts`
    * (default exponential from 1 second); a task's `retry` overrides it.
    */

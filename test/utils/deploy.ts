@@ -9,7 +9,7 @@ import type { SqlClient } from "effect/sql"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { isTerminal } from "../../src/index.ts"
-import { jobs, summaryOf } from "../fixtures/deploy-plan.ts"
+import { inputOf, jobs, summaryOf } from "../fixtures/deploy-plan.ts"
 import { root } from "./child.ts"
 import { eventRows, taskRows } from "./store.ts"
 
@@ -98,6 +98,7 @@ export const assertStoppedCleanly = (run: ChildRun, label: string) => {
 export const checkAllDone = (sql: SqlClient.SqlClient, count: number, runs: ReadonlyArray<ChildRun>) =>
   Effect.gen(function*() {
     const plan = jobs(count)
+    const byId = new Map(plan.map((job) => [job.id, job]))
     const rows = yield* taskRows(sql)
     assert.strictEqual(rows.length, count, "one row per job")
     assert.deepStrictEqual(rows.filter((row) => row.state !== "completed").map((row) => `${row.task_id} ${row.state}`), [])
@@ -117,6 +118,7 @@ export const checkAllDone = (sql: SqlClient.SqlClient, count: number, runs: Read
         decoded.taskId
       )
       assert.strictEqual(decoded.record.attempt.attempt, 0, `${decoded.taskId} ran on its first attempt`)
+      assert.deepStrictEqual(decoded.record.input, inputOf(byId.get(decoded.taskId)!), `${decoded.taskId} kept its input`)
     }
     for (const job of plan) {
       assert.strictEqual(registered.get(job.id), 1, `${job.id} registered once`)
