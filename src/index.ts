@@ -59,6 +59,8 @@ export {
   type BackgroundTaskSession,
   LocalBackgroundTaskHost,
   type RecoveryHandler,
+  type RecoveryDecision,
+  type ExternalRecoveryHandler,
   type RecoveryReport,
   type RegisterError,
   type SessionOptions,

@@ -14,6 +14,7 @@ import { assert, describe, it } from "@effect/vitest"
 import {
   Cause,
   Clock,
+  Context,
   Deferred,
   Effect,
   Exit,
@@ -543,8 +544,9 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const started = yield* Queue.unbounded<BackgroundTaskRecord>()
         const gate = yield* Deferred.make<void>()
         const calls: Array<string> = []
+        // the handler decides for every task of its producer: one without maxAttempts it ends
         const retryable: RecoveryHandler = (record) =>
-          Effect.gen(function*() {
+          Option.isNone(record.attempt.maxAttempts) ? { _tag: "Fail", reason: stopped } : Effect.gen(function*() {
             calls.push(record.id)
             yield* Queue.offer(started, record)
             const ctx = yield* TaskContext
@@ -846,6 +848,112 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const failed = Option.getOrThrow(yield* b.host.get("job"))
         assert.strictEqual(failed.state, "failed")
         assert.include(Option.getOrThrow(Option.flatMap(failed.failure, (f) => f.summary)), "timed out after 5s")
+      }), 30_000)
+
+    test("the handler decides for every live task of its producer: re-run (with or without maxAttempts), Fail or Cancel with a reason; a handler that throws fails its task; spent attempts are not offered", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "host", spec: { id: "nomax", state: "running", producer: "p", seq: 1 } },
+          { owner: "host", spec: { id: "fail-me", state: "running", producer: "p", seq: 2 } },
+          { owner: "host", spec: { id: "cancel-me", state: "waiting", producer: "p", maxAttempts: 5, seq: 3 } },
+          { owner: "host", spec: { id: "throw-me", state: "running", producer: "p", seq: 4 } },
+          { owner: "host", spec: { id: "spent", state: "running", producer: "p", attempt: 1, maxAttempts: 2, seq: 5 } }
+        ])
+        const offered: Array<string> = []
+        const recovery = {
+          p: (record: BackgroundTaskRecord) => {
+            offered.push(record.id)
+            switch (record.id) {
+              case "fail-me":
+                return { _tag: "Fail", reason: "the job is stale" } as const
+              case "cancel-me":
+                return { _tag: "Cancel", reason: "the user left" } as const
+              case "throw-me":
+                throw new Error("no such job")
+              default:
+                return Effect.succeed(`re-ran ${record.id}`)
+            }
+          }
+        }
+        const b = yield* startHost(db.sql, { recovery })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual(report.respawned, ["nomax"])
+        assert.deepStrictEqual([...report.failed].sort(), ["fail-me", "spent", "throw-me"])
+        assert.deepStrictEqual(report.cancelled, ["cancel-me"])
+        assert.notInclude(offered, "spent")
+        const summary = (id: string) =>
+          Effect.map(b.host.get(id), (record) => {
+            const r = Option.getOrThrow(record)
+            return [r.state, Option.getOrNull(Option.flatMap(r.state === "failed" ? r.failure : r.result, (o) => o.summary))]
+          })
+        assert.deepStrictEqual(yield* summary("fail-me"), ["failed", "the job is stale"])
+        assert.deepStrictEqual(yield* summary("cancel-me"), ["cancelled", "the user left"])
+        const thrown = yield* summary("throw-me")
+        assert.strictEqual(thrown[0], "failed")
+        assert.include(thrown[1], "the recovery handler of p threw: Error: no such job")
+        assert.deepStrictEqual(yield* summary("spent"), ["failed", stopped])
+        // re-run after a crash without maxAttempts: the next attempt
+        const nomax = yield* Effect.repeat(b.host.get("nomax"), { until: (r) => Option.isSome(r) && r.value.state === "completed" })
+        assert.strictEqual(Option.getOrThrow(nomax).attempt.attempt, 1)
+      }), 30_000)
+
+    test("handlers may require the application's services: the layer requires them, re-run tasks and reattached cancel effects get them", () =>
+      Effect.gen(function*() {
+        class Mailer extends Context.Service<Mailer, { readonly sent: Array<string> }>()("test/Mailer") {}
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "host", spec: { id: "mail", state: "running", producer: "mailer", seq: 1 } },
+          { owner: "external", spec: { id: "remote", state: "running", producer: "remote", seq: 2 } }
+        ])
+        const layer = BackgroundTaskHost.layerStore({
+          recovery: {
+            mailer: (record) =>
+              Effect.gen(function*() {
+                const mailer = yield* Mailer
+                const ctx = yield* TaskContext
+                mailer.sent.push(`${record.id} by ${ctx.taskId}`)
+                return "sent"
+              })
+          },
+          recoverExternal: {
+            remote: () =>
+              Effect.gen(function*() {
+                const mailer = yield* Mailer
+                mailer.sent.push("remote stopped")
+              })
+          }
+        })
+        // the layer's requirements name the service (a compile-time check as much as a run-time one)
+        const requires: Layer.Layer<BackgroundTaskHost, unknown, TaskStore | Mailer> = layer
+        const sent: Array<string> = []
+        const b = yield* startHostOn(requires.pipe(Layer.provide(sqlStore(db.sql)), Layer.provide(Layer.succeed(Mailer, { sent }))))
+        assert.deepStrictEqual([...(yield* b.host.recovery).respawned].sort(), ["mail", "remote"])
+        yield* Effect.repeat(b.host.get("mail"), { until: (r) => Option.isSome(r) && r.value.state === "completed" })
+        assert.deepStrictEqual(sent, ["mail by mail"])
+        // reattached: live, owned by this host; cancelling it runs the hook's cancel effect
+        const remote = Option.getOrThrow(yield* b.host.get("remote"))
+        assert.strictEqual(remote.state, "running")
+        yield* b.host.cancelManaged(remote.scope.sessionId, "remote")
+        assert.deepStrictEqual(sent, ["mail by mail", "remote stopped"])
+        assert.strictEqual(Option.getOrThrow(yield* b.host.get("remote")).state, "cancelled")
+      }), 30_000)
+
+    test("recoverExternal: a hook may end an external task with a reason; without one it is cancelled as before", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "external", spec: { id: "gone", state: "running", producer: "remote", seq: 1 } },
+          { owner: "external", spec: { id: "other", state: "running", producer: "elsewhere", seq: 2 } }
+        ])
+        const b = yield* startHost(db.sql, {
+          recoverExternal: { remote: (record) => ({ _tag: "Fail", reason: `${record.id}: the remote job is gone` }) }
+        })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual(report.failed, ["gone"])
+        assert.deepStrictEqual(report.cancelled, ["other"])
+        const gone = Option.getOrThrow(yield* b.host.get("gone"))
+        assert.deepStrictEqual(gone.failure, Option.some({ summary: Option.some("gone: the remote job is gone") }))
       }), 30_000)
 
     test("shutdown drain: running tasks get the drain period to finish and their ends are written; the rest are released at its deadline; no queued task starts", () =>

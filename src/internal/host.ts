@@ -78,7 +78,7 @@ export const make = (
 
 /** A host on a store: a durable one adds the journal, the lease and recovery. */
 export const makeWith = (
-  options: BackgroundTaskHostStoreOptions,
+  options: BackgroundTaskHostStoreOptions<unknown>,
   store: TaskStoreService | undefined
 ): Effect.Effect<BackgroundTaskHostService, InvalidOptions | TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
@@ -614,6 +614,7 @@ export const makeWith = (
     if (stored !== undefined) {
       report = yield* recover(stored, { steps, registry, ending, supervisor, telemetry }, {
         handlers: storeOptions!.recovery,
+        external: storeOptions!.recoverExternal,
         grace,
         retrySchedule,
         context: layerContext

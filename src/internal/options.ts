@@ -17,6 +17,7 @@ import { type TaskBackoff, TaskKind } from "../BackgroundTask.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostStoreOptions,
+  ExternalRecoveryHandler,
   RecoveryHandler
 } from "../BackgroundTaskHost.ts"
 import { InvalidOptions } from "../PluginError.ts"
@@ -115,7 +116,7 @@ export const optionsOf = (options: BackgroundTaskHostOptions) =>
   })
 
 /** The durable-store options: the lease and the recovery handlers. */
-export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
+export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions<unknown>) =>
   Effect.gen(function*() {
     const lease = options.lease ?? {}
     const ttl = yield* durationOption("lease.ttl", lease.ttl, "30 seconds")
@@ -135,12 +136,19 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
     if (lease.owner !== undefined && (typeof lease.owner !== "string" || lease.owner.length === 0)) {
       return yield* Effect.fail(invalidOption("lease.owner", "a non-empty string", lease.owner))
     }
-    const recovery = new Map<string, RecoveryHandler>()
+    const recovery = new Map<string, RecoveryHandler<unknown>>()
     for (const [producer, handler] of Object.entries(options.recovery ?? {})) {
       if (typeof handler !== "function") {
         return yield* Effect.fail(invalidOption(`recovery.${producer}`, "a function", typeof handler))
       }
       recovery.set(producer, handler)
+    }
+    const recoverExternal = new Map<string, ExternalRecoveryHandler<unknown>>()
+    for (const [producer, handler] of Object.entries(options.recoverExternal ?? {})) {
+      if (typeof handler !== "function") {
+        return yield* Effect.fail(invalidOption(`recoverExternal.${producer}`, "a function", typeof handler))
+      }
+      recoverExternal.set(producer, handler)
     }
     const shutdown = options.shutdown ?? {}
     const mode = shutdown.mode ?? "release"
@@ -148,5 +156,5 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
       return yield* Effect.fail(invalidOption("shutdown.mode", "\"release\" or \"cancel\"", mode))
     }
     const drain = yield* durationOption("shutdown.drain", shutdown.drain, 0)
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, shutdown: { mode, drain } }
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain } }
   })
