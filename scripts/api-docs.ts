@@ -357,6 +357,18 @@ const HostLive = BackgroundTaskHost.layerStore({
   lease: { ttl: "15 seconds", onHeld: "wait" },
   recovery: { indexer: (record) => Effect.log(\`re-indexing for \${record.id}\`).pipe(Effect.as("re-indexed")) }
 }).pipe(Layer.provide(TaskStore.layerSql()), Layer.provide(NodeSqliteClient.layer({ filename: "tasks.db" })))`,
+  RecoveryDecision: `import { Effect } from "effect"
+import type { RecoveryDecision, RecoveryHandler } from "effect-task-host"
+
+// too many crashes: end it instead of running it again
+const stale: RecoveryDecision = { _tag: "Fail", reason: "crashed three times" }
+const resume: RecoveryHandler = (record) => record.attempt.attempt >= 3 ? stale : Effect.succeed("done")`,
+  ExternalRecoveryHandler: `import { Effect } from "effect"
+import type { ExternalRecoveryHandler } from "effect-task-host"
+
+// the remote build keeps running: reattach it with the effect that stops it
+const reattachBuild: ExternalRecoveryHandler = (record) =>
+  Effect.sync(() => console.log(\`stopping remote build \${record.id}\`))`,
   RecoveryHandler: `import { Effect } from "effect"
 import { type RecoveryHandler, TaskContext } from "effect-task-host"
 
