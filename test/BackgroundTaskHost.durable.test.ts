@@ -41,6 +41,7 @@ import {
   type SubscriptionEvent,
   TaskContext,
   TaskStore,
+  StoreRejected,
   StoreUnreachable,
   TaskStoreError
 } from "../src/index.ts"
@@ -437,6 +438,83 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["r", "completed"], ["m", "cancelled"]])
       }), 30_000)
 
+    test("a store that is unreachable for a while: the commit is retried with backoff, the call waits and returns, the host keeps running", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const failures = yield* Ref.make(0)
+        const tries = yield* Queue.unbounded<number>()
+        const unreachable = () => new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "connection refused" }) })
+        const flaky = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) =>
+            Effect.gen(function*() {
+              const failing = yield* Ref.getAndUpdate(failures, (n) => Math.max(0, n - 1))
+              yield* Queue.offer(tries, failing)
+              if (failing > 0) return yield* Effect.fail(unreachable())
+              return yield* store.write(batch, lease)
+            }),
+          renewLease: (owner, expiresAt) =>
+            Effect.flatMap(Ref.get(failures), (n) => n > 0 ? Effect.fail(unreachable()) : store.renewLease(owner, expiresAt))
+        }))
+        const { host } = yield* startHost(sql, { lease: { ttl: "30 seconds" } }, flaky)
+        yield* Queue.clear(tries)
+        // five failed tries: 50, 100, 200, 400, 800 ms apart
+        yield* Ref.set(failures, 5)
+        const call = yield* Effect.forkChild(host.register({ scope: { sessionId: "s" }, id: "r1", kind: "other", producer: "p" }))
+        assert.strictEqual(yield* Queue.take(tries), 5)
+        for (const [delay, left] of [[50, 4], [100, 3], [200, 2], [400, 1], [800, 0]] as const) {
+          yield* TestClock.adjust(delay - 1)
+          assert.strictEqual(yield* Queue.size(tries), 0, `no try before ${delay} ms`)
+          assert.isUndefined(call.pollUnsafe(), "the call waits")
+          yield* TestClock.adjust(1)
+          assert.strictEqual(yield* Queue.take(tries), left)
+        }
+        const record = yield* Fiber.join(call)
+        assert.strictEqual(record.id, "r1")
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1"])
+        // still running: later calls work
+        yield* host.register({ scope: { sessionId: "s" }, id: "r2", kind: "other", producer: "p" })
+        const lastCommit = yield* Clock.currentTimeMillis
+
+        // an outage longer than the lease: the host stops before its lease can run out, and says why
+        yield* Ref.set(failures, 1_000_000)
+        const doomed = yield* Effect.forkChild(Effect.exit(host.register({ scope: { sessionId: "s" }, id: "r3", kind: "other", producer: "p" })))
+        for (let i = 0; i < 200 && doomed.pollUnsafe() === undefined; i++) {
+          yield* Effect.race(Queue.take(tries), Fiber.await(doomed))
+          yield* TestClock.adjust("1 second")
+        }
+        const exit = yield* Fiber.join(doomed)
+        assert.isTrue(Exit.isFailure(exit))
+        const later = yield* Effect.flip(host.list())
+        assert.instanceOf(later, SessionError)
+        assert.include(later.message, "connection refused")
+        // it stopped before the lease its last commit renewed (30 s after it) ran out (1 s: the loop's step)
+        assert.isBelow((yield* Clock.currentTimeMillis) - lastCommit, 30_000 + 1_000, "stopped within the lease")
+      }), 30_000)
+
+    test("shutdown's last commit and the lease's release are bounded by shutdown.flushTimeout: a database that stops answering cannot hold the close", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const hang = yield* Ref.make(false)
+        const hanging = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) => Effect.flatMap(Ref.get(hang), (h) => h ? Effect.never : store.write(batch, lease)),
+          releaseLease: (owner) => Effect.flatMap(Ref.get(hang), (h) => h ? Effect.never : store.releaseLease(owner))
+        }))
+        const a = yield* startHost(sql, { shutdown: { flushTimeout: "3 seconds" } }, hanging)
+        yield* a.host.spawnManaged("s", { id: "m", kind: "other", producer: "p" }, Effect.never)
+        yield* Ref.set(hang, true)
+        yield* a.host.update("m", { progress: "a write that will hang" }).pipe(Effect.forkChild)
+        const closing = yield* Effect.forkChild(a.close)
+        yield* TestClock.adjust("2999 millis")
+        assert.isUndefined(closing.pollUnsafe(), "waits for the commit until the deadline")
+        yield* TestClock.adjust("3 seconds")
+        yield* TestClock.adjust("3 seconds")
+        yield* Fiber.join(closing)
+        // the task was not marked released (its last writes did not commit): the next host recovers it as after a crash
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["m", "running"]])
+      }), 30_000)
+
     test("a commit that fails is tried again; one that keeps failing makes its call die with TaskStoreError and stops the host", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -448,7 +526,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
             Effect.gen(function*() {
               yield* Ref.update(writes, (n) => n + 1)
               const failing = yield* Ref.getAndUpdate(failures, (n) => Math.max(0, n - 1))
-              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "disk unplugged" }) }))
+              // rejected (not unreachable): tried twice more at once, then given up
+              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ reason: new StoreRejected({ operation: "write", message: "disk unplugged" }) }))
               return yield* store.write(batch, lease)
             })
         }))
@@ -1185,10 +1264,16 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         // one failure at 3 s: the lease still has 6 s, the host runs on
         assert.isFalse(yield* Deferred.isDone(stoppedAt))
         yield* a.host.register({ scope: { sessionId: "s" }, id: "still-open", kind: "other", producer: "p" })
+        // that commit (at 5 s) renewed the lease in its transaction, until 14 s: renewals fail at 6 s and 9 s, the host runs on
+        for (let second = 6; second <= 11; second++) {
+          yield* TestClock.adjust("1 second")
+          if (second % 3 === 0) assert.strictEqual(yield* Queue.take(renewals), second * 1_000)
+          assert.isFalse(yield* Deferred.isDone(stoppedAt), `running at ${second} s`)
+        }
         yield* TestClock.adjust("1 second")
-        assert.strictEqual(yield* Queue.take(renewals), 6_000)
-        // at 6 s the next renewal (9 s) would come too late: the host stops now
-        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 6_000)
+        assert.strictEqual(yield* Queue.take(renewals), 12_000)
+        // at 12 s the next renewal (15 s) would come after the lease runs out: the host stops now
+        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 12_000)
         const error = yield* Effect.flip(a.host.register({ scope: { sessionId: "s" }, id: "late", kind: "other", producer: "p" }))
         assert.instanceOf(error, SessionError)
         assert.include(error.message, "host-a stopped: it could not renew its store's lease before it runs out (connection refused)")

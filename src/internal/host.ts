@@ -43,7 +43,7 @@ import type { TaskContext } from "../TaskContext.ts"
 import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
 import { type StoredState, type StoredTask, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
-import { type Durability, holdLease, type Journal, journaled, memory } from "./durable.ts"
+import { type Durability, holdLease, type Journal, journaled, type LeaseHeldUntil, memory } from "./durable.ts"
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
@@ -95,12 +95,14 @@ export const makeWith = (
     const telemetry = new Telemetry(layerContext)
     let journal: Journal | undefined
     let durability: Durability
+    const leaseHeld: LeaseHeldUntil = { until: 0 }
     if (durable === undefined) {
       durability = memory(hub)
     } else {
       const made = yield* journaled(durable, hub, steps, {
         owner: leaseOwner,
-        ttlMillis: Duration.toMillis(storeOptions!.ttl)
+        ttlMillis: Duration.toMillis(storeOptions!.ttl),
+        held: leaseHeld
       }, (why) => fence(why))
       durability = made.durability
       journal = made.journal
@@ -157,7 +159,7 @@ export const makeWith = (
     // -- the store's lease and records -----------------------------------------
     let stored: StoredState | undefined
     if (durable !== undefined) {
-      yield* holdLease(durable, leaseOwner, storeOptions!, fence)
+      yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
       stored = yield* durable.load
       for (const error of stored.quarantined) {
         yield* Effect.logWarning(`quarantined a stored row: ${error.message}`, error)
@@ -192,10 +194,28 @@ export const makeWith = (
         )
         yield* steps.closed
         // the last events reach subscribers once committed; then their streams end
-        if (journal !== undefined) yield* Effect.exit(journal.flush)
+        if (journal !== undefined) yield* finalFlush(journal)
         hub.close()
       })
     )
+
+    /**
+     * The shutdown's last commits, bounded by `shutdown.flushTimeout`: a
+     * database that stopped answering cannot hold the process. `false` when
+     * they did not all commit (what did not stays as the store has it: the
+     * next host recovers those tasks as after a crash).
+     */
+    const finalFlush = (journal: Journal): Effect.Effect<boolean> =>
+      Effect.exit(Effect.timeoutOption(journal.flush, storeOptions!.shutdown.flushTimeout)).pipe(
+        Effect.flatMap((exit) => {
+          if (exit._tag === "Success" && exit.value._tag === "Some") return Effect.succeed(true)
+          const why = exit._tag === "Success" ? `not committed within ${Duration.format(storeOptions!.shutdown.flushTimeout)}` : "a commit failed"
+          return Effect.as(
+            Effect.logError(`the background task host ${leaseOwner} shut down before its last writes were committed (${why}): the next host recovers what they would have changed`),
+            false
+          )
+        })
+      )
 
     /**
      * A `release` shutdown: in one step the journal stops taking events and
@@ -214,7 +234,7 @@ export const makeWith = (
           }),
           steps.closed
         )
-        yield* Effect.exit(journal.flush)
+        if (!(yield* finalFlush(journal))) return yield* Effect.andThen(Fiber.interruptAll(allFibers()), Effect.sync(() => hub.close()))
         yield* journal.release(live).pipe(
           Effect.catch((error) =>
             Effect.logWarning(

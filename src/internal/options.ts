@@ -156,5 +156,6 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions<unknown>)
       return yield* Effect.fail(invalidOption("shutdown.mode", "\"release\" or \"cancel\"", mode))
     }
     const drain = yield* durationOption("shutdown.drain", shutdown.drain, 0)
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain } }
+    const flushTimeout = yield* durationOption("shutdown.flushTimeout", shutdown.flushTimeout, "10 seconds")
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout } }
   })

@@ -359,6 +359,12 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
   readonly shutdown?: {
     readonly mode?: "release" | "cancel" | undefined
     readonly drain?: Duration.Input | undefined
+    /**
+     * How long the shutdown waits for its last commits (and the lease's
+     * release), default 10 seconds: a database that stopped answering cannot
+     * hold the process. What did not commit, the next host recovers.
+     */
+    readonly flushTimeout?: Duration.Input | undefined
   } | undefined
 }
 
