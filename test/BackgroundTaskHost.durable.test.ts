@@ -46,6 +46,9 @@ import {
   TaskStoreError
 } from "../src/index.ts"
 import type { StoredTask, TaskStoreBatch, TaskStoreService } from "../src/internal/store.ts"
+import { deadHolder } from "../src/internal/durable.ts"
+import { spawnSync } from "node:child_process"
+import { hostname } from "node:os"
 import { blocking, spec, terminalEvents } from "./utils/host.ts"
 import {
   describeStores,
@@ -1073,6 +1076,45 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     const leaseOptions = (owner: string, extra: LeaseOptions = {}): BackgroundTaskHostStoreOptions => ({
       lease: { ttl: "10 seconds", owner, ...extra }
     })
+
+    test("a restart after a crash: a lease left by a process of this machine that has exited is waited for by default; a live holder's is refused, the error saying what to do", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        const t0 = yield* Clock.currentTimeMillis
+        // a process that has exited: its pid no longer runs
+        const deadPid = spawnSync(process.execPath, ["-e", ""]).pid
+        assert.isTrue(deadHolder(`${hostname()}:${deadPid}:crashed`))
+        assert.isFalse(deadHolder(`${hostname()}:${process.ppid}:alive`))
+        assert.isFalse(deadHolder(`another-machine:${deadPid}:x`))
+        assert.isFalse(deadHolder("my-host"))
+
+        // a live holder (the test runner's parent process): refused at once, and told about onHeld
+        yield* store.acquireLease(`${hostname()}:${process.ppid}:alive`, t0, t0 + 5_000)
+        const refused = yield* Effect.flip(startHost(sql, { lease: { owner: "next" } }))
+        assert.instanceOf(refused, LeaseHeld)
+        assert.include(refused.message, `lease: { onHeld: "wait" }`)
+        yield* store.releaseLease(`${hostname()}:${process.ppid}:alive`)
+
+        // the crashed one's: the next host waits until it runs out, then starts
+        yield* store.acquireLease(`${hostname()}:${deadPid}:crashed`, t0, t0 + 5_000)
+        const tries = yield* Queue.unbounded<number>()
+        const counting = wrapStore(sqlStore(sql), (inner) => ({
+          ...inner,
+          acquireLease: (owner, now, expiresAt) =>
+            Effect.ensuring(inner.acquireLease(owner, now, expiresAt), Queue.offer(tries, now - t0))
+        }))
+        const next = yield* Effect.forkChild(startHost(sql, { lease: { owner: "next" } }, counting))
+        // one try a second (the lease's renewEvery, at most 1 s) until it has run out at 5 s
+        for (let second = 0; second <= 5; second++) {
+          assert.strictEqual(yield* Queue.take(tries), second * 1_000)
+          if (second < 5) assert.isUndefined(next.pollUnsafe(), `waits while the lease runs (${second} s)`)
+          if (second < 5) yield* TestClock.adjust("1 second")
+        }
+        const started = yield* Fiber.join(next)
+        assert.deepStrictEqual((yield* started.host.recovery).failed, [])
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).owner, "next")
+      }), 30_000)
 
     test("a second host is refused while the first lives, with LeaseHeld naming the holder", () =>
       Effect.gen(function*() {

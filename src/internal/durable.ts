@@ -21,6 +21,7 @@
  *
  * @internal
  */
+import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -157,16 +158,21 @@ export const holdLease = (
     const ttl = Duration.toMillis(options.ttl)
     const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => store.acquireLease(owner, now, now + ttl))
     let told = false
-    yield* options.onHeld === "fail"
-      ? takeLease
-      : takeLease.pipe(
+    // with the default ("fail"), a lease held by a process of this machine that no longer runs
+    // (a crash; the default owner names host and pid) is waited for: it runs out within its ttl
+    const waits = (error: TaskStoreError | LeaseHeld) =>
+      error._tag === "LeaseHeld" && (options.onHeld === "wait" || deadHolder(error.holder))
+    yield* takeLease.pipe(
         Effect.tapError((error) => {
-          if (told || error._tag !== "LeaseHeld") return Effect.void
+          if (told || !waits(error)) return Effect.void
           told = true
-          return Effect.logInfo(`waiting for the task store: ${error.message}`)
+          return Effect.logInfo(
+            `waiting for the task store: ${error.message}` +
+              (options.onHeld === "wait" ? "" : ` (its holder's process has exited)`)
+          )
         }),
         Effect.retry({
-          while: (error) => error._tag === "LeaseHeld",
+          while: waits,
           schedule: Schedule.spaced(Duration.min(options.renewEvery, Duration.seconds(1)))
         })
       )
@@ -199,6 +205,24 @@ export const holdLease = (
     )
     yield* Effect.forkScoped(renew)
   })
+
+/**
+ * Whether a lease holder is a process of this machine that no longer runs:
+ * its name is the default owner (`host:pid:suffix`) with this host's name
+ * and a pid that does not exist. A holder on another machine, or named by
+ * `lease.owner`, cannot be told dead.
+ */
+export const deadHolder = (holder: string): boolean => {
+  const [host, pid, suffix, ...rest] = holder.split(":")
+  if (rest.length > 0 || suffix === undefined || host !== hostname() || !/^[1-9][0-9]*$/.test(pid ?? "")) return false
+  if (Number(pid) === process.pid) return false
+  try {
+    process.kill(Number(pid), 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
 
 /** Stored events read per query when `watch` replays. */
 const replayPage = 1_000
