@@ -61,7 +61,9 @@ export class TaskStore extends Context.Service<TaskStore, TaskStoreService>()("e
     events: (fromSeq) => Effect.succeed({ events: [], quarantined: [], lastRead: fromSeq }),
     acquireLease: () => Effect.void,
     renewLease: () => Effect.succeed(true),
-    releaseLease: () => Effect.void
+    releaseLease: () => Effect.void,
+    prunedThrough: Effect.succeed(0),
+    pruneEvents: () => Effect.succeed(0)
   })
 
   /**

@@ -1422,6 +1422,48 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
   })
 
   // ---------------------------------------------------------------------------
+  describe("stored events' retention", () => {
+    test("a host writing events for a long run keeps the events table within maxEvents, pruned in the background; watch({ fromSeq }) below what is kept fails saying so", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const { host } = yield* startHost(sql, { eventRetention: { maxEvents: 40, pruneEvery: "1 second" } })
+        const count = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
+        for (let round = 0; round < 6; round++) {
+          yield* Effect.forEach(
+            Array.from({ length: 25 }, (_, i) => `r${round}-${i}`),
+            (id) => Effect.andThen(
+              host.register({ scope: { sessionId: "s" }, id, kind: "other", producer: "p" }),
+              host.complete(id, { state: "completed" })
+            ),
+            { discard: true }
+          )
+          const last = (yield* host.stats).seq
+          yield* TestClock.adjust("1 second")
+          // the prune runs in the background: wait for the table to shrink to the last 40
+          const kept = yield* Effect.repeat(count, { until: (seqs) => seqs.length <= 40 })
+          assert.deepStrictEqual(kept, Array.from({ length: 40 }, (_, i) => last - 39 + i), `round ${round}`)
+        }
+        const { seq } = yield* host.stats
+        const below = yield* Effect.flip(host.watch({ fromSeq: seq - 41 }))
+        assert.instanceOf(below, SnapshotError)
+        assert.include(below.message, `the stored events up to seq ${seq - 40} were pruned`)
+        const resumed = yield* host.watch({ fromSeq: seq - 40 })
+        const replayed = yield* takeEvents(resumed.events, 40)
+        assert.deepStrictEqual(replayed.map((event) => event._tag === "Lagged" ? 0 : event.seq), Array.from({ length: 40 }, (_, i) => seq - 39 + i))
+      }), 30_000)
+
+    test("eventRetention options are checked", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        for (const eventRetention of [{ maxEvents: 0 }, { maxEvents: 1.5 }, { pruneEvery: "0 millis" }, { pruneEvery: -1 }]) {
+          const error = yield* Effect.flip(startHost(sql, { eventRetention } as never))
+          assert.instanceOf(error, InvalidOptions, JSON.stringify(eventRetention))
+          assert.include((error as InvalidOptions).option, "eventRetention.")
+        }
+      }), 30_000)
+  })
+
+  // ---------------------------------------------------------------------------
   describe("watch({ fromSeq })", () => {
     /** A first host's history in two sessions and two kinds; returns what it published. */
     const history = (sql: Parameters<typeof startHost>[0]) =>

@@ -27,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type BackgroundTaskRecord, isTerminal, type TaskFilter } from "../BackgroundTask.ts"
@@ -258,6 +259,28 @@ export const makeWith = (
     // forked after the finalizer above, so it is interrupted before that runs
     if (Number.isFinite(maxAgeMillis)) yield* Effect.forkScoped(sweep)
 
+    // -- stored events' retention ---------------------------------------------------
+    /** The stored events up to this `seq` were pruned: `watch({ fromSeq })` below it cannot replay. */
+    let prunedThrough = 0
+    if (durable !== undefined) {
+      prunedThrough = yield* Effect.orElseSucceed(durable.prunedThrough, () => 0)
+      const { maxEvents, pruneEvery } = storeOptions!.eventRetention
+      /** Deletes the stored events beyond `maxEvents`, once they are committed; in the background. */
+      const prune = Effect.gen(function*() {
+        if (!steps.isOpen()) return
+        const last = registry.lastSeq
+        const through = last - maxEvents
+        if (through <= prunedThrough) return
+        yield* durability.sync
+        // from now on a replay from below `through` is refused: its events are going
+        prunedThrough = through
+        yield* durable.pruneEvents(through).pipe(
+          Effect.catch((error) => Effect.logWarning(`pruning the stored events failed (tried again later): ${error.message}`))
+        )
+      })
+      if (Number.isFinite(maxEvents)) yield* Effect.forkScoped(Effect.repeat(Effect.delay(prune, pruneEvery), Schedule.forever))
+    }
+
     // -- the service --------------------------------------------------------------
 
     /** Runs `f` on the task an unscoped call names, in the same step as the lookup. */
@@ -478,6 +501,14 @@ export const makeWith = (
             if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
             if (fromSeq > seq) {
               return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
+            }
+            if (fromSeq < prunedThrough) {
+              return Effect.fail(
+                new SnapshotError({
+                  message: `resuming from seq ${fromSeq}: the stored events up to seq ${prunedThrough} were pruned ` +
+                    `(eventRetention.maxEvents); watch without fromSeq for a fresh snapshot`
+                })
+              )
             }
             if (durability.replay === undefined) {
               return Effect.fail(

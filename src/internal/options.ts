@@ -157,5 +157,13 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions<unknown>)
     }
     const drain = yield* durationOption("shutdown.drain", shutdown.drain, 0)
     const flushTimeout = yield* durationOption("shutdown.flushTimeout", shutdown.flushTimeout, "10 seconds")
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout } }
+    const maxEvents = yield* countOption("eventRetention.maxEvents", options.eventRetention?.maxEvents, 1_000_000, {
+      min: 1,
+      infinite: true
+    })
+    const pruneEvery = yield* durationOption("eventRetention.pruneEvery", options.eventRetention?.pruneEvery, "1 minute")
+    if (Duration.toMillis(pruneEvery) < 1) {
+      return yield* Effect.fail(invalidOption("eventRetention.pruneEvery", "at least 1 millisecond", options.eventRetention?.pruneEvery))
+    }
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout }, eventRetention: { maxEvents, pruneEvery } }
   })

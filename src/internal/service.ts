@@ -356,6 +356,18 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
    * - `"cancel"`: every live task is cancelled and ends `cancelled` with the
    *   summary "host shut down" (what the in-memory host always does).
    */
+  /**
+   * How many stored events are kept (`maxEvents`, default 1,000,000, at
+   * least 1): every `pruneEvery` (default 1 minute, by the `Clock`) a
+   * background fiber deletes the older ones, a few thousand rows per
+   * statement, so writers are not held up. `watch({ fromSeq })` from below
+   * what is kept fails with a `SnapshotError` saying so (watch without
+   * `fromSeq` for a fresh snapshot). Retention is by count only.
+   */
+  readonly eventRetention?: {
+    readonly maxEvents?: number | undefined
+    readonly pruneEvery?: Duration.Input | undefined
+  } | undefined
   readonly shutdown?: {
     readonly mode?: "release" | "cancel" | undefined
     readonly drain?: Duration.Input | undefined

@@ -124,6 +124,10 @@ export interface TaskStoreService {
   readonly renewLease: (owner: string, expiresAt: number) => Effect.Effect<boolean, TaskStoreError>
   /** Gives the lease up (at shutdown), so the next host need not wait for it to expire. */
   readonly releaseLease: (owner: string) => Effect.Effect<void, TaskStoreError>
+  /** The lowest stored event's `seq` minus 1: what was pruned (0 when nothing was). */
+  readonly prunedThrough: Effect.Effect<number, TaskStoreError>
+  /** Deletes the stored events with `seq <= throughSeq`, a bounded number per statement; returns how many. */
+  readonly pruneEvents: (throughSeq: number) => Effect.Effect<number, TaskStoreError>
 }
 
 
@@ -444,8 +448,31 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         )
       }).pipe(Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("acquire lease")(error))))
 
+    /** Rows deleted per statement when pruning, so a writer never waits long behind it. */
+    const prunePage = 5_000
+    const lowestSeq = Effect.map(
+      sql<{ readonly seq: unknown }>`SELECT MIN(seq) AS seq FROM ${events}`,
+      ([row]) => row?.seq === null || row?.seq === undefined ? undefined : int(row.seq)
+    )
+    const pruneEvents = (throughSeq: number) =>
+      Effect.gen(function*() {
+        let deleted = 0
+        while (true) {
+          const lowest = yield* lowestSeq
+          if (lowest === undefined || lowest > throughSeq) return deleted
+          const upTo = Math.min(throughSeq, lowest + prunePage - 1)
+          yield* sql`DELETE FROM ${events} WHERE seq <= ${upTo}`
+          deleted += upTo - lowest + 1
+        }
+      }).pipe(Effect.mapError(storeError("prune events")))
+
     const service: TaskStoreService = {
       durable: true,
+      pruneEvents,
+      // pruning keeps at least the last event, so no event means none was ever written
+      prunedThrough: Effect.map(lowestSeq, (lowest) => lowest === undefined ? 0 : lowest - 1).pipe(
+        Effect.mapError(storeError("read events"))
+      ),
       load,
       write,
       events: readEvents,
