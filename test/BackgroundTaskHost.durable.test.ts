@@ -1116,6 +1116,31 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).owner, "next")
       }), 30_000)
 
+    test("the fencing token grows with every new holder of the lease, and a task reads it from TaskContext", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const tokenOf = (host: BackgroundTaskHost["Service"], id: string) =>
+          Effect.gen(function*() {
+            const seen = yield* Deferred.make<number>()
+            yield* host.spawnManaged("s", { id, kind: "other", producer: "p" },
+              Effect.gen(function*() {
+                const ctx = yield* TaskContext
+                yield* Deferred.succeed(seen, yield* ctx.fencingToken)
+              }))
+            return yield* Deferred.await(seen)
+          })
+        const tokens: Array<number> = []
+        for (const owner of ["host-a", "host-b", "host-a"]) {
+          const h = yield* startHost(sql, { lease: { owner } })
+          tokens.push(yield* tokenOf(h.host, `t-${tokens.length}`))
+          yield* h.close
+        }
+        assert.deepStrictEqual(tokens, [1, 2, 3])
+        // in memory there is no lease: 0
+        const memory = yield* startHostOn(BackgroundTaskHost.layer)
+        assert.strictEqual(yield* tokenOf(memory.host, "m"), 0)
+      }), 30_000)
+
     test("a second host is refused while the first lives, with LeaseHeld naming the holder", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -1143,7 +1168,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const t0 = yield* Clock.currentTimeMillis
         const a = yield* startHost(sql, leaseOptions("host-a"))
         yield* a.close
-        assert.deepStrictEqual(yield* leaseRow(sql), Option.none())
+        // released: expired at once (the row keeps the fencing token)
+        assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-a", expires_at: 0, acquired_at: t0 }))
         yield* startHost(sql, leaseOptions("host-b"))
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-b", expires_at: t0 + 10_000, acquired_at: t0 }))
       }), 30_000)
@@ -1153,7 +1179,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const { sql } = yield* backend.fresh
         const t0 = yield* Clock.currentTimeMillis
         const renewals = yield* Queue.unbounded<boolean>()
-        const attempts = yield* Queue.unbounded<Exit.Exit<void, unknown>>()
+        const attempts = yield* Queue.unbounded<Exit.Exit<unknown, unknown>>()
         const renewing = wrapStore(sqlStore(sql), (store) => ({
           ...store,
           renewLease: (owner, expiresAt) => Effect.tap(store.renewLease(owner, expiresAt), (held) => Queue.offer(renewals, held))
@@ -1165,7 +1191,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         }))
         const a = yield* startHost(sql, leaseOptions("host-a", { renewEvery: "2 seconds" }), renewing)
         const b = yield* Effect.forkChild(startHost(sql, leaseOptions("host-b", { onHeld: "wait" }), trying))
-        const refused = (exit: Exit.Exit<void, unknown>, holder: string) => {
+        const refused = (exit: Exit.Exit<unknown, unknown>, holder: string) => {
           const error = errorOf(exit)
           assert.instanceOf(error, LeaseHeld)
           assert.strictEqual((error as LeaseHeld).holder, holder)
@@ -1181,7 +1207,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-a", expires_at: t0 + 40_000, acquired_at: t0 }))
 
         yield* a.close
-        assert.deepStrictEqual(yield* leaseRow(sql), Option.none())
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 0)
         yield* TestClock.adjust("1 second")
         assert.isTrue(Exit.isSuccess(yield* Queue.take(attempts)))
         const hostB = yield* Fiber.join(b)
@@ -1197,7 +1223,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const dead = yield* makeStore(sql)
         yield* writeLeftovers(dead, [{ owner: "host", spec: { id: "orphan", state: "running", seq: 1 } }])
         yield* dead.acquireLease("dead-host", t0, t0 + 10_000)
-        const attempts = yield* Queue.unbounded<Exit.Exit<void, unknown>>()
+        const attempts = yield* Queue.unbounded<Exit.Exit<unknown, unknown>>()
         const trying = wrapStore(sqlStore(sql), (store) => ({
           ...store,
           acquireLease: (owner, now, expiresAt) =>

@@ -153,7 +153,7 @@ export const holdLease = (
   fence: (why: string) => Effect.Effect<void>,
   held: LeaseHeldUntil = { until: 0 },
   releaseWithin: Duration.Duration = Duration.seconds(10)
-): Effect.Effect<void, TaskStoreError | LeaseHeld, Scope.Scope> =>
+): Effect.Effect<number, TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
     const ttl = Duration.toMillis(options.ttl)
     const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => store.acquireLease(owner, now, now + ttl))
@@ -162,7 +162,7 @@ export const holdLease = (
     // (a crash; the default owner names host and pid) is waited for: it runs out within its ttl
     const waits = (error: TaskStoreError | LeaseHeld) =>
       error._tag === "LeaseHeld" && (options.onHeld === "wait" || deadHolder(error.holder))
-    yield* takeLease.pipe(
+    const token = yield* takeLease.pipe(
         Effect.tapError((error) => {
           if (told || !waits(error)) return Effect.void
           told = true
@@ -204,6 +204,7 @@ export const holdLease = (
       Effect.delay(options.renewEvery)
     )
     yield* Effect.forkScoped(renew)
+    return token
   })
 
 /**

@@ -160,7 +160,7 @@ export const makeWith = (
     // -- the store's lease and records -----------------------------------------
     let stored: StoredState | undefined
     if (durable !== undefined) {
-      yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
+      supervisor.fencingToken = yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
       stored = yield* durable.load
       for (const error of stored.quarantined) {
         yield* Effect.logWarning(`quarantined a stored row: ${error.message}`, error)

@@ -118,8 +118,12 @@ export interface TaskStoreService {
     { readonly events: ReadonlyArray<BackgroundTaskEvent>; readonly quarantined: ReadonlyArray<CorruptRecord>; readonly lastRead: number },
     TaskStoreError
   >
-  /** Takes (or re-takes) the lease until `expiresAt`; fails with `LeaseHeld` while another owner's lease runs. */
-  readonly acquireLease: (owner: string, now: number, expiresAt: number) => Effect.Effect<void, TaskStoreError | LeaseHeld>
+  /**
+   * Takes (or re-takes) the lease until `expiresAt`, returning its fencing
+   * token (greater for every new holder); fails with `LeaseHeld` while
+   * another owner's lease runs.
+   */
+  readonly acquireLease: (owner: string, now: number, expiresAt: number) => Effect.Effect<number, TaskStoreError | LeaseHeld>
   /** Extends the owner's lease; `false` when it no longer holds it. */
   readonly renewLease: (owner: string, expiresAt: number) => Effect.Effect<boolean, TaskStoreError>
   /** Gives the lease up (at shutdown), so the next host need not wait for it to expire. */
@@ -269,6 +273,10 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       // a graceful stop in `release` mode leaves its live tasks marked, to be resumed without spending an attempt
       "2_released": Effect.gen(function*() {
         yield* sql`ALTER TABLE ${tasks} ADD COLUMN released INTEGER NOT NULL DEFAULT 0`
+      }),
+      // the fencing token: grows with every new holder (a released lease keeps its row, and its token)
+      "3_lease_token": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${lease} ADD COLUMN token BIGINT NOT NULL DEFAULT 0`
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -384,7 +392,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         // never shortened: a renewal computed earlier can land after a commit's later one
         sql<{ readonly owner: string }>`UPDATE ${lease}
           SET expires_at = CASE WHEN expires_at < ${expiresAt} THEN ${expiresAt} ELSE expires_at END
-          WHERE name = ${leaseName} AND owner = ${owner} RETURNING owner`,
+          WHERE name = ${leaseName} AND owner = ${owner} AND expires_at > 0 RETURNING owner`,
         (rows) => rows.length === 1
       )
 
@@ -435,13 +443,14 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {
-        const taken = yield* sql<{ readonly owner: string }>`INSERT INTO ${lease} ${
-          sql.insert({ name: leaseName, owner, expires_at: expiresAt, acquired_at: now })
+        const taken = yield* sql<{ readonly owner: string; readonly token: unknown }>`INSERT INTO ${lease} ${
+          sql.insert({ name: leaseName, owner, expires_at: expiresAt, acquired_at: now, token: 1 })
         } ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
-          acquired_at = excluded.acquired_at
+          acquired_at = excluded.acquired_at,
+          token = CASE WHEN ${lease}.owner = excluded.owner THEN ${lease}.token ELSE ${lease}.token + 1 END
           WHERE ${lease}.expires_at <= ${now} OR ${lease}.owner = excluded.owner
-          RETURNING owner`
-        if (taken.length === 1) return
+          RETURNING owner, token`
+        if (taken.length === 1) return int(taken[0]!.token)
         const [row] = yield* holder
         return yield* Effect.fail(
           new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
@@ -479,7 +488,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       acquireLease,
       renewLease: (owner, expiresAt) => renew(owner, expiresAt).pipe(Effect.mapError(storeError("renew lease"))),
       releaseLease: (owner) =>
-        sql`DELETE FROM ${lease} WHERE name = ${leaseName} AND owner = ${owner}`.pipe(
+        // expired at once, the row (and its token) kept: the next holder's token is greater
+        sql`UPDATE ${lease} SET expires_at = 0 WHERE name = ${leaseName} AND owner = ${owner}`.pipe(
           Effect.asVoid,
           Effect.mapError(storeError("release lease"))
         )

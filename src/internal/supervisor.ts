@@ -66,6 +66,9 @@ export class Supervisor {
   /** The managed fibers running now. */
   readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
 
+  /** The store lease's fencing token (0 in memory), for `TaskContext.fencingToken`; set by the host once it holds the lease. */
+  fencingToken = 0
+
   constructor(steps: Steps, registry: RegistryService, ending: Ending, cancelChildren: CancelChildren) {
     this.steps = steps
     this.registry = registry
@@ -163,7 +166,8 @@ export class Supervisor {
         ),
       setLiveState: (liveState) => steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now))),
       cancelRequested: Deferred.await(owner.signal),
-      isCancelRequested: Effect.sync(() => task.control.requested)
+      isCancelRequested: Effect.sync(() => task.control.requested),
+      fencingToken: Effect.sync(() => this.fencingToken)
     })
   }
 
