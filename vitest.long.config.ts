@@ -7,6 +7,8 @@ export default defineConfig({
     // finds (or starts) PostgreSQL for the long suites that need it, as `npm test` does
     globalSetup: ["test/utils/postgres.global.ts"],
     testTimeout: 60_000,
+    // finds (or starts) PostgreSQL for the suites that need it (the deploy test): test/utils/postgres.ts
+    globalSetup: ["test/utils/postgres.global.ts"],
     hookTimeout: 60_000
   }
 })

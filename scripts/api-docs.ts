@@ -243,6 +243,27 @@ const registered = BackgroundTaskHost.use((host) =>
 import type { TaskAttempt } from "effect-task-host"
 
 const retry: TaskAttempt = { attempt: 1, maxAttempts: Option.some(3), idempotencyKey: Option.some("upload-1") }`,
+  TaskBackoff: `import { Effect } from "effect"
+import { BackgroundTaskHost, type TaskBackoff } from "effect-task-host"
+
+// 200 ms, 600 ms, 1.8 s, then every 5 s: stored with the record, kept by a recovered task
+const backoff: TaskBackoff = { initialMillis: 200, factor: 3, maxMillis: 5_000 }
+const spawn = BackgroundTaskHost.use((host) =>
+  host.spawnManaged("s-1", { id: "upload-1", kind: "other", producer: "app", maxAttempts: 5, backoff }, Effect.void))`,
+  TaskInput: `import { Effect, Schema } from "effect"
+import { BackgroundTaskHost, type BackgroundTaskRecord } from "effect-task-host"
+
+const Job = Schema.Struct({ url: Schema.String })
+const spawn = BackgroundTaskHost.use((host) =>
+  host.spawnManaged("s-1", {
+    id: "crawl-1", kind: "other", producer: "crawler", input: Schema.encodeSync(Job)({ url: "https://example.com" })
+  }, Effect.void))
+// in the recovery handler
+const jobOf = (record: BackgroundTaskRecord) => Schema.decodeUnknownEffect(Job)(record.input)`,
+  TaskSettings: `import type { BackgroundTaskRecord } from "effect-task-host"
+
+// the options a recovered task keeps: { timeoutMillis?, cancelGracePeriodMillis?, backoff? }
+const timeoutOf = (record: BackgroundTaskRecord) => record.settings?.timeoutMillis`,
   TaskCompletion: `import { BackgroundTaskHost } from "effect-task-host"
 
 const finish = (taskId: string) =>
@@ -355,6 +376,18 @@ const HostLive = BackgroundTaskHost.layerStore({
   lease: { ttl: "15 seconds", onHeld: "wait" },
   recovery: { indexer: (record) => Effect.log(\`re-indexing for \${record.id}\`).pipe(Effect.as("re-indexed")) }
 }).pipe(Layer.provide(TaskStore.layerSql()), Layer.provide(NodeSqliteClient.layer({ filename: "tasks.db" })))`,
+  RecoveryDecision: `import { Effect } from "effect"
+import type { RecoveryDecision, RecoveryHandler } from "effect-task-host"
+
+// too many crashes: end it instead of running it again
+const stale: RecoveryDecision = { _tag: "Fail", reason: "crashed three times" }
+const resume: RecoveryHandler = (record) => record.attempt.attempt >= 3 ? stale : Effect.succeed("done")`,
+  ExternalRecoveryHandler: `import { Effect } from "effect"
+import type { ExternalRecoveryHandler } from "effect-task-host"
+
+// the remote build keeps running: reattach it with the effect that stops it
+const reattachBuild: ExternalRecoveryHandler = (record) =>
+  Effect.sync(() => console.log(\`stopping remote build \${record.id}\`))`,
   RecoveryHandler: `import { Effect } from "effect"
 import { type RecoveryHandler, TaskContext } from "effect-task-host"
 

@@ -192,6 +192,68 @@ export const TaskAttempt = Schema.Struct({
 export type TaskAttempt = typeof TaskAttempt.Type
 
 /**
+ * A task's input: any JSON value, stored with its record (on a durable store,
+ * in the store) and handed back to the recovery handler. Describe it with a
+ * Schema of your own: encode the value before spawning
+ * (`Schema.encodeSync(Job)(job)`), decode `record.input` in the handler.
+ * Limited to the host's `maxInputBytes` (as JSON text, default 64 KiB).
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export const TaskInput = Schema.Json
+
+/**
+ * @category models
+ * @since 0.4.0
+ */
+export type TaskInput = typeof Schema.Json.Type
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * A retry backoff as data, so it can be stored and kept by a recovered task:
+ * the first retry after `initialMillis`, each next one `factor` (default 2)
+ * times longer, at most `maxMillis` (default: no cap). A `retry` `Schedule`
+ * cannot be stored; a recovered task without a `backoff` retries with the
+ * host's schedule.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export const TaskBackoff = Schema.Struct({
+  initialMillis: NonNegativeInt,
+  factor: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1))),
+  maxMillis: Schema.optionalKey(NonNegativeInt)
+}).pipe(Schema.encodeKeys({ initialMillis: "initial_millis", maxMillis: "max_millis" }))
+
+/**
+ * @category models
+ * @since 0.4.0
+ */
+export type TaskBackoff = typeof TaskBackoff.Type
+
+/**
+ * The per-task options a record keeps so that a recovered task runs as it
+ * was spawned: its `timeout`, its `cancelGracePeriod` (in milliseconds, when
+ * finite) and its `backoff`. Only the options the registration gave.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export const TaskSettings = Schema.Struct({
+  timeoutMillis: Schema.optionalKey(NonNegativeInt),
+  cancelGracePeriodMillis: Schema.optionalKey(NonNegativeInt),
+  backoff: Schema.optionalKey(TaskBackoff)
+}).pipe(Schema.encodeKeys({ timeoutMillis: "timeout_millis", cancelGracePeriodMillis: "cancel_grace_period_millis" }))
+
+/**
+ * @category models
+ * @since 0.4.0
+ */
+export type TaskSettings = typeof TaskSettings.Type
+
+/**
  * The default attempt: attempt 0, no limit, no idempotency key.
  *
  * @category constructors
@@ -250,7 +312,11 @@ export const BackgroundTaskRecord = Schema.Struct({
   // records written before 0.4 have no progress: they decode as None
   progress: Schema.OptionFromNullOr(Schema.String).pipe(Schema.withDecodingDefaultKey(Effect.succeed(null))),
   // records written by the original host have no revision: they decode as 0
-  revision: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(0)))
+  revision: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).pipe(Schema.withDecodingDefaultKey(Effect.succeed(0))),
+  /** The registration's `input`, when it gave one. */
+  input: Schema.optionalKey(TaskInput),
+  /** The registration's per-task options that can be stored, when it gave any. */
+  settings: Schema.optionalKey(TaskSettings)
 }).pipe(Schema.encodeKeys({
   parentTaskId: "parent_task_id",
   childSessionId: "child_session_id",
@@ -324,8 +390,12 @@ const registrationFields = {
   maxAttempts: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   /** A live task with this key is returned instead of starting a duplicate; goes to `attempt.idempotencyKey`. */
   idempotencyKey: Schema.optionalKey(Id),
-  /** Overrides the host's retry backoff for this task. */
-  retry: Schema.optionalKey(RetrySchedule)
+  /** Overrides the host's retry backoff for this task (not stored: see `backoff`). */
+  retry: Schema.optionalKey(RetrySchedule),
+  /** Overrides the host's retry backoff for this task, as data (stored with the record); `retry` wins over it. */
+  backoff: Schema.optionalKey(TaskBackoff),
+  /** Any JSON value, stored with the record and handed to the recovery handler. */
+  input: Schema.optionalKey(TaskInput)
 }
 
 const registrationKeys = {

@@ -18,6 +18,8 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { TaskContext } from "./TaskContext.ts"
 import * as internal from "./internal/host.ts"
 import type {
   BackgroundTaskHostOptions,
@@ -35,6 +37,8 @@ export type {
   BackgroundTaskHostStoreOptions,
   BackgroundTaskSession,
   RecoveryHandler,
+  RecoveryDecision,
+  ExternalRecoveryHandler,
   RecoveryReport,
   RegisterError,
   SessionOptions,
@@ -114,14 +118,16 @@ export class BackgroundTaskHost extends Context.Service<BackgroundTaskHost, Back
    * @category layers
    * @since 0.3.0
    */
-  static readonly layerStore = (
-    options: BackgroundTaskHostStoreOptions = {}
-  ): Layer.Layer<BackgroundTaskHost, InvalidOptions | TaskStoreError | LeaseHeld, TaskStore> =>
+  static readonly layerStore = <R = never>(
+    options: BackgroundTaskHostStoreOptions<R> = {}
+  ): Layer.Layer<BackgroundTaskHost, InvalidOptions | TaskStoreError | LeaseHeld, TaskStore | Exclude<R, TaskContext | Scope.Scope>> =>
     Layer.effect(
       BackgroundTaskHost,
       Effect.gen(function*() {
         const store = yield* TaskStore
-        return yield* internal.makeWith(options, store)
+        // the recovery handlers' requirements: re-run tasks run with the layer's context
+        yield* Effect.context<Exclude<R, TaskContext | Scope.Scope>>()
+        return yield* internal.makeWith(options as BackgroundTaskHostStoreOptions<unknown>, store)
       })
     )
 }

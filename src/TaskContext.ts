@@ -51,4 +51,12 @@ export class TaskContext extends Context.Service<TaskContext, {
   readonly cancelRequested: Effect.Effect<Option.Option<string>>
   /** Whether cancellation of the task has been requested. */
   readonly isCancelRequested: Effect.Effect<boolean>
+  /**
+   * The host's fencing token: on a durable store, a number that grows with
+   * every new holder of the store's lease (0 in memory). Pass it to what the
+   * task writes to, which should refuse a token lower than one it has seen:
+   * a host that lost its lease stops its tasks, but an effect already in
+   * flight can still land, and the token lets its target tell.
+   */
+  readonly fencingToken: Effect.Effect<number>
 }>()("effect-task-host/TaskContext") {}

@@ -59,9 +59,11 @@ export class TaskStore extends Context.Service<TaskStore, TaskStoreService>()("e
     load: Effect.succeed({ tasks: [], lastSeq: 0, quarantined: [] }),
     write: () => Effect.void,
     events: (fromSeq) => Effect.succeed({ events: [], quarantined: [], lastRead: fromSeq }),
-    acquireLease: () => Effect.void,
+    acquireLease: () => Effect.succeed(0),
     renewLease: () => Effect.succeed(true),
-    releaseLease: () => Effect.void
+    releaseLease: () => Effect.void,
+    prunedThrough: Effect.succeed(0),
+    pruneEvents: () => Effect.succeed(0)
   })
 
   /**

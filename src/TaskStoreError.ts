@@ -127,7 +127,9 @@ export class LeaseHeld extends Schema.TaggedError<LeaseHeld>()("LeaseHeld", {
   expiresAt: Schema.Int
 }) {
   override get message(): string {
-    return `the task store is leased to ${this.holder} until ${new Date(this.expiresAt).toISOString()}`
+    return `the task store is leased to ${this.holder} until ${new Date(this.expiresAt).toISOString()}; ` +
+      `another host runs its tasks, or one that stopped without releasing it (a crash): start with ` +
+      `lease: { onHeld: "wait" } to wait until it is released or runs out`
   }
 }
 

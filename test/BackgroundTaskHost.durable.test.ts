@@ -14,6 +14,7 @@ import { assert, describe, it } from "@effect/vitest"
 import {
   Cause,
   Clock,
+  Context,
   Deferred,
   Effect,
   Exit,
@@ -40,10 +41,14 @@ import {
   type SubscriptionEvent,
   TaskContext,
   TaskStore,
+  StoreRejected,
   StoreUnreachable,
   TaskStoreError
 } from "../src/index.ts"
 import type { StoredTask, TaskStoreBatch, TaskStoreService } from "../src/internal/store.ts"
+import { deadHolder } from "../src/internal/durable.ts"
+import { spawnSync } from "node:child_process"
+import { hostname } from "node:os"
 import { blocking, spec, terminalEvents } from "./utils/host.ts"
 import {
   describeStores,
@@ -141,6 +146,9 @@ const errorOf = <A, E>(exit: Exit.Exit<A, E>): E => {
   return error.value
 }
 
+/** The shutdown these tests were written for: live tasks end `cancelled` (the default is `release`). */
+const cancelAtClose = { shutdown: { mode: "cancel" } } as const
+
 const stored = (order: number, owner: StoredTask["owner"], record: BackgroundTaskRecord): StoredTask => ({
   order,
   owner,
@@ -183,7 +191,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("a new host on the same database lists exactly what the previous one held, continues its seq, and the events table holds its history", () =>
       Effect.gen(function*() {
         const db = yield* backend.fresh
-        const a = yield* startHost(db.sql, { retention: { maxTerminal: 3 }, lease: { owner: "host-a" } })
+        const a = yield* startHost(db.sql, { retention: { maxTerminal: 3 }, lease: { owner: "host-a" }, ...cancelAtClose })
         const host = a.host
         const ends = yield* host.subscribe()
 
@@ -434,6 +442,83 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["r", "completed"], ["m", "cancelled"]])
       }), 30_000)
 
+    test("a store that is unreachable for a while: the commit is retried with backoff, the call waits and returns, the host keeps running", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const failures = yield* Ref.make(0)
+        const tries = yield* Queue.unbounded<number>()
+        const unreachable = () => new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "connection refused" }) })
+        const flaky = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) =>
+            Effect.gen(function*() {
+              const failing = yield* Ref.getAndUpdate(failures, (n) => Math.max(0, n - 1))
+              yield* Queue.offer(tries, failing)
+              if (failing > 0) return yield* Effect.fail(unreachable())
+              return yield* store.write(batch, lease)
+            }),
+          renewLease: (owner, expiresAt) =>
+            Effect.flatMap(Ref.get(failures), (n) => n > 0 ? Effect.fail(unreachable()) : store.renewLease(owner, expiresAt))
+        }))
+        const { host } = yield* startHost(sql, { lease: { ttl: "30 seconds" } }, flaky)
+        yield* Queue.clear(tries)
+        // five failed tries: 50, 100, 200, 400, 800 ms apart
+        yield* Ref.set(failures, 5)
+        const call = yield* Effect.forkChild(host.register({ scope: { sessionId: "s" }, id: "r1", kind: "other", producer: "p" }))
+        assert.strictEqual(yield* Queue.take(tries), 5)
+        for (const [delay, left] of [[50, 4], [100, 3], [200, 2], [400, 1], [800, 0]] as const) {
+          yield* TestClock.adjust(delay - 1)
+          assert.strictEqual(yield* Queue.size(tries), 0, `no try before ${delay} ms`)
+          assert.isUndefined(call.pollUnsafe(), "the call waits")
+          yield* TestClock.adjust(1)
+          assert.strictEqual(yield* Queue.take(tries), left)
+        }
+        const record = yield* Fiber.join(call)
+        assert.strictEqual(record.id, "r1")
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1"])
+        // still running: later calls work
+        yield* host.register({ scope: { sessionId: "s" }, id: "r2", kind: "other", producer: "p" })
+        const lastCommit = yield* Clock.currentTimeMillis
+
+        // an outage longer than the lease: the host stops before its lease can run out, and says why
+        yield* Ref.set(failures, 1_000_000)
+        const doomed = yield* Effect.forkChild(Effect.exit(host.register({ scope: { sessionId: "s" }, id: "r3", kind: "other", producer: "p" })))
+        for (let i = 0; i < 200 && doomed.pollUnsafe() === undefined; i++) {
+          yield* Effect.race(Queue.take(tries), Fiber.await(doomed))
+          yield* TestClock.adjust("1 second")
+        }
+        const exit = yield* Fiber.join(doomed)
+        assert.isTrue(Exit.isFailure(exit))
+        const later = yield* Effect.flip(host.list())
+        assert.instanceOf(later, SessionError)
+        assert.include(later.message, "connection refused")
+        // it stopped before the lease its last commit renewed (30 s after it) ran out (1 s: the loop's step)
+        assert.isBelow((yield* Clock.currentTimeMillis) - lastCommit, 30_000 + 1_000, "stopped within the lease")
+      }), 30_000)
+
+    test("shutdown's last commit and the lease's release are bounded by shutdown.flushTimeout: a database that stops answering cannot hold the close", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const hang = yield* Ref.make(false)
+        const hanging = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) => Effect.flatMap(Ref.get(hang), (h) => h ? Effect.never : store.write(batch, lease)),
+          releaseLease: (owner) => Effect.flatMap(Ref.get(hang), (h) => h ? Effect.never : store.releaseLease(owner))
+        }))
+        const a = yield* startHost(sql, { shutdown: { flushTimeout: "3 seconds" } }, hanging)
+        yield* a.host.spawnManaged("s", { id: "m", kind: "other", producer: "p" }, Effect.never)
+        yield* Ref.set(hang, true)
+        yield* a.host.update("m", { progress: "a write that will hang" }).pipe(Effect.forkChild)
+        const closing = yield* Effect.forkChild(a.close)
+        yield* TestClock.adjust("2999 millis")
+        assert.isUndefined(closing.pollUnsafe(), "waits for the commit until the deadline")
+        yield* TestClock.adjust("3 seconds")
+        yield* TestClock.adjust("3 seconds")
+        yield* Fiber.join(closing)
+        // the task was not marked released (its last writes did not commit): the next host recovers it as after a crash
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["m", "running"]])
+      }), 30_000)
+
     test("a commit that fails is tried again; one that keeps failing makes its call die with TaskStoreError and stops the host", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -445,7 +530,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
             Effect.gen(function*() {
               yield* Ref.update(writes, (n) => n + 1)
               const failing = yield* Ref.getAndUpdate(failures, (n) => Math.max(0, n - 1))
-              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "disk unplugged" }) }))
+              // rejected (not unreachable): tried twice more at once, then given up
+              if (failing > 0) return yield* Effect.fail(new TaskStoreError({ reason: new StoreRejected({ operation: "write", message: "disk unplugged" }) }))
               return yield* store.write(batch, lease)
             })
         }))
@@ -541,8 +627,9 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const started = yield* Queue.unbounded<BackgroundTaskRecord>()
         const gate = yield* Deferred.make<void>()
         const calls: Array<string> = []
+        // the handler decides for every task of its producer: one without maxAttempts it ends
         const retryable: RecoveryHandler = (record) =>
-          Effect.gen(function*() {
+          Option.isNone(record.attempt.maxAttempts) ? { _tag: "Fail", reason: stopped } : Effect.gen(function*() {
             calls.push(record.id)
             yield* Queue.offer(started, record)
             const ctx = yield* TaskContext
@@ -727,7 +814,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(db.sql)).map((row) => [row.task_id, row.state]), [["flaky", "failed"]])
       }), 30_000)
 
-    test("a re-spawned task still running at shutdown is cancelled and written; the next host re-spawns nothing", () =>
+    test("shutdown mode cancel: a re-spawned task still running at shutdown is cancelled with the reason and written; the next host re-spawns nothing", () =>
       Effect.gen(function*() {
         const db = yield* backend.fresh
         yield* writeLeftovers(yield* makeStore(db.sql), [
@@ -735,13 +822,252 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         ])
         const started = yield* Queue.unbounded<string>()
         const recovery = { p: (record: BackgroundTaskRecord) => Effect.andThen(Queue.offer(started, record.id), Effect.never) }
-        const b = yield* startHost(db.sql, { recovery })
+        const b = yield* startHost(db.sql, { recovery, ...cancelAtClose })
         assert.strictEqual(yield* Queue.take(started), "long")
         yield* b.close
         assert.deepStrictEqual((yield* taskRows(db.sql)).map((row) => [row.task_id, row.state]), [["long", "cancelled"]])
         const c = yield* startHost(db.sql, { recovery })
         assert.deepStrictEqual(yield* c.host.recovery, { respawned: [], failed: [], cancelled: [], quarantined: [] })
         assert.strictEqual(yield* Queue.size(started), 0)
+        const ended = Option.getOrThrow(yield* c.host.get("long"))
+        assert.deepStrictEqual(Option.flatMap(ended.result, (result) => result.summary), Option.some("host shut down"))
+      }), 30_000)
+
+    test("shutdown mode release (the default): live tasks stay live in the store, marked released, no end written, external work untouched; the next host starts at once and resumes each managed task with the same attempt", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const started = yield* Queue.unbounded<string>()
+        const recovery = {
+          p: (record: BackgroundTaskRecord) =>
+            Effect.andThen(Queue.offer(started, `${record.id}@${record.attempt.attempt}`), Effect.never)
+        }
+        const a = yield* startHost(db.sql, { recovery, lease: { owner: "host-a", ttl: "1 hour" } })
+        yield* a.host.spawnManaged("s", { id: "m1", kind: "monitor", producer: "p" }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "m2", kind: "monitor", producer: "p", maxAttempts: 1 }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "m3", kind: "monitor", producer: "nobody" }, Effect.never)
+        let externalStopped = false
+        yield* a.host.registerExternal("s", { id: "x1", kind: "monitor", producer: "ext" }, Effect.sync(() => {
+          externalStopped = true
+        }))
+        yield* a.host.register({ scope: { sessionId: "s" }, id: "c1", kind: "monitor", producer: "p" })
+        const done = yield* a.host.spawnManaged("s", { id: "quick", kind: "monitor", producer: "p" }, Effect.succeed("ok"))
+        yield* a.host.listTree(done.id) // the host is open
+        yield* a.close
+        assert.isFalse(externalStopped)
+        const rows = yield* db.sql<{ readonly task_id: string; readonly state: string; readonly released: unknown }>`
+          SELECT task_id, state, released FROM task_host_tasks ORDER BY ord`.pipe(Effect.orDie)
+        assert.deepStrictEqual(rows.map((row) => [row.task_id, row.state, Number(row.released)]).filter(([id]) => id !== "quick"), [
+          ["m1", "running", 1],
+          ["m2", "running", 1],
+          ["m3", "running", 1],
+          ["x1", "running", 1],
+          ["c1", "pending", 1]
+        ])
+        const tags = (yield* eventRows(db.sql)).map((row) => row.tag)
+        assert.notInclude(tags, "cancelled")
+        // the lease was released: a host that would fail on a held lease starts
+        const b = yield* startHost(db.sql, { recovery, lease: { owner: "host-b", ttl: "1 hour", onHeld: "fail" } })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual([...report.respawned].sort(), ["m1", "m2"])
+        assert.deepStrictEqual(report.failed, ["c1", "m3"])
+        assert.deepStrictEqual(report.cancelled, ["x1"])
+        assert.deepStrictEqual([yield* Queue.take(started), yield* Queue.take(started)].sort(), ["m1@0", "m2@0"])
+        for (const id of ["m1", "m2"]) {
+          const record = Option.getOrThrow(yield* b.host.get(id))
+          assert.strictEqual(record.state, "running")
+          assert.strictEqual(record.attempt.attempt, 0)
+        }
+        // a resumed task's record is written again: it is no longer marked
+        const after = yield* db.sql<{ readonly task_id: string; readonly released: unknown }>`
+          SELECT task_id, released FROM task_host_tasks WHERE task_id = ${"m1"}`.pipe(Effect.orDie)
+        assert.strictEqual(Number(after[0]!.released), 0)
+      }), 30_000)
+
+    test("input and the per-task options that can be stored (timeout, grace period, backoff) are kept with the record; the resumed task gets its input and runs with them", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const given = yield* Queue.unbounded<BackgroundTaskRecord>()
+        const recovery = { p: (record: BackgroundTaskRecord) => Effect.andThen(Queue.offer(given, record), Effect.never) }
+        const a = yield* startHost(db.sql, { recovery })
+        const input = { url: "https://example.com/a", depth: 2, tags: ["x", "y"], extra: null }
+        const spawned = yield* a.host.spawnManaged("s", {
+          id: "job",
+          kind: "other",
+          producer: "p",
+          input,
+          timeout: "5 seconds",
+          cancelGracePeriod: "2 seconds",
+          backoff: { initialMillis: 100, factor: 3, maxMillis: 1_000 },
+          maxAttempts: 2
+        }, Effect.never)
+        assert.deepStrictEqual(spawned.input, input)
+        assert.deepStrictEqual(spawned.settings, {
+          timeoutMillis: 5_000,
+          cancelGracePeriodMillis: 2_000,
+          backoff: { initialMillis: 100, factor: 3, maxMillis: 1_000 }
+        })
+        // the wire form carries them
+        const [row] = yield* taskRows(db.sql)
+        assert.deepStrictEqual((row!.record as { input: unknown }).input, input)
+        assert.deepStrictEqual((row!.record as { settings: unknown }).settings, {
+          timeout_millis: 5_000,
+          cancel_grace_period_millis: 2_000,
+          backoff: { initial_millis: 100, factor: 3, max_millis: 1_000 }
+        })
+        yield* a.close
+
+        const b = yield* startHost(db.sql, { recovery })
+        const record = yield* Queue.take(given)
+        assert.deepStrictEqual(record.input, input)
+        assert.strictEqual(record.attempt.attempt, 0)
+        // the resumed attempt keeps its 5 s timeout: a failure, then the stored backoff (100 ms) and the last attempt
+        yield* TestClock.adjust("5 seconds")
+        yield* TestClock.adjust("100 millis")
+        const after = Option.getOrThrow(yield* b.host.get("job"))
+        assert.strictEqual(after.attempt.attempt, 1)
+        // the handler was called once; its effect runs again for the next attempt
+        assert.strictEqual(yield* Queue.take(given), record)
+        yield* TestClock.adjust("5 seconds")
+        const failed = Option.getOrThrow(yield* b.host.get("job"))
+        assert.strictEqual(failed.state, "failed")
+        assert.include(Option.getOrThrow(Option.flatMap(failed.failure, (f) => f.summary)), "timed out after 5s")
+      }), 30_000)
+
+    test("the handler decides for every live task of its producer: re-run (with or without maxAttempts), Fail or Cancel with a reason; a handler that throws fails its task; spent attempts are not offered", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "host", spec: { id: "nomax", state: "running", producer: "p", seq: 1 } },
+          { owner: "host", spec: { id: "fail-me", state: "running", producer: "p", seq: 2 } },
+          { owner: "host", spec: { id: "cancel-me", state: "waiting", producer: "p", maxAttempts: 5, seq: 3 } },
+          { owner: "host", spec: { id: "throw-me", state: "running", producer: "p", seq: 4 } },
+          { owner: "host", spec: { id: "spent", state: "running", producer: "p", attempt: 1, maxAttempts: 2, seq: 5 } }
+        ])
+        const offered: Array<string> = []
+        const recovery = {
+          p: (record: BackgroundTaskRecord) => {
+            offered.push(record.id)
+            switch (record.id) {
+              case "fail-me":
+                return { _tag: "Fail", reason: "the job is stale" } as const
+              case "cancel-me":
+                return { _tag: "Cancel", reason: "the user left" } as const
+              case "throw-me":
+                throw new Error("no such job")
+              default:
+                return Effect.succeed(`re-ran ${record.id}`)
+            }
+          }
+        }
+        const b = yield* startHost(db.sql, { recovery })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual(report.respawned, ["nomax"])
+        assert.deepStrictEqual([...report.failed].sort(), ["fail-me", "spent", "throw-me"])
+        assert.deepStrictEqual(report.cancelled, ["cancel-me"])
+        assert.notInclude(offered, "spent")
+        const summary = (id: string) =>
+          Effect.map(b.host.get(id), (record) => {
+            const r = Option.getOrThrow(record)
+            return [r.state, Option.getOrNull(Option.flatMap(r.state === "failed" ? r.failure : r.result, (o) => o.summary))]
+          })
+        assert.deepStrictEqual(yield* summary("fail-me"), ["failed", "the job is stale"])
+        assert.deepStrictEqual(yield* summary("cancel-me"), ["cancelled", "the user left"])
+        const thrown = yield* summary("throw-me")
+        assert.strictEqual(thrown[0], "failed")
+        assert.include(thrown[1], "the recovery handler of p threw: Error: no such job")
+        assert.deepStrictEqual(yield* summary("spent"), ["failed", stopped])
+        // re-run after a crash without maxAttempts: the next attempt
+        const nomax = yield* Effect.repeat(b.host.get("nomax"), { until: (r) => Option.isSome(r) && r.value.state === "completed" })
+        assert.strictEqual(Option.getOrThrow(nomax).attempt.attempt, 1)
+      }), 30_000)
+
+    test("handlers may require the application's services: the layer requires them, re-run tasks and reattached cancel effects get them", () =>
+      Effect.gen(function*() {
+        class Mailer extends Context.Service<Mailer, { readonly sent: Array<string> }>()("test/Mailer") {}
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "host", spec: { id: "mail", state: "running", producer: "mailer", seq: 1 } },
+          { owner: "external", spec: { id: "remote", state: "running", producer: "remote", seq: 2 } }
+        ])
+        const layer = BackgroundTaskHost.layerStore({
+          recovery: {
+            mailer: (record) =>
+              Effect.gen(function*() {
+                const mailer = yield* Mailer
+                const ctx = yield* TaskContext
+                mailer.sent.push(`${record.id} by ${ctx.taskId}`)
+                return "sent"
+              })
+          },
+          recoverExternal: {
+            remote: () =>
+              Effect.gen(function*() {
+                const mailer = yield* Mailer
+                mailer.sent.push("remote stopped")
+              })
+          }
+        })
+        // the layer's requirements name the service (a compile-time check as much as a run-time one)
+        const requires: Layer.Layer<BackgroundTaskHost, unknown, TaskStore | Mailer> = layer
+        const sent: Array<string> = []
+        const b = yield* startHostOn(requires.pipe(Layer.provide(sqlStore(db.sql)), Layer.provide(Layer.succeed(Mailer, { sent }))))
+        assert.deepStrictEqual([...(yield* b.host.recovery).respawned].sort(), ["mail", "remote"])
+        yield* Effect.repeat(b.host.get("mail"), { until: (r) => Option.isSome(r) && r.value.state === "completed" })
+        assert.deepStrictEqual(sent, ["mail by mail"])
+        // reattached: live, owned by this host; cancelling it runs the hook's cancel effect
+        const remote = Option.getOrThrow(yield* b.host.get("remote"))
+        assert.strictEqual(remote.state, "running")
+        yield* b.host.cancelManaged(remote.scope.sessionId, "remote")
+        assert.deepStrictEqual(sent, ["mail by mail", "remote stopped"])
+        assert.strictEqual(Option.getOrThrow(yield* b.host.get("remote")).state, "cancelled")
+      }), 30_000)
+
+    test("recoverExternal: a hook may end an external task with a reason; without one it is cancelled as before", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        yield* writeLeftovers(yield* makeStore(db.sql), [
+          { owner: "external", spec: { id: "gone", state: "running", producer: "remote", seq: 1 } },
+          { owner: "external", spec: { id: "other", state: "running", producer: "elsewhere", seq: 2 } }
+        ])
+        const b = yield* startHost(db.sql, {
+          recoverExternal: { remote: (record) => ({ _tag: "Fail", reason: `${record.id}: the remote job is gone` }) }
+        })
+        const report = yield* b.host.recovery
+        assert.deepStrictEqual(report.failed, ["gone"])
+        assert.deepStrictEqual(report.cancelled, ["other"])
+        const gone = Option.getOrThrow(yield* b.host.get("gone"))
+        assert.deepStrictEqual(gone.failure, Option.some({ summary: Option.some("gone: the remote job is gone") }))
+      }), 30_000)
+
+    test("shutdown drain: running tasks get the drain period to finish and their ends are written; the rest are released at its deadline; no queued task starts", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const a = yield* startHost(db.sql, {
+          shutdown: { drain: "10 seconds" },
+          concurrency: { perKind: { observer: 1 } }
+        })
+        const finish = yield* Deferred.make<void>()
+        yield* a.host.spawnManaged("s", { id: "finishing", kind: "monitor", producer: "p" },
+          Effect.as(Deferred.await(finish), "finished while draining"))
+        yield* a.host.spawnManaged("s", { id: "endless", kind: "observer", producer: "p" }, Effect.never)
+        yield* a.host.spawnManaged("s", { id: "queued", kind: "observer", producer: "p" }, Effect.succeed("ran"))
+        const closing = yield* Effect.forkChild(a.close)
+        yield* TestClock.adjust("1 second")
+        // a closing host takes no new work
+        const refused = yield* Effect.flip(a.host.spawnManaged("s", { id: "late", kind: "monitor", producer: "p" }, Effect.void))
+        assert.instanceOf(refused, SessionError)
+        yield* Deferred.succeed(finish, undefined)
+        yield* TestClock.adjust("1 second")
+        assert.isUndefined(closing.pollUnsafe(), "still draining: endless runs")
+        yield* TestClock.adjust("8 seconds")
+        yield* Fiber.join(closing)
+        const rows = yield* db.sql<{ readonly task_id: string; readonly state: string; readonly released: unknown }>`
+          SELECT task_id, state, released FROM task_host_tasks ORDER BY ord`.pipe(Effect.orDie)
+        assert.deepStrictEqual(rows.map((row) => [row.task_id, row.state, Number(row.released)]), [
+          ["finishing", "completed", 0],
+          ["endless", "running", 1],
+          ["queued", "pending", 1]
+        ])
       }), 30_000)
   })
 
@@ -751,6 +1077,70 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     const leaseOptions = (owner: string, extra: LeaseOptions = {}): BackgroundTaskHostStoreOptions => ({
       lease: { ttl: "10 seconds", owner, ...extra }
     })
+
+    test("a restart after a crash: a lease left by a process of this machine that has exited is waited for by default; a live holder's is refused, the error saying what to do", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        const t0 = yield* Clock.currentTimeMillis
+        // a process that has exited: its pid no longer runs
+        const deadPid = spawnSync(process.execPath, ["-e", ""]).pid
+        assert.isTrue(deadHolder(`${hostname()}:${deadPid}:crashed`))
+        assert.isFalse(deadHolder(`${hostname()}:${process.ppid}:alive`))
+        assert.isFalse(deadHolder(`another-machine:${deadPid}:x`))
+        assert.isFalse(deadHolder("my-host"))
+
+        // a live holder (the test runner's parent process): refused at once, and told about onHeld
+        yield* store.acquireLease(`${hostname()}:${process.ppid}:alive`, t0, t0 + 5_000)
+        const refused = yield* Effect.flip(startHost(sql, { lease: { owner: "next" } }))
+        assert.instanceOf(refused, LeaseHeld)
+        assert.include(refused.message, `lease: { onHeld: "wait" }`)
+        yield* store.releaseLease(`${hostname()}:${process.ppid}:alive`)
+
+        // the crashed one's: the next host waits until it runs out, then starts
+        yield* store.acquireLease(`${hostname()}:${deadPid}:crashed`, t0, t0 + 5_000)
+        const tries = yield* Queue.unbounded<number>()
+        const counting = wrapStore(sqlStore(sql), (inner) => ({
+          ...inner,
+          acquireLease: (owner, now, expiresAt) =>
+            Effect.ensuring(inner.acquireLease(owner, now, expiresAt), Queue.offer(tries, now - t0))
+        }))
+        const next = yield* Effect.forkChild(startHost(sql, { lease: { owner: "next" } }, counting))
+        // one try a second (the lease's renewEvery, at most 1 s) until it has run out at 5 s
+        for (let second = 0; second <= 5; second++) {
+          assert.strictEqual(yield* Queue.take(tries), second * 1_000)
+          if (second < 5) assert.isUndefined(next.pollUnsafe(), `waits while the lease runs (${second} s)`)
+          if (second < 5) yield* TestClock.adjust("1 second")
+        }
+        const started = yield* Fiber.join(next)
+        assert.deepStrictEqual((yield* started.host.recovery).failed, [])
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).owner, "next")
+      }), 30_000)
+
+    test("the fencing token grows with every new holder of the lease, and a task reads it from TaskContext", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const tokenOf = (host: BackgroundTaskHost["Service"], id: string) =>
+          Effect.gen(function*() {
+            const seen = yield* Deferred.make<number>()
+            yield* host.spawnManaged("s", { id, kind: "other", producer: "p" },
+              Effect.gen(function*() {
+                const ctx = yield* TaskContext
+                yield* Deferred.succeed(seen, yield* ctx.fencingToken)
+              }))
+            return yield* Deferred.await(seen)
+          })
+        const tokens: Array<number> = []
+        for (const owner of ["host-a", "host-b", "host-a"]) {
+          const h = yield* startHost(sql, { lease: { owner } })
+          tokens.push(yield* tokenOf(h.host, `t-${tokens.length}`))
+          yield* h.close
+        }
+        assert.deepStrictEqual(tokens, [1, 2, 3])
+        // in memory there is no lease: 0
+        const memory = yield* startHostOn(BackgroundTaskHost.layer)
+        assert.strictEqual(yield* tokenOf(memory.host, "m"), 0)
+      }), 30_000)
 
     test("a second host is refused while the first lives, with LeaseHeld naming the holder", () =>
       Effect.gen(function*() {
@@ -779,7 +1169,8 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const t0 = yield* Clock.currentTimeMillis
         const a = yield* startHost(sql, leaseOptions("host-a"))
         yield* a.close
-        assert.deepStrictEqual(yield* leaseRow(sql), Option.none())
+        // released: expired at once (the row keeps the fencing token)
+        assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-a", expires_at: 0, acquired_at: t0 }))
         yield* startHost(sql, leaseOptions("host-b"))
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-b", expires_at: t0 + 10_000, acquired_at: t0 }))
       }), 30_000)
@@ -789,7 +1180,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const { sql } = yield* backend.fresh
         const t0 = yield* Clock.currentTimeMillis
         const renewals = yield* Queue.unbounded<boolean>()
-        const attempts = yield* Queue.unbounded<Exit.Exit<void, unknown>>()
+        const attempts = yield* Queue.unbounded<Exit.Exit<unknown, unknown>>()
         const renewing = wrapStore(sqlStore(sql), (store) => ({
           ...store,
           renewLease: (owner, expiresAt) => Effect.tap(store.renewLease(owner, expiresAt), (held) => Queue.offer(renewals, held))
@@ -801,7 +1192,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         }))
         const a = yield* startHost(sql, leaseOptions("host-a", { renewEvery: "2 seconds" }), renewing)
         const b = yield* Effect.forkChild(startHost(sql, leaseOptions("host-b", { onHeld: "wait" }), trying))
-        const refused = (exit: Exit.Exit<void, unknown>, holder: string) => {
+        const refused = (exit: Exit.Exit<unknown, unknown>, holder: string) => {
           const error = errorOf(exit)
           assert.instanceOf(error, LeaseHeld)
           assert.strictEqual((error as LeaseHeld).holder, holder)
@@ -817,7 +1208,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "host-a", expires_at: t0 + 40_000, acquired_at: t0 }))
 
         yield* a.close
-        assert.deepStrictEqual(yield* leaseRow(sql), Option.none())
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 0)
         yield* TestClock.adjust("1 second")
         assert.isTrue(Exit.isSuccess(yield* Queue.take(attempts)))
         const hostB = yield* Fiber.join(b)
@@ -833,7 +1224,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const dead = yield* makeStore(sql)
         yield* writeLeftovers(dead, [{ owner: "host", spec: { id: "orphan", state: "running", seq: 1 } }])
         yield* dead.acquireLease("dead-host", t0, t0 + 10_000)
-        const attempts = yield* Queue.unbounded<Exit.Exit<void, unknown>>()
+        const attempts = yield* Queue.unbounded<Exit.Exit<unknown, unknown>>()
         const trying = wrapStore(sqlStore(sql), (store) => ({
           ...store,
           acquireLease: (owner, now, expiresAt) =>
@@ -942,10 +1333,16 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         // one failure at 3 s: the lease still has 6 s, the host runs on
         assert.isFalse(yield* Deferred.isDone(stoppedAt))
         yield* a.host.register({ scope: { sessionId: "s" }, id: "still-open", kind: "other", producer: "p" })
+        // that commit (at 5 s) renewed the lease in its transaction, until 14 s: renewals fail at 6 s and 9 s, the host runs on
+        for (let second = 6; second <= 11; second++) {
+          yield* TestClock.adjust("1 second")
+          if (second % 3 === 0) assert.strictEqual(yield* Queue.take(renewals), second * 1_000)
+          assert.isFalse(yield* Deferred.isDone(stoppedAt), `running at ${second} s`)
+        }
         yield* TestClock.adjust("1 second")
-        assert.strictEqual(yield* Queue.take(renewals), 6_000)
-        // at 6 s the next renewal (9 s) would come too late: the host stops now
-        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 6_000)
+        assert.strictEqual(yield* Queue.take(renewals), 12_000)
+        // at 12 s the next renewal (15 s) would come after the lease runs out: the host stops now
+        assert.strictEqual((yield* Deferred.await(stoppedAt)) - t0, 12_000)
         const error = yield* Effect.flip(a.host.register({ scope: { sessionId: "s" }, id: "late", kind: "other", producer: "p" }))
         assert.instanceOf(error, SessionError)
         assert.include(error.message, "host-a stopped: it could not renew its store's lease before it runs out (connection refused)")
@@ -1025,7 +1422,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("an event row that no longer decodes: watch({ fromSeq: 0 }) replays the rest and one Lagged, and the row is quarantined", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         for (const id of ["e1", "e2", "e3"]) yield* a.host.register({ scope: { sessionId: "s" }, id, kind: "other", producer: "p" })
         const published = yield* a.events // 3 Registered, 3 Cancelled at shutdown
         assert.strictEqual(published.length, 6)
@@ -1052,11 +1449,53 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
   })
 
   // ---------------------------------------------------------------------------
+  describe("stored events' retention", () => {
+    test("a host writing events for a long run keeps the events table within maxEvents, pruned in the background; watch({ fromSeq }) below what is kept fails saying so", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const { host } = yield* startHost(sql, { eventRetention: { maxEvents: 40, pruneEvery: "1 second" } })
+        const count = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
+        for (let round = 0; round < 6; round++) {
+          yield* Effect.forEach(
+            Array.from({ length: 25 }, (_, i) => `r${round}-${i}`),
+            (id) => Effect.andThen(
+              host.register({ scope: { sessionId: "s" }, id, kind: "other", producer: "p" }),
+              host.complete(id, { state: "completed" })
+            ),
+            { discard: true }
+          )
+          const last = (yield* host.stats).seq
+          yield* TestClock.adjust("1 second")
+          // the prune runs in the background: wait for the table to shrink to the last 40
+          const kept = yield* Effect.repeat(count, { until: (seqs) => seqs.length <= 40 })
+          assert.deepStrictEqual(kept, Array.from({ length: 40 }, (_, i) => last - 39 + i), `round ${round}`)
+        }
+        const { seq } = yield* host.stats
+        const below = yield* Effect.flip(host.watch({ fromSeq: seq - 41 }))
+        assert.instanceOf(below, SnapshotError)
+        assert.include(below.message, `the stored events up to seq ${seq - 40} were pruned`)
+        const resumed = yield* host.watch({ fromSeq: seq - 40 })
+        const replayed = yield* takeEvents(resumed.events, 40)
+        assert.deepStrictEqual(replayed.map((event) => event._tag === "Lagged" ? 0 : event.seq), Array.from({ length: 40 }, (_, i) => seq - 39 + i))
+      }), 30_000)
+
+    test("eventRetention options are checked", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        for (const eventRetention of [{ maxEvents: 0 }, { maxEvents: 1.5 }, { pruneEvery: "0 millis" }, { pruneEvery: -1 }]) {
+          const error = yield* Effect.flip(startHost(sql, { eventRetention } as never))
+          assert.instanceOf(error, InvalidOptions, JSON.stringify(eventRetention))
+          assert.include((error as InvalidOptions).option, "eventRetention.")
+        }
+      }), 30_000)
+  })
+
+  // ---------------------------------------------------------------------------
   describe("watch({ fromSeq })", () => {
     /** A first host's history in two sessions and two kinds; returns what it published. */
     const history = (sql: Parameters<typeof startHost>[0]) =>
       Effect.gen(function*() {
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         const host = a.host
         yield* host.register({ scope: { sessionId: "s1" }, id: "a", kind: "monitor", producer: "p" })
         yield* host.register({ scope: { sessionId: "s2" }, id: "b", kind: "monitor", producer: "p" })
@@ -1136,7 +1575,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
     test("replays a long history a page at a time, in order, filtered", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
-        const a = yield* startHost(sql)
+        const a = yield* startHost(sql, cancelAtClose)
         yield* Effect.forEach(
           Array.from({ length: 2_345 }, (_, i) => i),
           (i) => a.host.register({ scope: { sessionId: `s${i % 2}` }, id: `t${i}`, kind: "other", producer: "p" }),

@@ -78,7 +78,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
           "ord",
           "owner",
           "state",
-          "record"
+          "record",
+          "released"
         ])
         assert.deepStrictEqual(yield* backend.columns(sql, "task_host_events"), [
           "seq",
@@ -91,7 +92,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
           "name",
           "owner",
           "expires_at",
-          "acquired_at"
+          "acquired_at",
+          "token"
         ])
         assert.deepStrictEqual(yield* backend.columns(sql, "task_host_quarantine"), [
           "id",
@@ -103,7 +105,9 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         ])
         const migrations = yield* migrationRows(sql)
         assert.deepStrictEqual(migrations.map(({ migration_id, name }) => ({ migration_id, name })), [
-          { migration_id: 1, name: "tasks_events_lease" }
+          { migration_id: 1, name: "tasks_events_lease" },
+          { migration_id: 2, name: "released" },
+          { migration_id: 3, name: "lease_token" }
         ])
       }))
 
@@ -317,7 +321,11 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         const held = yield* Effect.flip(store.acquireLease("b", 5_000, 15_000))
         assert.instanceOf(held, LeaseHeld)
         assert.deepStrictEqual(held._tag === "LeaseHeld" ? [held.holder, held.expiresAt] : held, ["a", 11_000])
-        assert.strictEqual(held.message, "the task store is leased to a until 1970-01-01T00:00:11.000Z")
+        assert.strictEqual(
+          held.message,
+          "the task store is leased to a until 1970-01-01T00:00:11.000Z; another host runs its tasks, or one that stopped " +
+            "without releasing it (a crash): start with lease: { onHeld: \"wait\" } to wait until it is released or runs out"
+        )
         // one millisecond before it expires, still held
         assert.strictEqual((yield* Effect.flip(store.acquireLease("b", 10_999, 20_999)))._tag, "LeaseHeld")
 
@@ -338,9 +346,10 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         yield* store.releaseLease("a")
         assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).owner, "b")
         yield* store.releaseLease("b")
-        assert.deepStrictEqual(yield* leaseRow(sql), Option.none())
-        // free: taken at once
-        yield* store.acquireLease("c", 21_000, 31_000)
+        assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "b", expires_at: 0, acquired_at: 20_000 }))
+        // free: taken at once, with a greater fencing token (a: 1, b: 2, c: 3; the same holder again keeps its own)
+        assert.strictEqual(yield* store.acquireLease("c", 21_000, 31_000), 3)
+        assert.strictEqual(yield* store.acquireLease("c", 22_000, 32_000), 3)
         assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).owner, "c")
       }))
 
@@ -363,13 +372,14 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
         assert.deepStrictEqual(yield* leaseRow(sql), Option.some({ owner: "a", expires_at: 12_000, acquired_at: 0 }))
 
-        // no lease row at all: a write under a lease fails and names nobody
+        // a released lease (expired at once, kept for its token) cannot be renewed by a write of its old holder
         yield* store.releaseLease("a")
         const none = yield* Effect.flip(
           store.write({ events: [registeredOf(r2)], puts: [stored(2, "host", r2)], deletes: [] }, { owner: "a", expiresAt: 50_000 })
         )
         assert.instanceOf(none, LeaseHeld)
-        assert.deepStrictEqual([(none as LeaseHeld).holder, (none as LeaseHeld).expiresAt], ["nobody", 0])
+        assert.deepStrictEqual([(none as LeaseHeld).holder, (none as LeaseHeld).expiresAt], ["a", 0])
+        assert.isFalse(yield* store.renewLease("a", 60_000))
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1"])
       }))
   })

@@ -21,6 +21,7 @@
  *
  * @internal
  */
+import { hostname } from "node:os"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -84,7 +85,7 @@ export const journaled = (
   store: TaskStoreService,
   hub: EventHub,
   steps: Steps,
-  lease: { readonly owner: string; readonly ttlMillis: number },
+  lease: { readonly owner: string; readonly ttlMillis: number; readonly held: LeaseHeldUntil },
   fence: (why: string) => Effect.Effect<void>
 ): Effect.Effect<{ readonly durability: Durability; readonly journal: Journal }, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -93,7 +94,8 @@ export const journaled = (
       Effect.map(Clock.currentTimeMillis, (now) => ({ owner: lease.owner, expiresAt: now + lease.ttlMillis })),
       (events) => {
         for (const event of events) hub.publish(event)
-      }
+      },
+      lease.held
     )
     /** Waits for the commit of everything written so far; a host whose commits fail stops first. */
     const sync: Effect.Effect<void> = journal.sync.pipe(
@@ -119,6 +121,19 @@ export const journaled = (
     return { durability, journal }
   })
 
+/**
+ * Until when this host surely holds its lease (epoch ms, by the `Clock`):
+ * moved on by every renewal and every commit (each renews it in its
+ * transaction). A write that fails because the store is unreachable is
+ * retried with backoff only while the next try comes before this.
+ */
+export interface LeaseHeldUntil {
+  until: number
+}
+
+/** The backoff between tries of a commit the store could not take: 50 ms, doubling, at most 1 s. */
+const retryDelayMillis = (n: number): number => Math.min(50 * 2 ** n, 1_000)
+
 /** The lease options, checked. */
 export interface LeaseOptions {
   readonly ttl: Duration.Duration
@@ -135,37 +150,49 @@ export const holdLease = (
   store: TaskStoreService,
   owner: string,
   options: LeaseOptions,
-  fence: (why: string) => Effect.Effect<void>
-): Effect.Effect<void, TaskStoreError | LeaseHeld, Scope.Scope> =>
+  fence: (why: string) => Effect.Effect<void>,
+  held: LeaseHeldUntil = { until: 0 },
+  releaseWithin: Duration.Duration = Duration.seconds(10)
+): Effect.Effect<number, TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
     const ttl = Duration.toMillis(options.ttl)
     const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => store.acquireLease(owner, now, now + ttl))
     let told = false
-    yield* options.onHeld === "fail"
-      ? takeLease
-      : takeLease.pipe(
+    // with the default ("fail"), a lease held by a process of this machine that no longer runs
+    // (a crash; the default owner names host and pid) is waited for: it runs out within its ttl
+    const waits = (error: TaskStoreError | LeaseHeld) =>
+      error._tag === "LeaseHeld" && (options.onHeld === "wait" || deadHolder(error.holder))
+    const token = yield* takeLease.pipe(
         Effect.tapError((error) => {
-          if (told || error._tag !== "LeaseHeld") return Effect.void
+          if (told || !waits(error)) return Effect.void
           told = true
-          return Effect.logInfo(`waiting for the task store: ${error.message}`)
+          return Effect.logInfo(
+            `waiting for the task store: ${error.message}` +
+              (options.onHeld === "wait" ? "" : ` (its holder's process has exited)`)
+          )
         }),
         Effect.retry({
-          while: (error) => error._tag === "LeaseHeld",
+          while: waits,
           schedule: Schedule.spaced(Duration.min(options.renewEvery, Duration.seconds(1)))
         })
       )
     // closed last: after the shutdown has written its last batch
-    yield* Effect.addFinalizer(() => Effect.ignore(store.releaseLease(owner)))
+    // (bounded: a database that stopped answering cannot hold the shutdown)
+    yield* Effect.addFinalizer(() => Effect.ignore(Effect.timeoutOption(store.releaseLease(owner), releaseWithin)))
     // when the lease we hold runs out, unless renewed
     let expiry = (yield* Clock.currentTimeMillis) + ttl
+    held.until = Math.max(held.until, expiry)
     const renewEveryMillis = Duration.toMillis(options.renewEvery)
     const renew = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const renewed = yield* Effect.result(store.renewLease(owner, now + ttl))
       if (renewed._tag === "Success" && renewed.success) {
         expiry = now + ttl
+        held.until = Math.max(held.until, expiry)
         return
       }
+      // a commit may have renewed it meanwhile
+      expiry = Math.max(expiry, held.until)
       if (renewed._tag === "Success") return yield* fence("another host has taken its store's lease")
       yield* Effect.logWarning(`renewing the store's lease failed: ${renewed.failure.message}`)
       // stop before the lease can run out and another host take these tasks
@@ -177,7 +204,26 @@ export const holdLease = (
       Effect.delay(options.renewEvery)
     )
     yield* Effect.forkScoped(renew)
+    return token
   })
+
+/**
+ * Whether a lease holder is a process of this machine that no longer runs:
+ * its name is the default owner (`host:pid:suffix`) with this host's name
+ * and a pid that does not exist. A holder on another machine, or named by
+ * `lease.owner`, cannot be told dead.
+ */
+export const deadHolder = (holder: string): boolean => {
+  const [host, pid, suffix, ...rest] = holder.split(":")
+  if (rest.length > 0 || suffix === undefined || host !== hostname() || !/^[1-9][0-9]*$/.test(pid ?? "")) return false
+  if (Number(pid) === process.pid) return false
+  try {
+    process.kill(Number(pid), 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
 
 /** Stored events read per query when `watch` replays. */
 const replayPage = 1_000
@@ -250,10 +296,13 @@ export class Journal implements EventSink {
   readonly failed = Deferred.makeUnsafe<TaskStoreError | LeaseHeld>()
   /** Transactions committed (`stats.commits`). */
   commits = 0
+  /** Set by a `release` shutdown: later events are not written (the store keeps the tasks live). */
+  private frozen = false
 
   private readonly store: TaskStoreService
   private readonly lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>
   private readonly committed: (events: ReadonlyArray<BackgroundTaskEvent>) => void
+  private readonly held: LeaseHeldUntil
 
   /**
    * `lease` says which lease each commit checks and renews; `committed` gets
@@ -262,11 +311,42 @@ export class Journal implements EventSink {
   constructor(
     store: TaskStoreService,
     lease: Effect.Effect<{ readonly owner: string; readonly expiresAt: number }>,
-    committed: (events: ReadonlyArray<BackgroundTaskEvent>) => void
+    committed: (events: ReadonlyArray<BackgroundTaskEvent>) => void,
+    held: LeaseHeldUntil = { until: Infinity }
   ) {
     this.store = store
     this.lease = lease
     this.committed = committed
+    this.held = held
+  }
+
+  /**
+   * One batch's transaction, tried again while it may still succeed: a
+   * store that is unreachable (a restart, a network blip) with backoff for
+   * as long as the lease surely holds; any other store error twice more at
+   * once (a transaction is all or nothing, so a failed one can be tried
+   * again). Each try checks and renews the lease in its transaction.
+   */
+  private commitWithRetries(batch: TaskStoreBatch): Effect.Effect<void, TaskStoreError | LeaseHeld> {
+    const attempt = (n: number): Effect.Effect<void, TaskStoreError | LeaseHeld> =>
+      Effect.flatMap(this.lease, (lease) =>
+        this.store.write(batch, lease).pipe(
+          Effect.tap(() => Effect.sync(() => void (this.held.until = Math.max(this.held.until, lease.expiresAt)))),
+          Effect.catch((error) => {
+            if (error._tag !== "TaskStoreError") return Effect.fail(error)
+            if (!error.isRetryable) return n < 2 ? attempt(n + 1) : Effect.fail(error)
+            const delay = retryDelayMillis(n)
+            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              // the next try must come (and its transaction renew the lease) before the lease can run out
+              now + delay * 2 >= this.held.until
+                ? Effect.fail(error)
+                : Effect.andThen(
+                  n === 0 ? Effect.logWarning(`the task store is unreachable, retrying: ${error.message}`) : Effect.void,
+                  Effect.andThen(Effect.sleep(Duration.millis(delay)), attempt(n + 1))
+                ))
+          })
+        ))
+    return attempt(0)
   }
 
   /** The registry's sink: every event, with the task it is about, in the step that makes it. */
@@ -275,6 +355,7 @@ export class Journal implements EventSink {
 
   /** Takes one event (and the record it changes) into the open batch; inside a step. */
   record(event: BackgroundTaskEvent, order: number, owner: TaskOwner | undefined): void {
+    if (this.frozen) return
     const batch = this.open
     batch.events.push(event)
     switch (event._tag) {
@@ -317,6 +398,30 @@ export class Journal implements EventSink {
     return this.open.events.length + (this.committing?.events.length ?? 0)
   }
 
+  /**
+   * Takes no more events (a `release` shutdown, in the step that closes the
+   * host): what was written so far is still committed by `flush`; what the
+   * stopped fibers do after is not written, so their records stay live.
+   */
+  freeze(): void {
+    this.frozen = true
+  }
+
+  /**
+   * Marks the records of `tasks` as released (after `flush`, at a `release`
+   * shutdown): one transaction, checked against the lease like a commit, no
+   * event. A failure leaves them unmarked: the next holder then recovers them
+   * as it would after a crash.
+   */
+  release(tasks: ReadonlyArray<StoredTask>): Effect.Effect<void, TaskStoreError | LeaseHeld> {
+    if (tasks.length === 0 || this.broken !== undefined) return Effect.void
+    const write = Effect.flatMap(
+      this.lease,
+      (lease) => this.store.write({ events: [], puts: tasks.map((task) => ({ ...task, released: true })), deletes: [] }, lease)
+    )
+    return Effect.retry(write, { times: 2, while: (error) => error._tag === "TaskStoreError" })
+  }
+
   /** Waits until every write made so far is committed; a failed commit is a defect. */
   readonly sync: Effect.Effect<void> = Effect.suspend(() => {
     if (this.broken !== undefined) return Effect.die(this.broken)
@@ -346,10 +451,10 @@ export class Journal implements EventSink {
       return Effect.void
     }
     this.committing = batch
-    const write = Effect.flatMap(this.lease, (lease) => this.store.write(toStoreBatch(batch), lease))
-    return write.pipe(
-      // a transaction is all or nothing: a failed one can be tried again
-      Effect.retry({ times: 2, while: (error) => error._tag === "TaskStoreError" }),
+    // the transaction can be interrupted (a shutdown past its flush deadline, on a database that
+    // stopped answering: it is then not committed); what follows it cannot
+    return Effect.uninterruptibleMask((restore) =>
+      restore(this.commitWithRetries(toStoreBatch(batch))).pipe(
       Effect.exit,
       Effect.flatMap((exit) =>
         Effect.sync(() => {
@@ -367,9 +472,8 @@ export class Journal implements EventSink {
           }
           if (batch.done !== undefined) Deferred.doneUnsafe(batch.done, exit)
         })
-      ),
-      Effect.uninterruptible
-    )
+      )
+    ))
   })
 
   /** Waits until the writer has committed everything (at shutdown, after the last step). */

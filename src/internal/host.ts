@@ -28,6 +28,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import {
@@ -40,13 +41,13 @@ import {
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
 import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
-import { type StoredState, type TaskStoreService } from "./store.ts"
+import { type StoredState, type StoredTask, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
-import { type Durability, holdLease, type Journal, journaled, memory } from "./durable.ts"
+import { type Durability, holdLease, type Journal, journaled, type LeaseHeldUntil, memory } from "./durable.ts"
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
-import { optionsOf, storeOptionsOf } from "./options.ts"
+import { backoffSchedule, optionsOf, storeOptionsOf } from "./options.ts"
 import { recover } from "./recovery.ts"
 import { RegistryService } from "./registry.ts"
 import type {
@@ -79,6 +80,9 @@ import {
   taskIdsOf
 } from "./validate.ts"
 
+/** The summary of a task the host cancels as it shuts down. */
+export const hostShutDown = "host shut down"
+
 /** The in-memory host. */
 export const make = (
   options: BackgroundTaskHostOptions
@@ -87,11 +91,11 @@ export const make = (
 
 /** A host on a store: a durable one adds the journal, the lease and recovery. */
 export const makeWith = (
-  options: BackgroundTaskHostStoreOptions,
+  options: BackgroundTaskHostStoreOptions<unknown>,
   store: TaskStoreService | undefined
 ): Effect.Effect<BackgroundTaskHostService, InvalidOptions | TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
-    const { grace, limits, maxAge, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
+    const { grace, limits, maxAge, maxInputBytes, maxTerminal, retrySchedule, subscriberBuffer } = yield* optionsOf(options)
     // checked on any store, so a bad option fails before it matters
     const storeOptions = store === undefined ? undefined : yield* storeOptionsOf(options)
     const durable = store?.durable === true && storeOptions !== undefined ? store : undefined
@@ -104,12 +108,14 @@ export const makeWith = (
     const telemetry = new Telemetry(layerContext)
     let journal: Journal | undefined
     let durability: Durability
+    const leaseHeld: LeaseHeldUntil = { until: 0 }
     if (durable === undefined) {
       durability = memory(hub)
     } else {
       const made = yield* journaled(durable, hub, steps, {
         owner: leaseOwner,
-        ttlMillis: Duration.toMillis(storeOptions!.ttl)
+        ttlMillis: Duration.toMillis(storeOptions!.ttl),
+        held: leaseHeld
       }, (why) => fence(why))
       durability = made.durability
       journal = made.journal
@@ -124,15 +130,19 @@ export const makeWith = (
       ending,
       (task, mode, reason) => cancellation.cancelChildren(task, mode, reason)
     )
-    /** Registers a task (see `RegistryService.register`); a new one counts in the metrics. */
-    const register: RegistryService["register"] = (...args) => {
+    /** Registers a task (see `RegistryService.register`), its input within `maxInputBytes`; a new one counts in the metrics. */
+    const register = (
+      ...args: Parameters<RegistryService["register"]>
+    ): Result.Result<{ readonly task: T.Task; readonly existing: boolean }, RegisterError> => {
+      const tooLarge = inputTooLarge(args[1].id, args[1].input, maxInputBytes)
+      if (tooLarge !== undefined) return Result.fail(tooLarge)
       const added = registry.register(...args)
       if (Result.isSuccess(added) && !added.success.existing) telemetry.registered(added.success.task.record)
       return added
     }
     const hidden = new HiddenTasks(() => steps.isOpen())
     const sessions = new Sessions(steps, registry, cancellation, supervisor, durability.sync)
-    const subscriptions = new Subscriptions(steps, registry, ending, hub, durability, subscriberBuffer)
+    const subscriptions = new Subscriptions(steps, registry, ending, hub, durability, subscriberBuffer, () => prunedThrough)
 
     const allFibers = (): Array<Fiber.Fiber<unknown, unknown>> => [
       ...ending.timers,
@@ -167,7 +177,7 @@ export const makeWith = (
     // -- the store's lease and records -----------------------------------------
     let stored: StoredState | undefined
     if (durable !== undefined) {
-      yield* holdLease(durable, leaseOwner, storeOptions!, fence)
+      supervisor.fencingToken = yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
       stored = yield* durable.load
       for (const error of stored.quarantined) {
         yield* Effect.logWarning(`quarantined a stored row: ${error.message}`, error)
@@ -175,10 +185,20 @@ export const makeWith = (
     }
 
     // -- shutdown ---------------------------------------------------------------
+    const shutdownMode = durable === undefined ? "cancel" : storeOptions!.shutdown.mode
+    const drain = durable === undefined ? Duration.zero : storeOptions!.shutdown.drain
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* steps.closing()
         sessions.clear()
+        // drain: running managed tasks get `drain` to finish (no queued task starts on a closing host)
+        if (Duration.isGreaterThan(drain, Duration.zero)) {
+          const running = registry.liveTasks().filter((task) => task.owner._tag === "Managed" && !T.isQueued(task))
+          yield* Effect.forEach(running, (task) => ending.awaitEnd(task), { concurrency: "unbounded", discard: true })
+            .pipe(Effect.timeoutOption(drain))
+        }
+        if (journal !== undefined && shutdownMode === "release") return yield* release(journal)
+        for (const task of registry.liveTasks()) task.control.stopReason ??= hostShutDown
         yield* Fiber.interruptAll(allFibers())
         yield* Effect.forEach(
           registry.liveTasks(),
@@ -192,10 +212,57 @@ export const makeWith = (
         )
         yield* steps.closed
         // the last events reach subscribers once committed; then their streams end
-        if (journal !== undefined) yield* Effect.exit(journal.flush)
+        if (journal !== undefined) yield* finalFlush(journal)
         hub.close()
       })
     )
+
+    /**
+     * The shutdown's last commits, bounded by `shutdown.flushTimeout`: a
+     * database that stopped answering cannot hold the process. `false` when
+     * they did not all commit (what did not stays as the store has it: the
+     * next host recovers those tasks as after a crash).
+     */
+    const finalFlush = (journal: Journal): Effect.Effect<boolean> =>
+      Effect.exit(Effect.timeoutOption(journal.flush, storeOptions!.shutdown.flushTimeout)).pipe(
+        Effect.flatMap((exit) => {
+          if (exit._tag === "Success" && exit.value._tag === "Some") return Effect.succeed(true)
+          const why = exit._tag === "Success" ? `not committed within ${Duration.format(storeOptions!.shutdown.flushTimeout)}` : "a commit failed"
+          return Effect.as(
+            Effect.logError(`the background task host ${leaseOwner} shut down before its last writes were committed (${why}): the next host recovers what they would have changed`),
+            false
+          )
+        })
+      )
+
+    /**
+     * A `release` shutdown: in one step the journal stops taking events and
+     * the host closes (no step runs after it, so a stopped fiber moves no
+     * record); what was written before is committed, the live records are
+     * marked released, then the fibers are stopped. External work is left
+     * running; the lease is given up after this (its finalizer runs last).
+     */
+    const release = (journal: Journal): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let live: Array<StoredTask> = []
+        yield* Effect.andThen(
+          Effect.sync(() => {
+            live = registry.liveTasks().map((task) => ({ order: task.order, owner: T.ownerName(task.owner), record: task.record }))
+            journal.freeze()
+          }),
+          steps.closed
+        )
+        if (!(yield* finalFlush(journal))) return yield* Effect.andThen(Fiber.interruptAll(allFibers()), Effect.sync(() => hub.close()))
+        yield* journal.release(live).pipe(
+          Effect.catch((error) =>
+            Effect.logWarning(
+              `the background task host ${leaseOwner} could not mark its live tasks released (the next host recovers them as after a crash): ${error.message}`
+            )
+          )
+        )
+        yield* Fiber.interruptAll(allFibers())
+        hub.close()
+      })
 
     // -- retention ----------------------------------------------------------------
     /**
@@ -238,6 +305,28 @@ export const makeWith = (
       registry.onRetire = startSweeper
       // registered after the shutdown's finalizer, so it runs before that one
       yield* Effect.addFinalizer(() => Effect.suspend(() => sweeper === undefined ? Effect.void : Fiber.interrupt(sweeper)))
+    }
+
+    // -- stored events' retention ---------------------------------------------------
+    /** The stored events up to this `seq` were pruned: `watch({ fromSeq })` below it cannot replay. */
+    let prunedThrough = 0
+    if (durable !== undefined) {
+      prunedThrough = yield* Effect.orElseSucceed(durable.prunedThrough, () => 0)
+      const { maxEvents, pruneEvery } = storeOptions!.eventRetention
+      /** Deletes the stored events beyond `maxEvents`, once they are committed; in the background. */
+      const prune = Effect.gen(function*() {
+        if (!steps.isOpen()) return
+        const last = registry.lastSeq
+        const through = last - maxEvents
+        if (through <= prunedThrough) return
+        yield* durability.sync
+        // from now on a replay from below `through` is refused: its events are going
+        prunedThrough = through
+        yield* durable.pruneEvents(through).pipe(
+          Effect.catch((error) => Effect.logWarning(`pruning the stored events failed (tried again later): ${error.message}`))
+        )
+      })
+      if (Number.isFinite(maxEvents)) yield* Effect.forkScoped(Effect.repeat(Effect.delay(prune, pruneEvery), Schedule.forever))
     }
 
     // -- the service --------------------------------------------------------------
@@ -327,7 +416,7 @@ export const makeWith = (
             supervisor.startOrQueue(task, owner, {
               run: supervisor.body(task, owner, body as Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>),
               timeout: valid.timeout === undefined ? undefined : Duration.fromInputUnsafe(valid.timeout),
-              schedule: valid.retry ?? retrySchedule,
+              schedule: valid.retry ?? (valid.backoff === undefined ? retrySchedule : backoffSchedule(valid.backoff)),
               context
             }, slot)
             return Effect.succeed(task.record)
@@ -589,6 +678,7 @@ export const makeWith = (
     if (stored !== undefined) {
       report = yield* recover(stored, { steps, registry, ending, supervisor, telemetry }, {
         handlers: storeOptions!.recovery,
+        external: storeOptions!.recoverExternal,
         grace,
         retrySchedule,
         context: layerContext
@@ -598,6 +688,37 @@ export const makeWith = (
     }
     return service
   })
+
+/** Where a value is not plain JSON (a function, a Date, NaN, a cycle, …), if it is not. */
+const notJson = (value: unknown, path: string, seen: Set<object>): string | undefined => {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is ${value}`
+  if (typeof value !== "object") return `${path} is a ${typeof value}`
+  if (seen.has(value)) return `${path} refers to itself`
+  const proto = Object.getPrototypeOf(value)
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return `${path} is not a plain object`
+  seen.add(value)
+  for (const [key, item] of Object.entries(value)) {
+    const problem = notJson(item, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, seen)
+    if (problem !== undefined) return problem
+  }
+  seen.delete(value)
+  return undefined
+}
+
+/** A registration whose input is not JSON, or larger than `maxInputBytes` as JSON text, as the error it gets. */
+const inputTooLarge = (taskId: string, input: unknown, maxInputBytes: number): RegistrationError | undefined => {
+  if (input === undefined) return undefined
+  const problem = notJson(input, "input", new Set())
+  if (problem !== undefined) {
+    return new RegistrationError({ message: `invalid task registration for ${taskId}: the input must be JSON, but ${problem}` })
+  }
+  if (maxInputBytes === Infinity) return undefined
+  const bytes = Buffer.byteLength(JSON.stringify(input), "utf8")
+  return bytes <= maxInputBytes ? undefined : new RegistrationError({
+    message: `invalid task registration for ${taskId}: its input is ${bytes} bytes of JSON, more than maxInputBytes (${maxInputBytes})`
+  })
+}
 
 const copyReport = (report: RecoveryReport): RecoveryReport => ({
   respawned: [...report.respawned],

@@ -13,10 +13,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import { TaskKind } from "../BackgroundTask.ts"
+import { type TaskBackoff, TaskKind } from "../BackgroundTask.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostStoreOptions,
+  ExternalRecoveryHandler,
   RecoveryHandler
 } from "../BackgroundTaskHost.ts"
 import { InvalidOptions } from "../PluginError.ts"
@@ -84,6 +85,15 @@ const limitsOf = (options: BackgroundTaskHostOptions): Effect.Effect<Limits, Inv
     return { perSession, perKind }
   })
 
+/** A backoff given as data (`TaskBackoff`), as a `Schedule`. */
+export const backoffSchedule = (backoff: TaskBackoff): Schedule.Schedule<unknown, unknown> => {
+  const exponential = Schedule.exponential(Duration.millis(backoff.initialMillis), backoff.factor ?? 2)
+  const max = backoff.maxMillis
+  return max === undefined
+    ? exponential
+    : exponential.pipe(Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.millis(max)))))
+}
+
 /** The default backoff between attempts: 1 s, 2 s, 4 s, … */
 export const defaultRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("1 second")
 
@@ -96,6 +106,7 @@ export const optionsOf = (options: BackgroundTaskHostOptions) =>
     }),
     maxAge: durationOption("retention.maxAge", options.retention?.maxAge, "1 hour"),
     subscriberBuffer: countOption("subscriberBuffer", options.subscriberBuffer, 4_096, { min: 1, infinite: false }),
+    maxInputBytes: countOption("maxInputBytes", options.maxInputBytes, 65_536, { min: 0, infinite: true }),
     retrySchedule: options.retry?.schedule === undefined
       ? Effect.succeed(defaultRetrySchedule)
       : Schedule.isSchedule(options.retry.schedule)
@@ -105,7 +116,7 @@ export const optionsOf = (options: BackgroundTaskHostOptions) =>
   })
 
 /** The durable-store options: the lease and the recovery handlers. */
-export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
+export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions<unknown>) =>
   Effect.gen(function*() {
     const lease = options.lease ?? {}
     const ttl = yield* durationOption("lease.ttl", lease.ttl, "30 seconds")
@@ -125,12 +136,34 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions) =>
     if (lease.owner !== undefined && (typeof lease.owner !== "string" || lease.owner.length === 0)) {
       return yield* Effect.fail(invalidOption("lease.owner", "a non-empty string", lease.owner))
     }
-    const recovery = new Map<string, RecoveryHandler>()
+    const recovery = new Map<string, RecoveryHandler<unknown>>()
     for (const [producer, handler] of Object.entries(options.recovery ?? {})) {
       if (typeof handler !== "function") {
         return yield* Effect.fail(invalidOption(`recovery.${producer}`, "a function", typeof handler))
       }
       recovery.set(producer, handler)
     }
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery }
+    const recoverExternal = new Map<string, ExternalRecoveryHandler<unknown>>()
+    for (const [producer, handler] of Object.entries(options.recoverExternal ?? {})) {
+      if (typeof handler !== "function") {
+        return yield* Effect.fail(invalidOption(`recoverExternal.${producer}`, "a function", typeof handler))
+      }
+      recoverExternal.set(producer, handler)
+    }
+    const shutdown = options.shutdown ?? {}
+    const mode = shutdown.mode ?? "release"
+    if (mode !== "release" && mode !== "cancel") {
+      return yield* Effect.fail(invalidOption("shutdown.mode", "\"release\" or \"cancel\"", mode))
+    }
+    const drain = yield* durationOption("shutdown.drain", shutdown.drain, 0)
+    const flushTimeout = yield* durationOption("shutdown.flushTimeout", shutdown.flushTimeout, "10 seconds")
+    const maxEvents = yield* countOption("eventRetention.maxEvents", options.eventRetention?.maxEvents, 1_000_000, {
+      min: 1,
+      infinite: true
+    })
+    const pruneEvery = yield* durationOption("eventRetention.pruneEvery", options.eventRetention?.pruneEvery, "1 minute")
+    if (Duration.toMillis(pruneEvery) < 1) {
+      return yield* Effect.fail(invalidOption("eventRetention.pruneEvery", "at least 1 millisecond", options.eventRetention?.pruneEvery))
+    }
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout }, eventRetention: { maxEvents, pruneEvery } }
   })

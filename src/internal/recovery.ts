@@ -12,29 +12,30 @@
  */
 import type * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
-import { isTerminal } from "../BackgroundTask.ts"
-import { InvokeError } from "../PluginError.ts"
+import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { backoffSchedule } from "./options.ts"
 import type { StoredState } from "./store.ts"
 import type { Ending } from "./supervisor.ts"
 import type { RegistryService } from "./registry.ts"
-import type { RecoveryHandler, RecoveryReport } from "./service.ts"
+import type * as Scope from "effect/Scope"
+import type { TaskContext } from "../TaskContext.ts"
+import type { ExternalRecoveryHandler, RecoveryDecision, RecoveryHandler, RecoveryReport } from "./service.ts"
 import type { Steps } from "./state.ts"
 import type { Supervisor } from "./supervisor.ts"
 import * as Task from "./task.ts"
 import type { Telemetry } from "./telemetry.ts"
-import { describeValue, isEffectValue } from "./validate.ts"
 
 /** Why a task left live by a previous process was not re-run. */
 export const stoppedReason = "host stopped before the task finished"
 
-type Fate = "respawned" | "failed" | "cancelled"
 
 export interface RecoveryOptions {
-  readonly handlers: ReadonlyMap<string, RecoveryHandler>
+  readonly handlers: ReadonlyMap<string, RecoveryHandler<unknown>>
+  readonly external: ReadonlyMap<string, ExternalRecoveryHandler<unknown>>
   /** The host's grace period (a stored task's own is not stored). */
   readonly grace: Duration.Duration
   readonly retrySchedule: Schedule.Schedule<unknown, unknown>
@@ -67,28 +68,27 @@ export const recover = (
         order,
         record,
         owner: owner === "host" ? Task.managed() : owner === "external" ? Task.external(undefined) : Task.caller,
-        control: Task.control(options.grace)
+        // the task's own grace period, when its record kept one
+        control: Task.control(
+          record.settings?.cancelGracePeriodMillis === undefined
+            ? options.grace
+            : Duration.millis(record.settings.cancelGracePeriodMillis)
+        )
       })),
       stored.lastSeq
     )
+    // records a host left live at a `release` shutdown: stopped, not crashed
+    const released = new Set<BackgroundTaskRecord>()
+    for (const task of stored.tasks) if (task.released === true) released.add(task.record)
     const live = restored.filter((task) => !isTerminal(task.record.state))
     for (const task of live) telemetry.registered(task.record)
     if (live.length === 0) return Effect.succeed({ ...report, quarantined: stored.quarantined })
-    const fates = new Map<Task.Task, Fate>()
+    const fates = new Map<Task.Task, Resolution>()
     const byAge = live.sort((a, b) => a.order - b.order)
     for (const task of byAge) {
-      const { attempt, producer, state } = task.record
-      const handler = options.handlers.get(producer)
-      const allowed = Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 < attempt.maxAttempts.value
-      const parentFate = task.parent === undefined ? "respawned" : fates.get(task.parent) ?? "respawned"
-      fates.set(
-        task,
-        task.owner._tag === "External" || state === "cancel_requested" || parentFate !== "respawned"
-          ? "cancelled"
-          : task.owner._tag === "Managed" && handler !== undefined && allowed
-          ? "respawned"
-          : "failed"
-      )
+      const parentKept = task.parent === undefined || fates.get(task.parent)?._tag === "Respawn" ||
+        fates.get(task.parent)?._tag === "Reattach" || !fates.has(task.parent)
+      fates.set(task, decide(task, parentKept, released.has(task.record), options))
     }
     // applied newest first: a child is resolved before its parent
     return Effect.as(
@@ -97,15 +97,84 @@ export const recover = (
           for (const task of byAge.reverse()) {
             if (isTerminal(task.record.state)) continue
             const fate = fates.get(task)!
-            report[fate].push(task.record.id)
-            if (fate === "respawned") respawn(task, options.handlers.get(task.record.producer)!, now, deps, options)
-            else deps.ending.move(task, fate, now, { summary: Option.some(stoppedReason) })
+            switch (fate._tag) {
+              case "Respawn":
+                report.respawned.push(task.record.id)
+                respawn(task, fate.body, released.has(task.record), now, deps, options)
+                break
+              case "Reattach":
+                report.respawned.push(task.record.id)
+                if (task.owner._tag === "External") task.owner.cancel = fate.cancel
+                deps.registry.progress(task, "reattached after the host stopped")
+                break
+              case "End":
+                report[fate.to].push(task.record.id)
+                deps.ending.move(task, fate.to, now, { summary: Option.some(fate.reason) })
+            }
           }
         })
       ),
       { ...report, quarantined: stored.quarantined }
     )
   })
+
+type Resolution =
+  | { readonly _tag: "Respawn"; readonly body: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope> }
+  | { readonly _tag: "Reattach"; readonly cancel: Effect.Effect<void> }
+  | { readonly _tag: "End"; readonly to: "failed" | "cancelled"; readonly reason: string }
+
+const end = (to: "failed" | "cancelled", reason: string = stoppedReason): Resolution => ({ _tag: "End", to, reason })
+
+/** A handler's answer: a body (or cancel effect) to keep the task with, or a decision to end it. */
+const answerOf = (
+  producer: string,
+  call: () => unknown
+): { readonly _tag: "Keep"; readonly effect: Effect.Effect<any, any, any> } | Resolution => {
+  let answer: unknown
+  try {
+    answer = call()
+  } catch (error) {
+    return end("failed", `${stoppedReason}; the recovery handler of ${producer} threw: ${String(error)}`)
+  }
+  if (Effect.isEffect(answer)) return { _tag: "Keep", effect: answer }
+  const decision = answer as RecoveryDecision | undefined
+  if (decision?._tag === "Fail" || decision?._tag === "Cancel") {
+    return end(decision._tag === "Fail" ? "failed" : "cancelled", String(decision.reason))
+  }
+  return end("failed", `${stoppedReason}; the recovery handler of ${producer} returned neither an effect nor a decision`)
+}
+
+/**
+ * A live task's fate, decided parents first. A managed task of a producer
+ * with a handler is offered to it (unless a crash spent its attempts); an
+ * external one to its `recoverExternal` hook.
+ */
+const decide = (task: Task.Task, parentKept: boolean, released: boolean, options: RecoveryOptions): Resolution => {
+  const { attempt, producer, state } = task.record
+  if (state === "cancel_requested" || !parentKept) return end("cancelled")
+  switch (task.owner._tag) {
+    case "Managed": {
+      const handler = options.handlers.get(producer)
+      if (handler === undefined) return end("failed")
+      // a released task resumes with the attempt it was on: a graceful stop is not a failed attempt
+      const spent = !released && Option.isSome(attempt.maxAttempts) && attempt.attempt + 1 >= attempt.maxAttempts.value
+      if (spent) return end("failed")
+      const answer = answerOf(producer, () => handler(task.record))
+      return answer._tag === "Keep" ? { _tag: "Respawn", body: answer.effect } : answer
+    }
+    case "External": {
+      const hook = options.external.get(producer)
+      if (hook === undefined) return end("cancelled")
+      const answer = answerOf(producer, () => hook(task.record))
+      // the cancel effect runs with the layer's context (the hook's requirements)
+      return answer._tag === "Keep"
+        ? { _tag: "Reattach", cancel: Effect.provideContext(Effect.asVoid(answer.effect), options.context) as Effect.Effect<void> }
+        : answer
+    }
+    case "Caller":
+      return end("failed")
+  }
+}
 
 /**
  * Re-runs a task a previous process left live, in one step: the record
@@ -114,7 +183,8 @@ export const recover = (
  */
 const respawn = (
   task: Task.Task,
-  handler: RecoveryHandler,
+  made: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>,
+  released: boolean,
   now: DateTime.Utc,
   deps: { readonly registry: RegistryService; readonly supervisor: Supervisor },
   options: RecoveryOptions
@@ -124,36 +194,28 @@ const respawn = (
   if (owner._tag !== "Managed") return
   const stored = task.record
   const { attempt } = stored
+  const next = released ? attempt.attempt : attempt.attempt + 1
   const slot = supervisor.tryAcquire({ sessionId: stored.scope.sessionId, kind: stored.kind })
   registry.update(task, (record) => ({
     ...record,
     state: slot !== undefined ? "running" : "pending",
-    attempt: { ...attempt, attempt: attempt.attempt + 1 }
+    attempt: { ...attempt, attempt: next }
   }), now)
+  const of = Option.match(attempt.maxAttempts, { onNone: () => "", onSome: (max) => ` of ${max}` })
   registry.progress(
     task,
-    `recovered after the host stopped: attempt ${attempt.attempt + 2} of ${
-      Option.getOrElse(attempt.maxAttempts, () => 1)
-    }`
+    released
+      ? `resumed after the host shut down: attempt ${next + 1}${of}`
+      : `recovered after the host stopped: attempt ${next + 1}${of === "" ? " of 1" : of}`
   )
   // the handler sees the record as the previous process left it, once: its
   // effect is the task's body, run again for each later attempt (as spawnManaged's is)
-  let made: ReturnType<RecoveryHandler> | undefined
-  const body = Effect.suspend(() => {
-    made ??= handler(stored)
-    // a handler is user code: what it returns is checked as a task body is at spawnManaged
-    return isEffectValue(made) ? made : Effect.fail(
-      new InvokeError({
-        message: `the recovery handler of producer ${JSON.stringify(stored.producer)} returned ${
-          describeValue(made)
-        }, not an Effect`
-      })
-    )
-  })
+  const body = made
   supervisor.startOrQueue(task, owner, {
     run: supervisor.body(task, owner, body),
-    timeout: undefined,
-    schedule: options.retrySchedule,
+    // the options its record kept; a `retry` Schedule is not stored: the host's then
+    timeout: stored.settings?.timeoutMillis === undefined ? undefined : Duration.millis(stored.settings.timeoutMillis),
+    schedule: stored.settings?.backoff === undefined ? options.retrySchedule : backoffSchedule(stored.settings.backoff),
     context: options.context
   }, slot)
 }

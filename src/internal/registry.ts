@@ -18,11 +18,12 @@
  */
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
 import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
-import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskState, type TaskStats } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskSettings, type TaskState, type TaskStats } from "../BackgroundTask.ts"
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
@@ -545,8 +546,27 @@ const newRecord = (
   updatedAt: now,
   completedAt: Option.none(),
   progress: Option.none(),
-  revision
+  revision,
+  ...(spec.input === undefined ? {} : { input: spec.input }),
+  ...settingsOf(spec)
 })
+
+/** The per-task options a record keeps (finite durations in milliseconds), when the registration gave any. */
+const settingsOf = (spec: Spec): { readonly settings?: TaskSettings } => {
+  const millis = (input: Duration.Input | undefined) => {
+    if (input === undefined) return undefined
+    const duration = Duration.fromInputUnsafe(input)
+    return Duration.isFinite(duration) ? Math.round(Duration.toMillis(duration)) : undefined
+  }
+  const timeoutMillis = millis(spec.timeout)
+  const cancelGracePeriodMillis = millis(spec.cancelGracePeriod)
+  const settings: TaskSettings = {
+    ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
+    ...(cancelGracePeriodMillis === undefined ? {} : { cancelGracePeriodMillis }),
+    ...(spec.backoff === undefined ? {} : { backoff: spec.backoff })
+  }
+  return Object.keys(settings).length === 0 ? {} : { settings }
+}
 
 /** The registry as a service: the rooms that read or change records get it from their context. */
 export class Registry extends Context.Service<Registry, RegistryService>()("effect-task-host/internal/Registry") {}

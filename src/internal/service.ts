@@ -309,9 +309,33 @@ export interface WatchOptions extends SubscribeOptions {
  * @category models
  * @since 0.3.0
  */
-export type RecoveryHandler = (
+export type RecoveryHandler<R = never> = (
   record: BackgroundTaskRecord
-) => Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
+) => Effect.Effect<unknown, unknown, TaskContext | Scope.Scope | R> | RecoveryDecision
+
+/**
+ * What a recovery handler may return instead of a body: end the task
+ * `failed` or `cancelled` with `reason` as its summary.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export type RecoveryDecision =
+  | { readonly _tag: "Fail"; readonly reason: string }
+  | { readonly _tag: "Cancel"; readonly reason: string }
+
+/**
+ * Reattaches an external task a previous process left live: given its
+ * record, returns the cancel effect that stops its remote work (the record
+ * stays live, owned by this host, as if registered again with it), or a
+ * `RecoveryDecision` to end it.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export type ExternalRecoveryHandler<R = never> = (
+  record: BackgroundTaskRecord
+) => Effect.Effect<void, never, R> | RecoveryDecision
 
 /**
  * What a host on a durable store did with the records it found live at
@@ -337,16 +361,26 @@ export interface RecoveryReport {
  * @category models
  * @since 0.3.0
  */
-export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOptions {
+export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTaskHostOptions {
   /**
-   * Handlers by producer. At start, a task left live by a previous process
-   * is re-spawned by its producer's handler, with `attempt + 1` and the same
-   * idempotency key, when its attempts allow one more (`attempt + 1 <
-   * maxAttempts`); otherwise it ends `failed` with "host stopped before the
-   * task finished". External tasks, tasks being cancelled, and tasks whose
-   * live parent does not re-run end `cancelled` with that reason.
+   * Handlers by producer. At start, each managed task a previous process
+   * left live is offered to its producer's handler, which returns the body
+   * to re-run (as `spawnManaged`'s; called once, run again for each later
+   * attempt) or a `RecoveryDecision` (`{ _tag: "Fail" | "Cancel", reason }`).
+   * A task released at a graceful stop re-runs with the same attempt; after
+   * a crash with `attempt + 1`, unless its `maxAttempts` are spent (then it
+   * ends `failed` without asking). Without a handler it ends `failed` with
+   * "host stopped before the task finished". Tasks being cancelled and tasks
+   * whose live parent does not re-run end `cancelled`. Handlers may require
+   * services of the application: the layer then requires them too.
    */
-  readonly recovery?: { readonly [producer: string]: RecoveryHandler } | undefined
+  readonly recovery?: { readonly [producer: string]: RecoveryHandler<R> } | undefined
+  /**
+   * Hooks by producer for the external tasks a previous process left live:
+   * reattach (a new cancel effect) or end. Without one, an external task
+   * ends `cancelled` ("host stopped before the task finished").
+   */
+  readonly recoverExternal?: { readonly [producer: string]: ExternalRecoveryHandler<R> } | undefined
   /**
    * The store's lease: one host at a time runs a store's tasks. The holder
    * renews it every `renewEvery` (default a third of `ttl`) for `ttl` more
@@ -360,6 +394,42 @@ export interface BackgroundTaskHostStoreOptions extends BackgroundTaskHostOption
     readonly renewEvery?: Duration.Input | undefined
     readonly onHeld?: "fail" | "wait" | undefined
     readonly owner?: string | undefined
+  } | undefined
+  /**
+   * What closing the layer (a `SIGTERM`, a deploy) does with the tasks still
+   * live, on a durable store. First new calls fail and queued tasks stay
+   * queued; with `drain` (default 0: none), running managed tasks get that
+   * long to finish. Then, by `mode`:
+   * - `"release"` (the default): everything written so far is committed, the
+   *   fibers are stopped without writing their end, the live records stay
+   *   live in the store marked as released, and the lease is given up: the
+   *   next host takes over at once and resumes each released managed task
+   *   through its producer's recovery handler with the same attempt (a
+   *   release is not a failed attempt);
+   * - `"cancel"`: every live task is cancelled and ends `cancelled` with the
+   *   summary "host shut down" (what the in-memory host always does).
+   */
+  /**
+   * How many stored events are kept (`maxEvents`, default 1,000,000, at
+   * least 1): every `pruneEvery` (default 1 minute, by the `Clock`) a
+   * background fiber deletes the older ones, a few thousand rows per
+   * statement, so writers are not held up. `watch({ fromSeq })` from below
+   * what is kept fails with a `SnapshotError` saying so (watch without
+   * `fromSeq` for a fresh snapshot). Retention is by count only.
+   */
+  readonly eventRetention?: {
+    readonly maxEvents?: number | undefined
+    readonly pruneEvery?: Duration.Input | undefined
+  } | undefined
+  readonly shutdown?: {
+    readonly mode?: "release" | "cancel" | undefined
+    readonly drain?: Duration.Input | undefined
+    /**
+     * How long the shutdown waits for its last commits (and the lease's
+     * release), default 10 seconds: a database that stopped answering cannot
+     * hold the process. What did not commit, the next host recovers.
+     */
+    readonly flushTimeout?: Duration.Input | undefined
   } | undefined
 }
 
@@ -490,6 +560,11 @@ export interface BackgroundTaskHostOptions {
    * ask for its own (`subscribe({ buffer })`).
    */
   readonly subscriberBuffer?: number | undefined
+  /**
+   * The largest task `input` accepted, in bytes of its JSON text (default
+   * 65,536); a larger one fails the registration with `RegistrationError`.
+   */
+  readonly maxInputBytes?: number | undefined
   /**
    * The backoff between the attempts of a managed task with `maxAttempts`
    * (default exponential from 1 second); a task's `retry` overrides it.

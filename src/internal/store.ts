@@ -51,6 +51,12 @@ export interface StoredTask {
   readonly order: number
   readonly owner: TaskOwner
   readonly record: BackgroundTaskRecord
+  /**
+   * Left live by a host that shut down in `release` mode (its fiber was
+   * stopped, not crashed): the next holder resumes it without spending an
+   * attempt. Any later write of the record clears it.
+   */
+  readonly released?: boolean | undefined
 }
 
 /**
@@ -112,12 +118,20 @@ export interface TaskStoreService {
     { readonly events: ReadonlyArray<BackgroundTaskEvent>; readonly quarantined: ReadonlyArray<CorruptRecord>; readonly lastRead: number },
     TaskStoreError
   >
-  /** Takes (or re-takes) the lease until `expiresAt`; fails with `LeaseHeld` while another owner's lease runs. */
-  readonly acquireLease: (owner: string, now: number, expiresAt: number) => Effect.Effect<void, TaskStoreError | LeaseHeld>
+  /**
+   * Takes (or re-takes) the lease until `expiresAt`, returning its fencing
+   * token (greater for every new holder); fails with `LeaseHeld` while
+   * another owner's lease runs.
+   */
+  readonly acquireLease: (owner: string, now: number, expiresAt: number) => Effect.Effect<number, TaskStoreError | LeaseHeld>
   /** Extends the owner's lease; `false` when it no longer holds it. */
   readonly renewLease: (owner: string, expiresAt: number) => Effect.Effect<boolean, TaskStoreError>
   /** Gives the lease up (at shutdown), so the next host need not wait for it to expire. */
   readonly releaseLease: (owner: string) => Effect.Effect<void, TaskStoreError>
+  /** The lowest stored event's `seq` minus 1: what was pruned (0 when nothing was). */
+  readonly prunedThrough: Effect.Effect<number, TaskStoreError>
+  /** Deletes the stored events with `seq <= throughSeq`, a bounded number per statement; returns how many. */
+  readonly pruneEvents: (throughSeq: number) => Effect.Effect<number, TaskStoreError>
 }
 
 
@@ -184,6 +198,7 @@ interface TaskRow {
   readonly ord: unknown
   readonly owner: string
   readonly record: string
+  readonly released: unknown
 }
 
 interface EventRow {
@@ -254,6 +269,14 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
               error TEXT NOT NULL,
               quarantined_at BIGINT NOT NULL
             )`
+      }),
+      // a graceful stop in `release` mode leaves its live tasks marked, to be resumed without spending an attempt
+      "2_released": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${tasks} ADD COLUMN released INTEGER NOT NULL DEFAULT 0`
+      }),
+      // the fencing token: grows with every new holder (a released lease keeps its row, and its token)
+      "3_lease_token": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${lease} ADD COLUMN token BIGINT NOT NULL DEFAULT 0`
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -287,7 +310,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       }).pipe(sql.withTransaction)
 
     const load: Effect.Effect<StoredState, TaskStoreError> = Effect.gen(function*() {
-      const rows = yield* sql<TaskRow>`SELECT task_key, session_id, task_id, ord, owner, record FROM ${tasks} ORDER BY ord`
+      const rows = yield* sql<TaskRow>`SELECT task_key, session_id, task_id, ord, owner, record, released FROM ${tasks} ORDER BY ord`
       const [last] = yield* sql<{ readonly seq: unknown }>`SELECT MAX(seq) AS seq FROM ${events}`
       let lastSeq = last?.seq === null || last?.seq === undefined ? 0 : int(last.seq)
       const loaded: Array<StoredTask> = []
@@ -328,7 +351,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
           liveIds.set(record.id, record.scope.sessionId)
         }
         lastSeq = Math.max(lastSeq, record.revision, order)
-        loaded.push({ order, owner: row.owner as TaskOwner, record })
+        loaded.push({ order, owner: row.owner as TaskOwner, record, released: int(row.released) === 1 })
       }
       yield* quarantineRows("tasks", bad)
       return { tasks: loaded, lastSeq, quarantined: bad.map((row) => row.error) }
@@ -366,8 +389,10 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const renew = (owner: string, expiresAt: number) =>
       Effect.map(
-        sql<{ readonly owner: string }>`UPDATE ${lease} SET expires_at = ${expiresAt}
-          WHERE name = ${leaseName} AND owner = ${owner} RETURNING owner`,
+        // never shortened: a renewal computed earlier can land after a commit's later one
+        sql<{ readonly owner: string }>`UPDATE ${lease}
+          SET expires_at = CASE WHEN expires_at < ${expiresAt} THEN ${expiresAt} ELSE expires_at END
+          WHERE name = ${leaseName} AND owner = ${owner} AND expires_at > 0 RETURNING owner`,
         (rows) => rows.length === 1
       )
 
@@ -387,17 +412,18 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
         for (const part of chunks(batch.puts)) {
           yield* sql`INSERT INTO ${tasks} ${
-            sql.insert(mapNonEmpty(part, ({ order, owner, record }) => ({
+            sql.insert(mapNonEmpty(part, ({ order, owner, record, released }) => ({
               task_key: keyOf(record.scope.sessionId, record.id),
               session_id: record.scope.sessionId,
               task_id: record.id,
               ord: order,
               owner,
               state: record.state,
-              record: recordJson(record)
+              record: recordJson(record),
+              released: released === true ? 1 : 0
             })))
           } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
-            state = excluded.state, record = excluded.record`
+            state = excluded.state, record = excluded.record, released = excluded.released`
         }
         for (const part of chunks(batch.events)) {
           yield* sql`INSERT INTO ${events} ${
@@ -417,28 +443,53 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {
-        const taken = yield* sql<{ readonly owner: string }>`INSERT INTO ${lease} ${
-          sql.insert({ name: leaseName, owner, expires_at: expiresAt, acquired_at: now })
+        const taken = yield* sql<{ readonly owner: string; readonly token: unknown }>`INSERT INTO ${lease} ${
+          sql.insert({ name: leaseName, owner, expires_at: expiresAt, acquired_at: now, token: 1 })
         } ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
-          acquired_at = excluded.acquired_at
+          acquired_at = excluded.acquired_at,
+          token = CASE WHEN ${lease}.owner = excluded.owner THEN ${lease}.token ELSE ${lease}.token + 1 END
           WHERE ${lease}.expires_at <= ${now} OR ${lease}.owner = excluded.owner
-          RETURNING owner`
-        if (taken.length === 1) return
+          RETURNING owner, token`
+        if (taken.length === 1) return int(taken[0]!.token)
         const [row] = yield* holder
         return yield* Effect.fail(
           new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
         )
       }).pipe(Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("acquire lease")(error))))
 
+    /** Rows deleted per statement when pruning, so a writer never waits long behind it. */
+    const prunePage = 5_000
+    const lowestSeq = Effect.map(
+      sql<{ readonly seq: unknown }>`SELECT MIN(seq) AS seq FROM ${events}`,
+      ([row]) => row?.seq === null || row?.seq === undefined ? undefined : int(row.seq)
+    )
+    const pruneEvents = (throughSeq: number) =>
+      Effect.gen(function*() {
+        let deleted = 0
+        while (true) {
+          const lowest = yield* lowestSeq
+          if (lowest === undefined || lowest > throughSeq) return deleted
+          const upTo = Math.min(throughSeq, lowest + prunePage - 1)
+          yield* sql`DELETE FROM ${events} WHERE seq <= ${upTo}`
+          deleted += upTo - lowest + 1
+        }
+      }).pipe(Effect.mapError(storeError("prune events")))
+
     const service: TaskStoreService = {
       durable: true,
+      pruneEvents,
+      // pruning keeps at least the last event, so no event means none was ever written
+      prunedThrough: Effect.map(lowestSeq, (lowest) => lowest === undefined ? 0 : lowest - 1).pipe(
+        Effect.mapError(storeError("read events"))
+      ),
       load,
       write,
       events: readEvents,
       acquireLease,
       renewLease: (owner, expiresAt) => renew(owner, expiresAt).pipe(Effect.mapError(storeError("renew lease"))),
       releaseLease: (owner) =>
-        sql`DELETE FROM ${lease} WHERE name = ${leaseName} AND owner = ${owner}`.pipe(
+        // expired at once, the row (and its token) kept: the next holder's token is greater
+        sql`UPDATE ${lease} SET expires_at = 0 WHERE name = ${leaseName} AND owner = ${owner}`.pipe(
           Effect.asVoid,
           Effect.mapError(storeError("release lease"))
         )

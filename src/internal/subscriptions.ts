@@ -53,6 +53,8 @@ export class Subscriptions {
   private readonly durability: Durability
   /** The host's `subscriberBuffer`: a subscription's buffer unless it asks for its own. */
   private readonly subscriberBuffer: number
+  /** The stored events up to this `seq` were pruned: a replay cannot start below it. */
+  private readonly prunedThrough: () => number
 
   constructor(
     steps: Steps,
@@ -60,8 +62,10 @@ export class Subscriptions {
     ending: Ending,
     hub: EventHub,
     durability: Durability,
-    subscriberBuffer: number
+    subscriberBuffer: number,
+    prunedThrough: () => number
   ) {
+    this.prunedThrough = prunedThrough
     this.steps = steps
     this.registry = registry
     this.ending = ending
@@ -94,6 +98,15 @@ export class Subscriptions {
             if (fromSeq === undefined || fromSeq === seq) return Effect.succeed(watch)
             if (fromSeq > seq) {
               return Effect.fail(new SnapshotError({ message: `fromSeq ${fromSeq} is beyond the last event's seq, ${seq}` }))
+            }
+            const prunedThrough = this.prunedThrough()
+            if (fromSeq < prunedThrough) {
+              return Effect.fail(
+                new SnapshotError({
+                  message: `resuming from seq ${fromSeq}: the stored events up to seq ${prunedThrough} were pruned ` +
+                    `(eventRetention.maxEvents); watch without fromSeq for a fresh snapshot`
+                })
+              )
             }
             if (durability.replay === undefined) {
               return Effect.fail(

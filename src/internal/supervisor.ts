@@ -70,6 +70,9 @@ export class Supervisor {
   /** The managed fibers running now. */
   readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
 
+  /** The store lease's fencing token (0 in memory), for `TaskContext.fencingToken`; set by the host once it holds the lease. */
+  fencingToken = 0
+
   constructor(steps: Steps, registry: RegistryService, ending: Ending, cancelChildren: CancelChildren) {
     this.steps = steps
     this.registry = registry
@@ -466,6 +469,10 @@ class ManagedTaskContext implements TaskContextService {
 
   get cancelRequested(): Effect.Effect<Option.Option<string>> {
     return Deferred.await(this.owner.signal)
+  }
+
+  get fencingToken(): Effect.Effect<number> {
+    return Effect.sync(() => this.supervisor.fencingToken)
   }
 
   get isCancelRequested(): Effect.Effect<boolean> {

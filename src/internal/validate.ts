@@ -59,6 +59,8 @@ export const isPlainRegistration = (input: unknown): input is TaskRegistration =
   !hasOwn.call(input, "timeout") &&
   !hasOwn.call(input, "cancelGracePeriod") &&
   !hasOwn.call(input, "retry") &&
+  !hasOwn.call(input, "backoff") &&
+  !hasOwn.call(input, "input") &&
   optional(input, "maxAttempts", isAttempts) &&
   optional(input, "idempotencyKey", isId) &&
   optional(input, "parentTaskId", isId) &&

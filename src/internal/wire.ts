@@ -13,7 +13,7 @@
 import type * as DateTime from "effect/DateTime"
 import type * as Option from "effect/Option"
 import type { BackgroundTaskEvent } from "../TaskEvent.ts"
-import type { BackgroundTaskRecord, TaskOutcome } from "../BackgroundTask.ts"
+import type { BackgroundTaskRecord, TaskOutcome, TaskSettings } from "../BackgroundTask.ts"
 
 const text = JSON.stringify as (value: string) => string
 
@@ -35,6 +35,23 @@ const time = (value: DateTime.Utc): string => {
 const outcome = (value: Option.Option<TaskOutcome>): string =>
   value._tag === "Some" ? `{"summary":${optionalText(value.value.summary)}}` : "null"
 
+const settingsJson = (settings: TaskSettings): string => {
+  const parts: Array<string> = []
+  if (settings.timeoutMillis !== undefined) parts.push(`"timeout_millis":${settings.timeoutMillis}`)
+  if (settings.cancelGracePeriodMillis !== undefined) {
+    parts.push(`"cancel_grace_period_millis":${settings.cancelGracePeriodMillis}`)
+  }
+  const backoff = settings.backoff
+  if (backoff !== undefined) {
+    parts.push(
+      `"backoff":{"initial_millis":${backoff.initialMillis}` +
+        (backoff.factor === undefined ? "" : `,"factor":${backoff.factor}`) +
+        (backoff.maxMillis === undefined ? "" : `,"max_millis":${backoff.maxMillis}`) + "}"
+    )
+  }
+  return `{${parts.join(",")}}`
+}
+
 /** Records are immutable: one text per record object. */
 const recordTexts = new WeakMap<BackgroundTaskRecord, string>()
 
@@ -53,7 +70,10 @@ export const recordJson = (record: BackgroundTaskRecord): string => {
     `"result":${outcome(record.result)},"failure":${outcome(record.failure)},` +
     `"created_at":${time(record.createdAt)},"updated_at":${time(record.updatedAt)},` +
     `"completed_at":${record.completedAt._tag === "Some" ? time(record.completedAt.value) : "null"},` +
-    `"progress":${optionalText(record.progress)},"revision":${record.revision}}`
+    `"progress":${optionalText(record.progress)},"revision":${record.revision}` +
+    (record.input === undefined ? "" : `,"input":${JSON.stringify(record.input)}`) +
+    (record.settings === undefined ? "" : `,"settings":${settingsJson(record.settings)}`) +
+    "}"
   recordTexts.set(record, json)
   return json
 }
