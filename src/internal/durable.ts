@@ -38,7 +38,7 @@ import { SessionError } from "../PluginError.ts"
 import { type LeaseHeld, StoreRejected, TaskStoreError } from "../TaskStoreError.ts"
 import { type StoredTask, type TaskOwner, type TaskStoreBatch, type TaskStoreService } from "./store.ts"
 import type { EventHub } from "./events.ts"
-import type { EventSink } from "./registry.ts"
+import type { EventSink, RegistryService } from "./registry.ts"
 import { afterStep, type Steps } from "./state.ts"
 import { ownerName, type Task } from "./task.ts"
 
@@ -493,3 +493,65 @@ const toStoreBatch = (batch: Batch): TaskStoreBatch => {
   }
   return { events: batch.events, puts, deletes }
 }
+
+// -----------------------------------------------------------------------------
+// shutdown
+// -----------------------------------------------------------------------------
+
+/**
+ * The shutdown's last commits, bounded by `flushTimeout`: a database that
+ * stopped answering cannot hold the process. `false` when they did not all
+ * commit (what did not stays as the store has it: the next host recovers
+ * those tasks as after a crash).
+ */
+export const flushAtShutdown = (journal: Journal, flushTimeout: Duration.Duration, owner: string): Effect.Effect<boolean> =>
+  Effect.exit(Effect.timeoutOption(journal.flush, flushTimeout)).pipe(
+    Effect.flatMap((exit) => {
+      if (exit._tag === "Success" && exit.value._tag === "Some") return Effect.succeed(true)
+      const why = exit._tag === "Success" ? `not committed within ${Duration.format(flushTimeout)}` : "a commit failed"
+      return Effect.as(
+        Effect.logError(`the background task host ${owner} shut down before its last writes were committed (${why}): the next host recovers what they would have changed`),
+        false
+      )
+    })
+  )
+
+/**
+ * A `release` shutdown: in one step the journal stops taking events and the
+ * host closes (no step runs after it, so a stopped fiber moves no record);
+ * what was written before is committed, the live records are marked
+ * released, then the fibers are stopped. External work is left running; the
+ * lease is given up after this (its finalizer runs last).
+ */
+export const releaseAtShutdown = (deps: {
+  readonly journal: Journal
+  readonly registry: RegistryService
+  readonly steps: Steps
+  readonly hub: EventHub
+  readonly stopFibers: Effect.Effect<void>
+  readonly flushTimeout: Duration.Duration
+  readonly owner: string
+}): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const { hub, journal, registry, steps } = deps
+    let live: Array<StoredTask> = []
+    yield* Effect.andThen(
+      Effect.sync(() => {
+        live = registry.liveTasks().map((task) => ({ order: task.order, owner: ownerName(task.owner), record: task.record }))
+        journal.freeze()
+      }),
+      steps.closed
+    )
+    if (!(yield* flushAtShutdown(journal, deps.flushTimeout, deps.owner))) {
+      return yield* Effect.andThen(deps.stopFibers, Effect.sync(() => hub.close()))
+    }
+    yield* journal.release(live).pipe(
+      Effect.catch((error) =>
+        Effect.logWarning(
+          `the background task host ${deps.owner} could not mark its live tasks released (the next host recovers them as after a crash): ${error.message}`
+        )
+      )
+    )
+    yield* deps.stopFibers
+    hub.close()
+  })

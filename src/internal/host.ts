@@ -21,14 +21,12 @@
  * @internal
  */
 import { hostname } from "node:os"
-import * as Clock from "effect/Clock"
 import type * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import {
@@ -41,26 +39,26 @@ import {
 } from "../PluginError.ts"
 import type { TaskContext } from "../TaskContext.ts"
 import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
-import { type StoredState, type StoredTask, type TaskStoreService } from "./store.ts"
+import { type StoredState, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
-import { type Durability, holdLease, type Journal, journaled, type LeaseHeldUntil, memory } from "./durable.ts"
+import { type Durability, flushAtShutdown, holdLease, type Journal, journaled, type LeaseHeldUntil, memory, releaseAtShutdown } from "./durable.ts"
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { backoffSchedule, optionsOf, storeOptionsOf } from "./options.ts"
-import { recover } from "./recovery.ts"
+import { copyReport, recover } from "./recovery.ts"
 import { RegistryService } from "./registry.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
   BackgroundTaskHostStoreOptions,
   RecoveryReport,
-  RegisterError,
-  TaskTree
+  RegisterError
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
 import { Pace, Steps } from "./state.ts"
+import { Retention } from "./retention.ts"
 import { Subscriptions } from "./subscriptions.ts"
 import { Ending, Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
@@ -76,6 +74,7 @@ import {
   scopeOf,
   sessionIdOf,
   stringOf,
+  inputTooLarge,
   taskIdOf,
   taskIdsOf
 } from "./validate.ts"
@@ -142,7 +141,7 @@ export const makeWith = (
     }
     const hidden = new HiddenTasks(() => steps.isOpen())
     const sessions = new Sessions(steps, registry, cancellation, supervisor, durability.sync)
-    const subscriptions = new Subscriptions(steps, registry, ending, hub, durability, subscriberBuffer, () => prunedThrough)
+    const subscriptions = new Subscriptions(steps, registry, ending, hub, durability, subscriberBuffer, () => retention.prunedThrough)
 
     const allFibers = (): Array<Fiber.Fiber<unknown, unknown>> => [
       ...ending.timers,
@@ -217,117 +216,28 @@ export const makeWith = (
       })
     )
 
-    /**
-     * The shutdown's last commits, bounded by `shutdown.flushTimeout`: a
-     * database that stopped answering cannot hold the process. `false` when
-     * they did not all commit (what did not stays as the store has it: the
-     * next host recovers those tasks as after a crash).
-     */
-    const finalFlush = (journal: Journal): Effect.Effect<boolean> =>
-      Effect.exit(Effect.timeoutOption(journal.flush, storeOptions!.shutdown.flushTimeout)).pipe(
-        Effect.flatMap((exit) => {
-          if (exit._tag === "Success" && exit.value._tag === "Some") return Effect.succeed(true)
-          const why = exit._tag === "Success" ? `not committed within ${Duration.format(storeOptions!.shutdown.flushTimeout)}` : "a commit failed"
-          return Effect.as(
-            Effect.logError(`the background task host ${leaseOwner} shut down before its last writes were committed (${why}): the next host recovers what they would have changed`),
-            false
-          )
-        })
-      )
-
-    /**
-     * A `release` shutdown: in one step the journal stops taking events and
-     * the host closes (no step runs after it, so a stopped fiber moves no
-     * record); what was written before is committed, the live records are
-     * marked released, then the fibers are stopped. External work is left
-     * running; the lease is given up after this (its finalizer runs last).
-     */
-    const release = (journal: Journal): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        let live: Array<StoredTask> = []
-        yield* Effect.andThen(
-          Effect.sync(() => {
-            live = registry.liveTasks().map((task) => ({ order: task.order, owner: T.ownerName(task.owner), record: task.record }))
-            journal.freeze()
-          }),
-          steps.closed
-        )
-        if (!(yield* finalFlush(journal))) return yield* Effect.andThen(Fiber.interruptAll(allFibers()), Effect.sync(() => hub.close()))
-        yield* journal.release(live).pipe(
-          Effect.catch((error) =>
-            Effect.logWarning(
-              `the background task host ${leaseOwner} could not mark its live tasks released (the next host recovers them as after a crash): ${error.message}`
-            )
-          )
-        )
-        yield* Fiber.interruptAll(allFibers())
-        hub.close()
+    const finalFlush = (journal: Journal) => flushAtShutdown(journal, storeOptions!.shutdown.flushTimeout, leaseOwner)
+    const release = (journal: Journal) =>
+      releaseAtShutdown({
+        journal,
+        registry,
+        steps,
+        hub,
+        stopFibers: Effect.suspend(() => Fiber.interruptAll(allFibers())),
+        flushTimeout: storeOptions!.shutdown.flushTimeout,
+        owner: leaseOwner
       })
 
-    // -- retention ----------------------------------------------------------------
-    /**
-     * Evicts terminal records as they reach `maxAge`: a sweeper fiber sleeps
-     * until the next one is due, evicts, and ends when none is held. The
-     * record that ends an idle spell starts the next sweeper from inside its
-     * step: the fiber's first act is to register its sleep with the `Clock`
-     * (nothing else runs inside the step), so a `TestClock` moved right after
-     * the record ended already sees it. An idle host never wakes.
-     */
-    let sweeper: Fiber.Fiber<void> | undefined
-    const sweep: Effect.Effect<void> = Effect.gen(function*() {
-      while (true) {
-        const now = yield* Clock.currentTimeMillis
-        if (steps.isClosed()) return
-        const due = registry.evictExpired(now)
-        if (due === undefined) {
-          // idle: the next record to end starts the next sweeper
-          sweeper = undefined
-          registry.onRetire = startSweeper
-          return
-        }
-        yield* Effect.sleep(Duration.millis(due - now))
-      }
+    // -- retention: the sweeper of terminal records, the pruner of stored events ------
+    const retention = yield* Retention.start({
+      steps,
+      registry,
+      layerContext,
+      maxAge,
+      durable,
+      durability,
+      eventRetention: storeOptions?.eventRetention
     })
-    const startSweeper = (): void => {
-      // a closing host starts no sweeper (its timer would outlive the host)
-      if (!steps.isOpen() || sweeper !== undefined) return
-      // the oldest held record is the first due (read only: nothing is evicted inside this step)
-      const due = registry.nextDue()
-      if (due === undefined) {
-        registry.onRetire = startSweeper
-        return
-      }
-      sweeper = Effect.runForkWith(layerContext)(
-        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.andThen(Effect.sleep(Duration.millis(Math.max(0, due - now))), sweep))
-      )
-    }
-    if (Number.isFinite(maxAgeMillis)) {
-      registry.onRetire = startSweeper
-      // registered after the shutdown's finalizer, so it runs before that one
-      yield* Effect.addFinalizer(() => Effect.suspend(() => sweeper === undefined ? Effect.void : Fiber.interrupt(sweeper)))
-    }
-
-    // -- stored events' retention ---------------------------------------------------
-    /** The stored events up to this `seq` were pruned: `watch({ fromSeq })` below it cannot replay. */
-    let prunedThrough = 0
-    if (durable !== undefined) {
-      prunedThrough = yield* Effect.orElseSucceed(durable.prunedThrough, () => 0)
-      const { maxEvents, pruneEvery } = storeOptions!.eventRetention
-      /** Deletes the stored events beyond `maxEvents`, once they are committed; in the background. */
-      const prune = Effect.gen(function*() {
-        if (!steps.isOpen()) return
-        const last = registry.lastSeq
-        const through = last - maxEvents
-        if (through <= prunedThrough) return
-        yield* durability.sync
-        // from now on a replay from below `through` is refused: its events are going
-        prunedThrough = through
-        yield* durable.pruneEvents(through).pipe(
-          Effect.catch((error) => Effect.logWarning(`pruning the stored events failed (tried again later): ${error.message}`))
-        )
-      })
-      if (Number.isFinite(maxEvents)) yield* Effect.forkScoped(Effect.repeat(Effect.delay(prune, pruneEvery), Schedule.forever))
-    }
 
     // -- the service --------------------------------------------------------------
 
@@ -359,12 +269,6 @@ export const makeWith = (
     ): Effect.Effect<BackgroundTaskRecord, E> =>
       Result.isFailure(added) ? Effect.fail(added.failure) : Effect.succeed(added.success.task.record)
 
-    const treeOf = (task: T.Task): TaskTree => ({
-      record: task.record,
-      children: task.children === undefined
-        ? []
-        : Array.from(task.children).sort((a, b) => a.order - b.order).map(treeOf)
-    })
 
     /**
      * Moves a task to a terminal state on request, in the step that found it;
@@ -668,7 +572,7 @@ export const makeWith = (
       openSession: (sessionId, sessionOptions) => sessions.openSession(service, sessionId, sessionOptions),
 
       listTree: (taskId) =>
-        checked(() => taskIdOf(taskId), (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(treeOf(task))))),
+        checked(() => taskIdOf(taskId), (taskId) => steps.whenOpen(() => withTask(taskId, (task) => Effect.succeed(registry.tree(task))))),
 
       recovery: steps.whenOpen(() => Effect.succeed<RecoveryReport>(copyReport(report)))
     }
@@ -688,41 +592,3 @@ export const makeWith = (
     }
     return service
   })
-
-/** Where a value is not plain JSON (a function, a Date, NaN, a cycle, …), if it is not. */
-const notJson = (value: unknown, path: string, seen: Set<object>): string | undefined => {
-  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
-  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is ${value}`
-  if (typeof value !== "object") return `${path} is a ${typeof value}`
-  if (seen.has(value)) return `${path} refers to itself`
-  const proto = Object.getPrototypeOf(value)
-  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return `${path} is not a plain object`
-  seen.add(value)
-  for (const [key, item] of Object.entries(value)) {
-    const problem = notJson(item, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, seen)
-    if (problem !== undefined) return problem
-  }
-  seen.delete(value)
-  return undefined
-}
-
-/** A registration whose input is not JSON, or larger than `maxInputBytes` as JSON text, as the error it gets. */
-const inputTooLarge = (taskId: string, input: unknown, maxInputBytes: number): RegistrationError | undefined => {
-  if (input === undefined) return undefined
-  const problem = notJson(input, "input", new Set())
-  if (problem !== undefined) {
-    return new RegistrationError({ message: `invalid task registration for ${taskId}: the input must be JSON, but ${problem}` })
-  }
-  if (maxInputBytes === Infinity) return undefined
-  const bytes = Buffer.byteLength(JSON.stringify(input), "utf8")
-  return bytes <= maxInputBytes ? undefined : new RegistrationError({
-    message: `invalid task registration for ${taskId}: its input is ${bytes} bytes of JSON, more than maxInputBytes (${maxInputBytes})`
-  })
-}
-
-const copyReport = (report: RecoveryReport): RecoveryReport => ({
-  respawned: [...report.respawned],
-  failed: [...report.failed],
-  cancelled: [...report.cancelled],
-  quarantined: [...report.quarantined]
-})

@@ -219,3 +219,11 @@ const respawn = (
     context: options.context
   }, slot)
 }
+
+/** A copy of the report, as `host.recovery` hands it out. */
+export const copyReport = (report: RecoveryReport): RecoveryReport => ({
+  respawned: [...report.respawned],
+  failed: [...report.failed],
+  cancelled: [...report.cancelled],
+  quarantined: [...report.quarantined]
+})

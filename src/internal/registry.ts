@@ -28,6 +28,7 @@ import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginErr
 import * as Lifecycle from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
 import { empty, Tables } from "./tables.ts"
+import type { TaskTree } from "./service.ts"
 import type { Control, Owner, Task } from "./task.ts"
 
 /**
@@ -371,6 +372,16 @@ export class RegistryService {
       if (matchesRecord(filter, task.record)) out.push(task)
     }
     return (ordered ? out : sortByOrder(out)).map((task) => task.record)
+  }
+
+  /** A task (as held) with its held descendants, oldest first. */
+  tree(task: Task): TaskTree {
+    return {
+      record: task.record,
+      children: task.children === undefined
+        ? []
+        : sortByOrder(Array.from(task.children)).map((child) => this.tree(child))
+    }
   }
 
   /** Every record of a session, terminal ones included, oldest first. */

@@ -430,3 +430,34 @@ export const awaitOptionsOf = (options: unknown): Result.Result<string | undefin
     return sessionId === undefined ? Result.succeed(undefined) : sessionIdOf(sessionId)
   }, (why) => new SessionError({ message: bounded(`await: invalid options: ${why}`) }))
 }
+
+/** Where a value is not plain JSON (a function, a Date, NaN, a cycle, …), if it is not. */
+const notJson = (value: unknown, path: string, seen: Set<object>): string | undefined => {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is ${value}`
+  if (typeof value !== "object") return `${path} is a ${typeof value}`
+  if (seen.has(value)) return `${path} refers to itself`
+  const proto = Object.getPrototypeOf(value)
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return `${path} is not a plain object`
+  seen.add(value)
+  for (const [key, item] of Object.entries(value)) {
+    const problem = notJson(item, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, seen)
+    if (problem !== undefined) return problem
+  }
+  seen.delete(value)
+  return undefined
+}
+
+/** A registration whose input is not JSON, or larger than `maxInputBytes` as JSON text, as the error it gets. */
+export const inputTooLarge = (taskId: string, input: unknown, maxInputBytes: number): RegistrationError | undefined => {
+  if (input === undefined) return undefined
+  const problem = notJson(input, "input", new Set())
+  if (problem !== undefined) {
+    return new RegistrationError({ message: `invalid task registration for ${taskId}: the input must be JSON, but ${problem}` })
+  }
+  if (maxInputBytes === Infinity) return undefined
+  const bytes = Buffer.byteLength(JSON.stringify(input), "utf8")
+  return bytes <= maxInputBytes ? undefined : new RegistrationError({
+    message: `invalid task registration for ${taskId}: its input is ${bytes} bytes of JSON, more than maxInputBytes (${maxInputBytes})`
+  })
+}
