@@ -76,7 +76,8 @@ import {
   stringOf,
   inputTooLarge,
   taskIdOf,
-  taskIdsOf
+  taskIdsOf,
+  checked
 } from "./validate.ts"
 
 /** The summary of a task the host cancels as it shuts down. */
@@ -250,19 +251,6 @@ export const makeWith = (
       return task === undefined ? Effect.fail(new TaskNotFound({ taskId })) : f(task)
     }
 
-    /**
-     * Checks a call's arguments (validate.ts), all of them and before
-     * anything is looked up, when the call runs (never when its Effect is
-     * built), then runs `f` with what the checks return.
-     */
-    const checked = <I, E1, A, E, R>(
-      input: () => Result.Result<I, E1>,
-      f: (input: I) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E1 | E, R> =>
-      Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
-        const valid = input()
-        return Result.isFailure(valid) ? Effect.fail(valid.failure) : f(valid.success)
-      })
 
     const recordOf = <E>(
       added: Result.Result<{ readonly task: T.Task }, E>

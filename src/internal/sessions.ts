@@ -21,17 +21,8 @@ import type { BackgroundTaskHostService, BackgroundTaskSession, SessionOptions, 
 import type { Steps } from "./state.ts"
 import type { Supervisor } from "./supervisor.ts"
 import type { Task } from "./task.ts"
-import { checkAll, sessionFilterOf, sessionIdOf, sessionOptionsOf, sessionRequestOf } from "./validate.ts"
+import { checked, checkAll, sessionFilterOf, sessionIdOf, sessionOptionsOf, sessionRequestOf } from "./validate.ts"
 
-/** `effect` with its `input` checked (read once) first, when the call runs, never when it is built. */
-const checked = <I, E1, A, E, R>(
-  input: () => Result.Result<I, E1>,
-  effect: (input: I) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E1 | E, R> =>
-  Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
-    const valid = input()
-    return Result.isFailure(valid) ? Effect.fail(valid.failure) : effect(valid.success)
-  })
 
 interface OpenSession {
   successor: string | undefined

@@ -32,18 +32,10 @@ import {
   type SubscriptionOptions,
   subscriptionOf,
   taskIdOf,
-  watchOptionsOf
+  watchOptionsOf,
+  checked
 } from "./validate.ts"
 
-/** Checks a call's arguments when the call runs (never when its Effect is built), then runs `f`. */
-const checked = <I, E1, A, E, R>(
-  input: () => Result.Result<I, E1>,
-  f: (input: I) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E1 | E, R> =>
-  Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
-    const valid = input()
-    return Result.isFailure(valid) ? Effect.fail(valid.failure) : f(valid.success)
-  })
 
 export class Subscriptions {
   private readonly steps: Steps

@@ -461,3 +461,16 @@ export const inputTooLarge = (taskId: string, input: unknown, maxInputBytes: num
     message: `invalid task registration for ${taskId}: its input is ${bytes} bytes of JSON, more than maxInputBytes (${maxInputBytes})`
   })
 }
+
+/**
+ * `effect` with its `input` checked first (every argument, before anything
+ * is looked up), when the call runs, never when its Effect is built.
+ */
+export const checked = <I, E1, A, E, R>(
+  input: () => Result.Result<I, E1>,
+  effect: (input: I) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E1 | E, R> =>
+  Effect.suspend((): Effect.Effect<A, E1 | E, R> => {
+    const valid = input()
+    return Result.isFailure(valid) ? Effect.fail(valid.failure) : effect(valid.success)
+  })
