@@ -4,7 +4,7 @@
  * Owns: nothing but the wiring, the service object (each method checks its
  * input, then runs one step in the room that owns it), the host's own stop
  * (shutdown, and `fence` for a durable host that can no longer own its
- * store) and the retention sweeper. May call every room; no room calls it.
+ * store). May call every room; no room calls it.
  *
  * The rooms, and what each may touch (see docs/design.md):
  * - `state.ts`: the state union in its `Ref`, the atomic step
@@ -16,6 +16,7 @@
  * - `events.ts`: the `PubSub` and its subscriptions
  * - `subscriptions.ts`: `subscribe`, `watch` (snapshot and replay), `await`
  * - `durable.ts`, `recovery.ts`: the sinks, the journal, the lease, replay, recovery
+ * - `retention.ts`: the sweeper of terminal records, the pruner of stored events
  * - `validate.ts`: the input checks, pure functions
  *
  * @internal
@@ -47,7 +48,7 @@ import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { backoffSchedule, optionsOf, storeOptionsOf } from "./options.ts"
 import { copyReport, recover } from "./recovery.ts"
-import { RegistryService } from "./registry.ts"
+import { Registry, RegistryService } from "./registry.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
@@ -232,13 +233,12 @@ export const makeWith = (
     // -- retention: the sweeper of terminal records, the pruner of stored events ------
     const retention = yield* Retention.start({
       steps,
-      registry,
       layerContext,
       maxAge,
       durable,
       durability,
       eventRetention: storeOptions?.eventRetention
-    })
+    }).pipe(Effect.provideService(Registry, registry))
 
     // -- the service --------------------------------------------------------------
 
@@ -306,7 +306,8 @@ export const makeWith = (
             }
             const { task } = added.success
             supervisor.startOrQueue(task, owner, {
-              run: supervisor.body(task, owner, body as Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>),
+              // its own `TaskContext` and scope are given at launch (`launchTask`)
+              run: body as Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>,
               timeout: valid.timeout === undefined ? undefined : Duration.fromInputUnsafe(valid.timeout),
               schedule: valid.retry ?? (valid.backoff === undefined ? retrySchedule : backoffSchedule(valid.backoff)),
               context

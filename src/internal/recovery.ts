@@ -125,18 +125,26 @@ type Resolution =
 
 const end = (to: "failed" | "cancelled", reason: string = stoppedReason): Resolution => ({ _tag: "End", to, reason })
 
+/**
+ * What a handler returns to keep a task: its body (or a cancel effect). Beyond
+ * `TaskContext` and `Scope` it may need the application's services: the
+ * layer requires them (`layerStore<R>`), and the task runs with the layer's
+ * context, so they are provided.
+ */
+type HandlerEffect = Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
+
 /** A handler's answer: a body (or cancel effect) to keep the task with, or a decision to end it. */
 const answerOf = (
   producer: string,
   call: () => unknown
-): { readonly _tag: "Keep"; readonly effect: Effect.Effect<any, any, any> } | Resolution => {
+): { readonly _tag: "Keep"; readonly effect: HandlerEffect } | Resolution => {
   let answer: unknown
   try {
     answer = call()
   } catch (error) {
     return end("failed", `${stoppedReason}; the recovery handler of ${producer} threw: ${String(error)}`)
   }
-  if (Effect.isEffect(answer)) return { _tag: "Keep", effect: answer }
+  if (Effect.isEffect(answer)) return { _tag: "Keep", effect: answer as HandlerEffect }
   const decision = answer as RecoveryDecision | undefined
   if (decision?._tag === "Fail" || decision?._tag === "Cancel") {
     return end(decision._tag === "Fail" ? "failed" : "cancelled", String(decision.reason))
@@ -210,9 +218,8 @@ const respawn = (
   )
   // the handler sees the record as the previous process left it, once: its
   // effect is the task's body, run again for each later attempt (as spawnManaged's is)
-  const body = made
   supervisor.startOrQueue(task, owner, {
-    run: supervisor.body(task, owner, body),
+    run: made,
     // the options its record kept; a `retry` Schedule is not stored: the host's then
     timeout: stored.settings?.timeoutMillis === undefined ? undefined : Duration.millis(stored.settings.timeoutMillis),
     schedule: stored.settings?.backoff === undefined ? options.retrySchedule : backoffSchedule(stored.settings.backoff),

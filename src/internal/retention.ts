@@ -19,7 +19,7 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Durability } from "./durable.ts"
-import type { RegistryService } from "./registry.ts"
+import { Registry } from "./registry.ts"
 import type { Steps } from "./state.ts"
 import type { TaskStoreService } from "./store.ts"
 
@@ -32,15 +32,15 @@ export const Retention = {
   /** Starts the sweeper (and, on a durable store, the pruner) for as long as the scope lives. */
   start: (deps: {
     readonly steps: Steps
-    readonly registry: RegistryService
     readonly layerContext: Context.Context<never>
     readonly maxAge: Duration.Duration
     readonly durable: TaskStoreService | undefined
     readonly durability: Durability
     readonly eventRetention: { readonly maxEvents: number; readonly pruneEvery: Duration.Duration } | undefined
-  }): Effect.Effect<Retention, never, Scope.Scope> =>
+  }): Effect.Effect<Retention, never, Scope.Scope | Registry> =>
     Effect.gen(function*() {
-      const { durability, durable, layerContext, maxAge, registry, steps } = deps
+      const { durability, durable, layerContext, maxAge, steps } = deps
+      const registry = yield* Registry
       const state = { prunedThrough: 0 }
 
       // -- the sweeper: the record that ends an idle spell starts it from inside its step; the

@@ -112,19 +112,6 @@ export class Supervisor {
   }
 
   /**
-   * The body a managed task runs. It gets its own `TaskContext` and a scope
-   * that closes when it ends (each attempt's, when it may be retried) at
-   * launch, where they cost least (`launchTask`).
-   */
-  body(
-    _task: Task,
-    _owner: Managed,
-    run: Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>
-  ): Effect.Effect<unknown, unknown, TaskContext | Scope.Scope> {
-    return run
-  }
-
-  /**
    * Moves records to another session (all or none); a running task's
    * concurrency slot goes with it, so its old session may start a queued task.
    */
