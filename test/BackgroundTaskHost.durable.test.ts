@@ -496,6 +496,41 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.isBelow((yield* Clock.currentTimeMillis) - lastCommit, 30_000 + 1_000, "stopped within the lease")
       }), 30_000)
 
+    test("a commit whose reply was lost (the connection dropped after COMMIT): the next try finds it stored and writes nothing twice; the call returns, the host runs on", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const loseReplies = yield* Ref.make(0)
+        const lost = yield* Deferred.make<void>()
+        const writes = yield* Ref.make(0)
+        const lossy = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) =>
+            Effect.gen(function*() {
+              yield* Ref.update(writes, (n) => n + 1)
+              yield* store.write(batch, lease)
+              // committed, but the caller hears only that the connection dropped
+              if ((yield* Ref.getAndUpdate(loseReplies, (n) => Math.max(0, n - 1))) > 0) {
+                yield* Deferred.succeed(lost, undefined)
+                return yield* Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "read ECONNRESET" }) }))
+              }
+            })
+        }))
+        const { host } = yield* startHost(sql, {}, lossy)
+        yield* Ref.set(writes, 0)
+        yield* Ref.set(loseReplies, 1)
+        const call = yield* Effect.forkChild(host.register({ scope: { sessionId: "s" }, id: "r1", kind: "other", producer: "p" }))
+        // the next try comes after the backoff's first delay (50 ms)
+        yield* Deferred.await(lost)
+        yield* TestClock.adjust("50 millis")
+        const record = yield* Fiber.join(call)
+        assert.strictEqual(yield* Ref.get(writes), 1, "the batch was not written again")
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [record.revision])
+        // the host runs on: the next call commits as usual
+        const next = yield* host.register({ scope: { sessionId: "s" }, id: "r2", kind: "other", producer: "p" })
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [record.revision, next.revision])
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1", "r2"])
+      }), 30_000)
+
     test("shutdown's last commit and the lease's release are bounded by shutdown.flushTimeout: a database that stops answering cannot hold the close", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh

@@ -326,27 +326,44 @@ export class Journal implements EventSink {
    * as long as the lease surely holds; any other store error twice more at
    * once (a transaction is all or nothing, so a failed one can be tried
    * again). Each try checks and renews the lease in its transaction.
+   *
+   * A try whose connection was lost while its COMMIT was on the way may have
+   * committed after all: before trying again, the store is asked for the
+   * batch's last event, and if it holds it, the batch is done (written once,
+   * never twice).
    */
   private commitWithRetries(batch: TaskStoreBatch): Effect.Effect<void, TaskStoreError | LeaseHeld> {
-    const attempt = (n: number): Effect.Effect<void, TaskStoreError | LeaseHeld> =>
-      Effect.flatMap(this.lease, (lease) =>
-        this.store.write(batch, lease).pipe(
-          Effect.tap(() => Effect.sync(() => void (this.held.until = Math.max(this.held.until, lease.expiresAt)))),
-          Effect.catch((error) => {
-            if (error._tag !== "TaskStoreError") return Effect.fail(error)
-            if (!error.isRetryable) return n < 2 ? attempt(n + 1) : Effect.fail(error)
-            const delay = retryDelayMillis(n)
-            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              // the next try must come (and its transaction renew the lease) before the lease can run out
-              now + delay * 2 >= this.held.until
-                ? Effect.fail(error)
-                : Effect.andThen(
-                  n === 0 ? Effect.logWarning(`the task store is unreachable, retrying: ${error.message}`) : Effect.void,
-                  Effect.andThen(Effect.sleep(Duration.millis(delay)), attempt(n + 1))
-                ))
-          })
-        ))
-    return attempt(0)
+    const last = batch.events.length === 0 ? undefined : batch.events[batch.events.length - 1]!.seq
+    /** Whether an earlier try committed (a failed read says no: the next try then fails or commits). */
+    const committedBefore: Effect.Effect<boolean> = last === undefined
+      ? Effect.succeed(false)
+      : this.store.events(last - 1, last, 1).pipe(
+        Effect.map(({ events }) => events.length === 1 && events[0]!.seq === last),
+        Effect.orElseSucceed(() => false)
+      )
+    const write = Effect.flatMap(this.lease, (lease) =>
+      Effect.tap(
+        this.store.write(batch, lease),
+        () => Effect.sync(() => void (this.held.until = Math.max(this.held.until, lease.expiresAt)))
+      ))
+    // `n`: tries after an unreachable store so far (the backoff); `rejected`: after any other error
+    const attempt = (n: number, rejected: number): Effect.Effect<void, TaskStoreError | LeaseHeld> =>
+      (n + rejected === 0 ? write : Effect.flatMap(committedBefore, (done) => done ? Effect.void : write)).pipe(
+        Effect.catch((error) => {
+          if (error._tag !== "TaskStoreError") return Effect.fail(error)
+          if (!error.isRetryable) return rejected < 2 ? attempt(n, rejected + 1) : Effect.fail(error)
+          const delay = retryDelayMillis(n)
+          return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            // the next try must come (and its transaction renew the lease) before the lease can run out
+            now + delay * 2 >= this.held.until
+              ? Effect.fail(error)
+              : Effect.andThen(
+                n === 0 ? Effect.logWarning(`the task store is unreachable, retrying: ${error.message}`) : Effect.void,
+                Effect.andThen(Effect.sleep(Duration.millis(delay)), attempt(n + 1, rejected))
+              ))
+        })
+      )
+    return attempt(0, 0)
   }
 
   /** The registry's sink: every event, with the task it is about, in the step that makes it. */

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -165,12 +166,36 @@ const causeMessage = (cause: unknown): string => {
   return String(cause)
 }
 
+/**
+ * Whether a `SqlError` says the database could not be reached: a retryable
+ * reason (a connection refused or dropped, a timeout), or PostgreSQL's
+ * "operator intervention" codes, sent while a server shuts down or starts
+ * (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now),
+ * which the driver does not mark retryable.
+ */
+const unreachable = (error: SqlError.SqlError): boolean => {
+  if (error.isRetryable) return true
+  const inner: unknown = error.reason.cause
+  const code = typeof inner === "object" && inner !== null && "code" in inner ? inner.code : undefined
+  return typeof code === "string" && /^57P0[123]$/.test(code)
+}
+
+/** A `SqlError`'s message with what the database or the socket said (`PgConnection: Query failed: the database system is shutting down (57P03)`). */
+const sqlMessage = (error: SqlError.SqlError): string => {
+  const inner: unknown = error.reason.cause
+  const said = causeMessage(inner)
+  const code = typeof inner === "object" && inner !== null && "code" in inner && typeof inner.code === "string"
+    ? ` (${inner.code})`
+    : ""
+  return inner === undefined || said === error.message ? error.message : `${error.message}: ${said}${code}`
+}
+
 /** A failure of `operation` as a `TaskStoreError`: an unreachable database is told apart from a refused statement. */
 const storeError = (operation: string) => (cause: unknown) => {
-  const message = causeMessage(cause)
+  const message = SqlError.isSqlError(cause) ? sqlMessage(cause) : causeMessage(cause)
   if (SqlError.isSqlError(cause)) {
     return new TaskStoreError({
-      reason: cause.isRetryable
+      reason: unreachable(cause)
         ? new StoreUnreachable({ operation, message })
         : operation === "migrate"
         ? new StoreMisconfigured({ operation, message })
@@ -183,6 +208,30 @@ const storeError = (operation: string) => (cause: unknown) => {
       : new StoreRejected({ operation, message })
   })
 }
+
+/**
+ * `operation`'s failures as `TaskStoreError`s (a `LeaseHeld` kept as it
+ * is). A transaction whose connection dropped dies rather than fails: its
+ * ROLLBACK fails too, and `withTransaction` makes that a defect. Such a
+ * defect is a `SqlError` of the store, not a bug: it becomes the store's
+ * error like the statement's own (unreachable if either part says so), so
+ * the host can tell an outage and ride it out. Interruptions and other
+ * defects stay as they are (the failures beside them dropped).
+ */
+export const storeFailures = (operation: string) =>
+<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, TaskStoreError | Extract<E, LeaseHeld>> =>
+  Effect.catchCause(effect, (cause): Effect.Effect<never, TaskStoreError | Extract<E, LeaseHeld>> => {
+    // an interruption or another defect stays as it is (without the failures beside it)
+    const other = cause.reasons.filter((reason) =>
+      Cause.isInterruptReason(reason) || (Cause.isDieReason(reason) && !SqlError.isSqlError(reason.defect))
+    )
+    if (other.length > 0) return Effect.failCause(Cause.fromReasons(other) as Cause.Cause<never>)
+    const errors = cause.reasons.map((reason) => Cause.isFailReason(reason) ? reason.error : (reason as Cause.Die).defect)
+    const lease = errors.find((error) => error instanceof LeaseHeld)
+    if (lease !== undefined) return Effect.fail(lease as Extract<E, LeaseHeld>)
+    const first = errors.find((error) => SqlError.isSqlError(error) && unreachable(error)) ?? errors[0]
+    return Effect.fail(storeError(operation)(first))
+  })
 
 /** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
 const rowText = (row: object): string =>
@@ -355,7 +404,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       }
       yield* quarantineRows("tasks", bad)
       return { tasks: loaded, lastSeq, quarantined: bad.map((row) => row.error) }
-    }).pipe(Effect.mapError(storeError("load")))
+    }).pipe(storeFailures("load"))
 
     const readEvents = (fromSeq: number, toSeq: number, limit: number) =>
       Effect.gen(function*() {
@@ -383,7 +432,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
         yield* quarantineRows("events", bad)
         return { events: decoded, quarantined: bad.map((row) => row.error), lastRead }
-      }).pipe(Effect.mapError(storeError("read events")))
+      }).pipe(storeFailures("read events"))
 
     // -- writes -----------------------------------------------------------------
 
@@ -436,10 +485,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
             })))
           }`
         }
-      }).pipe(
-        sql.withTransaction,
-        Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("write")(error)))
-      )
+      }).pipe(sql.withTransaction, storeFailures("write"))
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {
