@@ -16,7 +16,7 @@ import { assert } from "@effect/vitest"
 import { Clock, Deferred, Effect, Option, Ref, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { type BackgroundTaskHost, type BackgroundTaskHostStoreOptions, SessionError, TaskContext } from "../src/index.ts"
-import { describeStores, leaseRow, makeStore, sqlStore, startHost, taskRows, wrapStore } from "./utils/store.ts"
+import { describeStores, eventRows, leaseRow, makeStore, sqlStore, startHost, taskRows, wrapStore } from "./utils/store.ts"
 
 /**
  * The test's `TestClock`, read `ahead` ms later: `jump` moves the wall clock
@@ -198,6 +198,25 @@ describeStores("BackgroundTaskHost: the lease on wake", (test, backend) => {
         const stopped = yield* Effect.flip(host.await("taken"))
         assert.include(stopped.message, `${slept} and another host has taken its store's lease`)
         assert.isFalse(yield* Deferred.isDone(taken.read), "no token handed out")
+      })
+    ), 30_000)
+
+  test("past its lease, another host holding it now: the pruner of stored events deletes nothing", () =>
+    withJumps((jump) =>
+      Effect.gen(function*() {
+        const t0 = yield* Clock.currentTimeMillis
+        const { host, sql } = yield* counted({ ...lease("host-a"), eventRetention: { maxEvents: 5, pruneEvery: "1 second" } })
+        for (let i = 0; i < 9; i++) yield* host.register({ scope: { sessionId: "s" }, id: `r${i}`, kind: "other", producer: "p" })
+        yield* host.spawnManaged("s", { id: "worker", kind: "other", producer: "p" }, Effect.never)
+        yield* jump(60_000)
+        const other = yield* makeStore(sql)
+        yield* other.acquireLease("host-b", t0 + 60_000, t0 + 70_000)
+        // the pruner's tick: there are events to prune, but the lease is confirmed first
+        yield* TestClock.adjust("1 second")
+        const stopped = yield* Effect.flip(host.await("worker"))
+        assert.instanceOf(stopped, SessionError)
+        assert.include(stopped.message, `${slept} and another host has taken its store's lease`)
+        assert.strictEqual((yield* eventRows(sql)).length, 10, "no event deleted")
       })
     ), 30_000)
 

@@ -239,7 +239,8 @@ export const makeWith = (
       maxAge,
       durable,
       durability,
-      eventRetention: storeOptions?.eventRetention
+      eventRetention: storeOptions?.eventRetention,
+      lease: supervisor.lease
     }).pipe(Effect.provideService(Registry, registry))
 
     // -- the service --------------------------------------------------------------

@@ -396,6 +396,23 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
     readonly owner?: string | undefined
   } | undefined
   /**
+   * How long stored events are kept, by count and by age: an event goes once
+   * it is beyond the latest `maxEvents` (default 1,000,000, at least 1) or
+   * older than `maxAge` (default 7 days; `Infinity` for no bound by age),
+   * whichever bound is reached first; the latest event is always kept.
+   * Every `pruneEvery` (default 1 minute, by the `Clock`) a background fiber
+   * deletes them, a few thousand rows per statement, so writers are not held
+   * up. An event's age counts from when it was committed.
+   * `watch({ fromSeq })` from below what is kept fails with a
+   * `SnapshotError` saying so (watch without `fromSeq` for a fresh
+   * snapshot).
+   */
+  readonly eventRetention?: {
+    readonly maxEvents?: number | undefined
+    readonly maxAge?: Duration.Input | undefined
+    readonly pruneEvery?: Duration.Input | undefined
+  } | undefined
+  /**
    * What closing the layer (a `SIGTERM`, a deploy) does with the tasks still
    * live, on a durable store. First new calls fail and queued tasks stay
    * queued; with `drain` (default 0: none), running managed tasks get that
@@ -409,18 +426,6 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
    * - `"cancel"`: every live task is cancelled and ends `cancelled` with the
    *   summary "host shut down" (what the in-memory host always does).
    */
-  /**
-   * How many stored events are kept (`maxEvents`, default 1,000,000, at
-   * least 1): every `pruneEvery` (default 1 minute, by the `Clock`) a
-   * background fiber deletes the older ones, a few thousand rows per
-   * statement, so writers are not held up. `watch({ fromSeq })` from below
-   * what is kept fails with a `SnapshotError` saying so (watch without
-   * `fromSeq` for a fresh snapshot). Retention is by count only.
-   */
-  readonly eventRetention?: {
-    readonly maxEvents?: number | undefined
-    readonly pruneEvery?: Duration.Input | undefined
-  } | undefined
   readonly shutdown?: {
     readonly mode?: "release" | "cancel" | undefined
     readonly drain?: Duration.Input | undefined

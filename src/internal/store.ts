@@ -7,6 +7,7 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -133,6 +134,17 @@ export interface TaskStoreService {
   readonly prunedThrough: Effect.Effect<number, TaskStoreError>
   /** Deletes the stored events with `seq <= throughSeq`, a bounded number per statement; returns how many. */
   readonly pruneEvents: (throughSeq: number) => Effect.Effect<number, TaskStoreError>
+  /**
+   * How far pruning by age may go: `through`, the highest `seq`, at most
+   * `upTo`, such that every stored event up to it was committed before
+   * `before` (epoch ms, by the host's `Clock`; the lowest stored `seq` minus
+   * 1 when the first is younger), and `next`, when the first event after it
+   * (up to `upTo`) was committed. Reads a bounded range of rows per statement.
+   */
+  readonly agedThrough: (
+    before: number,
+    upTo: number
+  ) => Effect.Effect<{ readonly through: number; readonly next: number | undefined }, TaskStoreError>
 }
 
 
@@ -326,6 +338,12 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       // the fencing token: grows with every new holder (a released lease keeps its row, and its token)
       "3_lease_token": Effect.gen(function*() {
         yield* sql`ALTER TABLE ${lease} ADD COLUMN token BIGINT NOT NULL DEFAULT 0`
+      }),
+      // when each event was committed (epoch ms), for pruning by age; the events stored before
+      // count from now, so they are kept at least as long as the retention says
+      "4_event_time": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${events} ADD COLUMN at BIGINT NOT NULL DEFAULT 0`
+        yield* sql`UPDATE ${events} SET at = ${yield* Clock.currentTimeMillis}`
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -450,6 +468,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
       Effect.gen(function*() {
+        // when the batch is committed, for pruning by age
+        const at = yield* Clock.currentTimeMillis
         if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
           const [row] = yield* holder
           return yield* Effect.fail(
@@ -481,7 +501,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
               session_id: event.sessionId,
               task_id: "taskId" in event ? event.taskId : null,
               tag: event._tag,
-              event: eventJson(event)
+              event: eventJson(event),
+              at
             })))
           }`
         }
@@ -521,9 +542,26 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
       }).pipe(Effect.mapError(storeError("prune events")))
 
+    /** Walks up from the lowest stored event a page of seqs at a time, to the first one committed at or after `before`. */
+    const agedThrough = (before: number, upTo: number) =>
+      Effect.gen(function*() {
+        const lowest = yield* lowestSeq
+        if (lowest === undefined) return { through: 0, next: undefined }
+        let from = lowest
+        while (from <= upTo) {
+          const to = Math.min(upTo, from + prunePage - 1)
+          const [young] = yield* sql<{ readonly seq: unknown; readonly at: unknown }>`SELECT seq, at FROM ${events}
+            WHERE seq >= ${from} AND seq <= ${to} AND at >= ${before} ORDER BY seq LIMIT 1`
+          if (young !== undefined) return { through: int(young.seq) - 1, next: int(young.at) }
+          from = to + 1
+        }
+        return { through: Math.max(lowest - 1, upTo), next: undefined }
+      }).pipe(Effect.mapError(storeError("read events")))
+
     const service: TaskStoreService = {
       durable: true,
       pruneEvents,
+      agedThrough,
       // pruning keeps at least the last event, so no event means none was ever written
       prunedThrough: Effect.map(lowestSeq, (lowest) => lowest === undefined ? 0 : lowest - 1).pipe(
         Effect.mapError(storeError("read events"))
