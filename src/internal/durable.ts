@@ -5,7 +5,8 @@
  * a durable store, steps group-commit through the journal and events are
  * published once committed), the "return after commit" wrapper every
  * writing call goes through, the journal (group commit), the store's lease
- * (take, renew, release) and the replay of stored events. Calls `events.ts`
+ * (take, renew, release, and the gate work passes before it starts: see
+ * `LeaseGate`) and the replay of stored events. Calls `events.ts`
  * and the store; the host decides what a lost lease or a failed commit stops
  * (`fence`, given to it).
  *

@@ -10,7 +10,8 @@
  * waiters wake, the metrics count it, its slot frees and the queued tasks
  * that now fit start). Calls the registry, `slots.ts`, `telemetry.ts` and
  * `state.ts`; a failed parent's children are cancelled through the
- * `CancelChildren` it is given.
+ * `CancelChildren` it is given; on a durable store a task's first run and
+ * each next attempt pass the lease's gate it is given (`durable.ts`).
  *
  * A fiber exists as soon as its record runs: it is launched in the step that
  * registers the task (or frees a slot for it), so shutdown and cancellation
