@@ -1518,8 +1518,9 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
         const { host } = yield* startHost(sql, {
-          // records are kept: every event here is one a round wrote
+          // records are kept: every event here is one a round wrote; no renewal in the hours simulated
           retention: { maxAge: Infinity },
+          lease: { ttl: "1 day" },
           eventRetention: { maxEvents: Infinity, maxAge: "1 hour", pruneEvery: "10 minutes" }
         })
         const stored = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
@@ -1567,6 +1568,7 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         const { sql } = yield* backend.fresh
         const { host } = yield* startHost(sql, {
           retention: { maxAge: Infinity },
+          lease: { ttl: "1 day" },
           eventRetention: { maxEvents: 30, maxAge: "1 hour", pruneEvery: "10 minutes" }
         })
         const stored = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
