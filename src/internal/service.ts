@@ -387,7 +387,9 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
    * (default 30 seconds). A host that finds it held fails to start with
    * `LeaseHeld` (`onHeld: "fail"`, the default) or waits until it is free
    * (`"wait"`). `owner` names this host (default host name, pid and a random
-   * suffix).
+   * suffix). A host whose clock has passed its lease's expiry (the process
+   * was paused, the machine slept) confirms the lease in the store before it
+   * starts queued work, and stops if another host took it meanwhile.
    */
   readonly lease?: {
     readonly ttl?: Duration.Input | undefined
