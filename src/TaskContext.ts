@@ -56,7 +56,10 @@ export class TaskContext extends Context.Service<TaskContext, {
    * every new holder of the store's lease (0 in memory). Pass it to what the
    * task writes to, which should refuse a token lower than one it has seen:
    * a host that lost its lease stops its tasks, but an effect already in
-   * flight can still land, and the token lets its target tell.
+   * flight can still land, and the token lets its target tell. Read past the
+   * lease's expiry (the process was paused, the machine slept), it first
+   * confirms the lease in the store; a lease another host took meanwhile
+   * stops the host, and the task with it, instead of handing out the token.
    */
   readonly fencingToken: Effect.Effect<number>
 }>()("effect-task-host/TaskContext") {}

@@ -63,7 +63,8 @@ export class TaskStore extends Context.Service<TaskStore, TaskStoreService>()("e
     renewLease: () => Effect.succeed(true),
     releaseLease: () => Effect.void,
     prunedThrough: Effect.succeed(0),
-    pruneEvents: () => Effect.succeed(0)
+    pruneEvents: () => Effect.succeed(0),
+    agedThrough: () => Effect.succeed({ through: 0, next: undefined })
   })
 
   /**

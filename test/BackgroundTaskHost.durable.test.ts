@@ -496,6 +496,41 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.isBelow((yield* Clock.currentTimeMillis) - lastCommit, 30_000 + 1_000, "stopped within the lease")
       }), 30_000)
 
+    test("a commit whose reply was lost (the connection dropped after COMMIT): the next try finds it stored and writes nothing twice; the call returns, the host runs on", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const loseReplies = yield* Ref.make(0)
+        const lost = yield* Deferred.make<void>()
+        const writes = yield* Ref.make(0)
+        const lossy = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) =>
+            Effect.gen(function*() {
+              yield* Ref.update(writes, (n) => n + 1)
+              yield* store.write(batch, lease)
+              // committed, but the caller hears only that the connection dropped
+              if ((yield* Ref.getAndUpdate(loseReplies, (n) => Math.max(0, n - 1))) > 0) {
+                yield* Deferred.succeed(lost, undefined)
+                return yield* Effect.fail(new TaskStoreError({ reason: new StoreUnreachable({ operation: "write", message: "read ECONNRESET" }) }))
+              }
+            })
+        }))
+        const { host } = yield* startHost(sql, {}, lossy)
+        yield* Ref.set(writes, 0)
+        yield* Ref.set(loseReplies, 1)
+        const call = yield* Effect.forkChild(host.register({ scope: { sessionId: "s" }, id: "r1", kind: "other", producer: "p" }))
+        // the next try comes after the backoff's first delay (50 ms)
+        yield* Deferred.await(lost)
+        yield* TestClock.adjust("50 millis")
+        const record = yield* Fiber.join(call)
+        assert.strictEqual(yield* Ref.get(writes), 1, "the batch was not written again")
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [record.revision])
+        // the host runs on: the next call commits as usual
+        const next = yield* host.register({ scope: { sessionId: "s" }, id: "r2", kind: "other", producer: "p" })
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [record.revision, next.revision])
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1", "r2"])
+      }), 30_000)
+
     test("shutdown's last commit and the lease's release are bounded by shutdown.flushTimeout: a database that stops answering cannot hold the close", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -1479,10 +1514,88 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual(replayed.map((event) => event._tag === "Lagged" ? 0 : event.seq), Array.from({ length: 40 }, (_, i) => seq - 39 + i))
       }), 30_000)
 
+    test("by age: a host writing for hours keeps the events of the last maxAge, then only the latest one when it goes quiet; watch({ fromSeq }) below them fails saying so", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const { host } = yield* startHost(sql, {
+          // records are kept: every event here is one a round wrote; no renewal in the hours simulated
+          retention: { maxAge: Infinity },
+          lease: { ttl: "1 day" },
+          eventRetention: { maxEvents: Infinity, maxAge: "1 hour", pruneEvery: "10 minutes" }
+        })
+        const stored = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
+        const seqs = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+        // a round every 10 minutes, 10 events each; the pruner runs every 10 minutes too
+        const rounds: Array<{ readonly at: number; readonly first: number; readonly last: number }> = []
+        for (let round = 0; round < 15; round++) {
+          const first = (yield* host.stats).seq + 1
+          yield* Effect.forEach([0, 1, 2, 3, 4], (i) =>
+            Effect.andThen(
+              host.register({ scope: { sessionId: "s" }, id: `r${round}-${i}`, kind: "other", producer: "p" }),
+              host.complete(`r${round}-${i}`, { state: "completed" })
+            ), { discard: true })
+          rounds.push({ at: yield* Clock.currentTimeMillis, first, last: (yield* host.stats).seq })
+          yield* TestClock.adjust("10 minutes")
+          // kept: the rounds committed within the last hour (the prune runs in the background: wait for it)
+          const now = yield* Clock.currentTimeMillis
+          const oldestKept = rounds.find((r) => r.at >= now - 3_600_000)!
+          const expected = seqs(oldestKept.first, rounds[rounds.length - 1]!.last)
+          const kept = yield* Effect.repeat(stored, { until: (s) => s[0] === expected[0] })
+          assert.deepStrictEqual(kept, expected, `round ${round}`)
+          if (round >= 6) assert.strictEqual(kept.length, 60, "six rounds: the last hour")
+        }
+        const { seq } = yield* host.stats
+        const floor = seq - 60
+        const below = yield* Effect.flip(host.watch({ fromSeq: floor - 1 }))
+        assert.instanceOf(below, SnapshotError)
+        assert.include(below.message, `the stored events up to seq ${floor} were pruned (eventRetention)`)
+        const resumed = yield* host.watch({ fromSeq: floor })
+        assert.deepStrictEqual(
+          (yield* takeEvents(resumed.events, 60)).map((event) => event._tag === "Lagged" ? 0 : event.seq),
+          seqs(floor + 1, seq)
+        )
+
+        // quiet for two hours: everything has aged, but the latest event is kept (the next seq goes on from it)
+        yield* TestClock.adjust("2 hours")
+        assert.deepStrictEqual(yield* Effect.repeat(stored, { until: (s) => s.length === 1 }), [seq])
+        assert.include((yield* Effect.flip(host.watch({ fromSeq: seq - 2 }))).message, `up to seq ${seq - 1} were pruned`)
+        const next = yield* host.register({ scope: { sessionId: "s" }, id: "after", kind: "other", producer: "p" })
+        assert.strictEqual(next.revision, seq + 1)
+      }), 60_000)
+
+    test("by count and by age together: whichever bound is reached first", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const { host } = yield* startHost(sql, {
+          retention: { maxAge: Infinity },
+          lease: { ttl: "1 day" },
+          eventRetention: { maxEvents: 30, maxAge: "1 hour", pruneEvery: "10 minutes" }
+        })
+        const stored = Effect.map(eventRows(sql), (rows) => rows.map((row) => row.seq))
+        const write = (prefix: string, tasks: number) =>
+          Effect.forEach(Array.from({ length: tasks }, (_, i) => `${prefix}${i}`), (id) =>
+            Effect.andThen(
+              host.register({ scope: { sessionId: "s" }, id, kind: "other", producer: "p" }),
+              host.complete(id, { state: "completed" })
+            ), { discard: true })
+        yield* write("a", 25) // 50 events at 0
+        yield* TestClock.adjust("10 minutes")
+        // by count: the last 30 (none is an hour old)
+        assert.deepStrictEqual(yield* Effect.repeat(stored, { until: (s) => s.length === 30 }), Array.from({ length: 30 }, (_, i) => 21 + i))
+        yield* write("b", 5) // 10 events at 10 minutes
+        yield* TestClock.adjust("1 hour")
+        // at 70 minutes, by age: the events written at 0 are gone, the 10 written at 10 minutes are kept
+        assert.deepStrictEqual(yield* Effect.repeat(stored, { until: (s) => s.length === 10 }), Array.from({ length: 10 }, (_, i) => 51 + i))
+      }), 30_000)
+
     test("eventRetention options are checked", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
-        for (const eventRetention of [{ maxEvents: 0 }, { maxEvents: 1.5 }, { pruneEvery: "0 millis" }, { pruneEvery: -1 }]) {
+        for (
+          const eventRetention of [{ maxEvents: 0 }, { maxEvents: 1.5 }, { pruneEvery: "0 millis" }, { pruneEvery: -1 }, { maxAge: -1 }, {
+            maxAge: "a week"
+          }]
+        ) {
           const error = yield* Effect.flip(startHost(sql, { eventRetention } as never))
           assert.instanceOf(error, InvalidOptions, JSON.stringify(eventRetention))
           assert.include((error as InvalidOptions).option, "eventRetention.")

@@ -5,7 +5,8 @@
  * (The host on it: `BackgroundTaskHost.durable.test.ts`.)
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option, Scope } from "effect"
+import { Cause, Clock, Effect, Exit, Option, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import type { SqlClient } from "effect/sql"
 import {
   type BackgroundTaskEvent,
@@ -86,7 +87,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
           "session_id",
           "task_id",
           "tag",
-          "event"
+          "event",
+          "at"
         ])
         assert.deepStrictEqual(yield* backend.columns(sql, "task_host_lease"), [
           "name",
@@ -107,7 +109,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.deepStrictEqual(migrations.map(({ migration_id, name }) => ({ migration_id, name })), [
           { migration_id: 1, name: "tasks_events_lease" },
           { migration_id: 2, name: "released" },
-          { migration_id: 3, name: "lease_token" }
+          { migration_id: 3, name: "lease_token" },
+          { migration_id: 4, name: "event_time" }
         ])
       }))
 
@@ -307,6 +310,64 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.deepStrictEqual(yield* page(0, 100, 100), { seqs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], lastRead: 10, quarantined: 0 })
         const read = yield* store.events(0, 1, 1)
         assert.deepStrictEqual(read.events.map((event) => encodeEvent(event)), [encodeEvent(events[0]!)])
+      }))
+
+    test("each event keeps when its batch was committed (by the Clock); agedThrough walks up to the first younger one, a page of rows at a time", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        const t0 = yield* Clock.currentTimeMillis
+        const registered = (from: number, count: number) =>
+          Array.from({ length: count }, (_, i) => registeredOf(recordOf({ id: `t${from + i}`, state: "running", seq: from + i })))
+        // 6,000 events at 0 (more than one page), 10 at one hour, 10 at two hours
+        yield* store.write({ events: registered(1, 6_000), puts: [], deletes: [] }, noLease)
+        yield* TestClock.adjust("1 hour")
+        yield* store.write({ events: registered(6_001, 10), puts: [], deletes: [] }, noLease)
+        yield* TestClock.adjust("1 hour")
+        yield* store.write({ events: registered(6_011, 10), puts: [], deletes: [] }, noLease)
+        const times = yield* sql<{ readonly seq: unknown; readonly at: unknown }>`SELECT seq, at FROM task_host_events
+          WHERE seq IN (1, 6000, 6001, 6010, 6011, 6020) ORDER BY seq`.pipe(Effect.orDie)
+        assert.deepStrictEqual(times.map((row) => [Number(row.seq), Number(row.at) - t0]), [
+          [1, 0],
+          [6_000, 0],
+          [6_001, 3_600_000],
+          [6_010, 3_600_000],
+          [6_011, 7_200_000],
+          [6_020, 7_200_000]
+        ])
+        // committed before `before`: up to the first event at or after it (and when that one was), never beyond `upTo`
+        const hour = 3_600_000
+        assert.deepStrictEqual(yield* store.agedThrough(t0, 6_020), { through: 0, next: t0 })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + 1, 6_020), { through: 6_000, next: t0 + hour })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + hour + 1, 6_020), { through: 6_010, next: t0 + 2 * hour })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + 3 * hour, 6_020), { through: 6_020, next: undefined })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + 3 * hour, 4_000), { through: 4_000, next: undefined })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + 1, 4_000), { through: 4_000, next: undefined })
+        // after a prune: from the lowest stored event
+        yield* store.pruneEvents(6_005)
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + 1, 6_020), { through: 6_005, next: t0 + hour })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + hour + 1, 6_020), { through: 6_010, next: t0 + 2 * hour })
+        assert.deepStrictEqual(yield* store.agedThrough(t0 + hour + 1, 6_002), { through: 6_005, next: undefined })
+        assert.strictEqual(yield* store.prunedThrough, 6_005)
+      }))
+
+    test("events stored before their time was kept count from the upgrade: they are kept as long as the retention says from then", () =>
+      Effect.gen(function*() {
+        const db = yield* backend.fresh
+        const first = yield* Scope.make()
+        const old = yield* makeStore(db.sql).pipe(Scope.provide(first))
+        yield* old.write({ events: [registeredOf(recordOf({ id: "t1", state: "running", seq: 1 }))], puts: [], deletes: [] }, noLease)
+        yield* Scope.close(first, Exit.void)
+        // the table as a version before the time column left it
+        yield* db.sql`ALTER TABLE task_host_events DROP COLUMN at`.pipe(Effect.orDie)
+        yield* db.sql`DELETE FROM task_host_migrations WHERE migration_id = 4`.pipe(Effect.orDie)
+        yield* TestClock.adjust("3 hours")
+        const upgradedAt = yield* Clock.currentTimeMillis
+        const upgraded = yield* makeStore(db.sql)
+        const [row] = yield* db.sql<{ readonly at: unknown }>`SELECT at FROM task_host_events WHERE seq = 1`.pipe(Effect.orDie)
+        assert.strictEqual(Number(row!.at), upgradedAt)
+        assert.deepStrictEqual(yield* upgraded.agedThrough(upgradedAt, 1), { through: 0, next: upgradedAt })
+        assert.deepStrictEqual(yield* upgraded.agedThrough(upgradedAt + 1, 1), { through: 1, next: undefined })
       }))
   })
 

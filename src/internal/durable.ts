@@ -5,7 +5,8 @@
  * a durable store, steps group-commit through the journal and events are
  * published once committed), the "return after commit" wrapper every
  * writing call goes through, the journal (group commit), the store's lease
- * (take, renew, release) and the replay of stored events. Calls `events.ts`
+ * (take, renew, release, and the gate work passes before it starts: see
+ * `LeaseGate`) and the replay of stored events. Calls `events.ts`
  * and the store; the host decides what a lost lease or a failed commit stops
  * (`fence`, given to it).
  *
@@ -142,6 +143,28 @@ export interface LeaseOptions {
 }
 
 /**
+ * The lease as the host's work sees it, before queued work starts (a task's
+ * first run, its next attempt, the pruner): the lease surely holds while
+ * the host's clock is before the expiry it knows (`LeaseHeldUntil`), one
+ * clock read; once the clock has passed it (the process was paused, the
+ * machine slept, renewals were late), the lease is confirmed in the store
+ * first, one renewal shared by everyone who waits, and a lease another host
+ * took meanwhile stops the host (`fence`) before the work starts.
+ */
+export interface LeaseGate {
+  /** `undefined` while the lease surely holds; else waits until it is confirmed, or a renewal has stopped the host. */
+  readonly check: () => Effect.Effect<void> | undefined
+  /** Whether a renewal found the lease lost (the host has stopped). */
+  readonly lost: () => boolean
+}
+
+/** What holding the lease gives the host: its fencing token and the gate its work passes. */
+export interface HeldLease {
+  readonly token: number
+  readonly gate: LeaseGate
+}
+
+/**
  * Takes the store's lease (waiting for it with `onHeld: "wait"`), renews it
  * for as long as the scope lives, and gives it up when the scope closes.
  * `fence` is called when the lease is lost or cannot be renewed in time.
@@ -153,7 +176,7 @@ export const holdLease = (
   fence: (why: string) => Effect.Effect<void>,
   held: LeaseHeldUntil = { until: 0 },
   releaseWithin: Duration.Duration = Duration.seconds(10)
-): Effect.Effect<number, TaskStoreError | LeaseHeld, Scope.Scope> =>
+): Effect.Effect<HeldLease, TaskStoreError | LeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
     const ttl = Duration.toMillis(options.ttl)
     const takeLease = Effect.flatMap(Clock.currentTimeMillis, (now) => store.acquireLease(owner, now, now + ttl))
@@ -179,12 +202,23 @@ export const holdLease = (
     // closed last: after the shutdown has written its last batch
     // (bounded: a database that stopped answering cannot hold the shutdown)
     yield* Effect.addFinalizer(() => Effect.ignore(Effect.timeoutOption(store.releaseLease(owner), releaseWithin)))
+    const clock = yield* Clock.clockWith(Effect.succeed)
+    const scope = yield* Effect.scope
     // when the lease we hold runs out, unless renewed
-    let expiry = (yield* Clock.currentTimeMillis) + ttl
+    let expiry = clock.currentTimeMillisUnsafe() + ttl
     held.until = Math.max(held.until, expiry)
     const renewEveryMillis = Duration.toMillis(options.renewEvery)
-    const renew = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
+    /** Set once a renewal has stopped the host: the lease is not ours to confirm any more. */
+    let lost = false
+    const stop = (why: string) => Effect.suspend(() => {
+      lost = true
+      return fence(why)
+    })
+    /** One renewal, and what its outcome means for the host. */
+    const renewOnce = Effect.gen(function*() {
+      const now = clock.currentTimeMillisUnsafe()
+      // the clock has passed the lease's expiry: the process was paused or the machine slept
+      const woke = now >= held.until
       const renewed = yield* Effect.result(store.renewLease(owner, now + ttl))
       if (renewed._tag === "Success" && renewed.success) {
         expiry = now + ttl
@@ -193,18 +227,48 @@ export const holdLease = (
       }
       // a commit may have renewed it meanwhile
       expiry = Math.max(expiry, held.until)
-      if (renewed._tag === "Success") return yield* fence("another host has taken its store's lease")
+      const late = woke ? "its clock passed its lease's expiry (was the process paused, or the machine asleep?) and " : ""
+      if (renewed._tag === "Success") return yield* stop(`${late}another host has taken its store's lease`)
       yield* Effect.logWarning(`renewing the store's lease failed: ${renewed.failure.message}`)
       // stop before the lease can run out and another host take these tasks
       if (now + renewEveryMillis >= expiry) {
-        yield* fence(`it could not renew its store's lease before it runs out (${renewed.failure.message})`)
+        yield* stop(
+          woke
+            ? `${late}it could not confirm its store's lease (${renewed.failure.message})`
+            : `it could not renew its store's lease before it runs out (${renewed.failure.message})`
+        )
       }
-    }).pipe(
-      Effect.repeat(Schedule.spaced(options.renewEvery)),
-      Effect.delay(options.renewEvery)
+    })
+    /**
+     * Renews now; whoever asks while a renewal runs waits for that one. It runs
+     * in the lease's scope, so `fence` (which stops the work waiting for it)
+     * never interrupts the renewal that called it.
+     */
+    let renewing: Deferred.Deferred<void> | undefined
+    const renewNow: Effect.Effect<void> = Effect.suspend(() => {
+      if (renewing !== undefined) return Deferred.await(renewing)
+      const done = Deferred.makeUnsafe<void>()
+      renewing = done
+      const settle = Effect.sync(() => {
+        renewing = undefined
+        Deferred.doneUnsafe(done, Exit.void)
+      })
+      return Effect.andThen(Effect.forkIn(Effect.ensuring(renewOnce, settle), scope), Deferred.await(done))
+    })
+    yield* Effect.forkScoped(Effect.repeat(Effect.delay(renewNow, options.renewEvery), Schedule.forever))
+    /**
+     * Renews until the lease surely holds again (a renewal that began before
+     * the clock jumped does not say so) or a renewal has stopped the host
+     * (each try either moves the expiry past now or stops the host).
+     */
+    const confirm: Effect.Effect<void> = Effect.suspend(() =>
+      lost || clock.currentTimeMillisUnsafe() < held.until ? Effect.void : Effect.andThen(renewNow, confirm)
     )
-    yield* Effect.forkScoped(renew)
-    return token
+    const gate: LeaseGate = {
+      check: () => clock.currentTimeMillisUnsafe() < held.until ? undefined : confirm,
+      lost: () => lost
+    }
+    return { token, gate }
   })
 
 /**
@@ -326,27 +390,44 @@ export class Journal implements EventSink {
    * as long as the lease surely holds; any other store error twice more at
    * once (a transaction is all or nothing, so a failed one can be tried
    * again). Each try checks and renews the lease in its transaction.
+   *
+   * A try whose connection was lost while its COMMIT was on the way may have
+   * committed after all: before trying again, the store is asked for the
+   * batch's last event, and if it holds it, the batch is done (written once,
+   * never twice).
    */
   private commitWithRetries(batch: TaskStoreBatch): Effect.Effect<void, TaskStoreError | LeaseHeld> {
-    const attempt = (n: number): Effect.Effect<void, TaskStoreError | LeaseHeld> =>
-      Effect.flatMap(this.lease, (lease) =>
-        this.store.write(batch, lease).pipe(
-          Effect.tap(() => Effect.sync(() => void (this.held.until = Math.max(this.held.until, lease.expiresAt)))),
-          Effect.catch((error) => {
-            if (error._tag !== "TaskStoreError") return Effect.fail(error)
-            if (!error.isRetryable) return n < 2 ? attempt(n + 1) : Effect.fail(error)
-            const delay = retryDelayMillis(n)
-            return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              // the next try must come (and its transaction renew the lease) before the lease can run out
-              now + delay * 2 >= this.held.until
-                ? Effect.fail(error)
-                : Effect.andThen(
-                  n === 0 ? Effect.logWarning(`the task store is unreachable, retrying: ${error.message}`) : Effect.void,
-                  Effect.andThen(Effect.sleep(Duration.millis(delay)), attempt(n + 1))
-                ))
-          })
-        ))
-    return attempt(0)
+    const last = batch.events.length === 0 ? undefined : batch.events[batch.events.length - 1]!.seq
+    /** Whether an earlier try committed (a failed read says no: the next try then fails or commits). */
+    const committedBefore: Effect.Effect<boolean> = last === undefined
+      ? Effect.succeed(false)
+      : this.store.events(last - 1, last, 1).pipe(
+        Effect.map(({ events }) => events.length === 1 && events[0]!.seq === last),
+        Effect.orElseSucceed(() => false)
+      )
+    const write = Effect.flatMap(this.lease, (lease) =>
+      Effect.tap(
+        this.store.write(batch, lease),
+        () => Effect.sync(() => void (this.held.until = Math.max(this.held.until, lease.expiresAt)))
+      ))
+    // `n`: tries after an unreachable store so far (the backoff); `rejected`: after any other error
+    const attempt = (n: number, rejected: number): Effect.Effect<void, TaskStoreError | LeaseHeld> =>
+      (n + rejected === 0 ? write : Effect.flatMap(committedBefore, (done) => done ? Effect.void : write)).pipe(
+        Effect.catch((error) => {
+          if (error._tag !== "TaskStoreError") return Effect.fail(error)
+          if (!error.isRetryable) return rejected < 2 ? attempt(n, rejected + 1) : Effect.fail(error)
+          const delay = retryDelayMillis(n)
+          return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            // the next try must come (and its transaction renew the lease) before the lease can run out
+            now + delay * 2 >= this.held.until
+              ? Effect.fail(error)
+              : Effect.andThen(
+                n === 0 ? Effect.logWarning(`the task store is unreachable, retrying: ${error.message}`) : Effect.void,
+                Effect.andThen(Effect.sleep(Duration.millis(delay)), attempt(n + 1, rejected))
+              ))
+        })
+      )
+    return attempt(0, 0)
   }
 
   /** The registry's sink: every event, with the task it is about, in the step that makes it. */

@@ -178,7 +178,9 @@ export const makeWith = (
     // -- the store's lease and records -----------------------------------------
     let stored: StoredState | undefined
     if (durable !== undefined) {
-      supervisor.fencingToken = yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
+      const lease = yield* holdLease(durable, leaseOwner, storeOptions!, fence, leaseHeld, storeOptions!.shutdown.flushTimeout)
+      supervisor.fencingToken = lease.token
+      supervisor.lease = lease.gate
       stored = yield* durable.load
       for (const error of stored.quarantined) {
         yield* Effect.logWarning(`quarantined a stored row: ${error.message}`, error)
@@ -237,7 +239,8 @@ export const makeWith = (
       maxAge,
       durable,
       durability,
-      eventRetention: storeOptions?.eventRetention
+      eventRetention: storeOptions?.eventRetention,
+      lease: supervisor.lease
     }).pipe(Effect.provideService(Registry, registry))
 
     // -- the service --------------------------------------------------------------

@@ -161,9 +161,10 @@ export const storeOptionsOf = (options: BackgroundTaskHostStoreOptions<unknown>)
       min: 1,
       infinite: true
     })
+    const maxAge = yield* durationOption("eventRetention.maxAge", options.eventRetention?.maxAge, "7 days")
     const pruneEvery = yield* durationOption("eventRetention.pruneEvery", options.eventRetention?.pruneEvery, "1 minute")
     if (Duration.toMillis(pruneEvery) < 1) {
       return yield* Effect.fail(invalidOption("eventRetention.pruneEvery", "at least 1 millisecond", options.eventRetention?.pruneEvery))
     }
-    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout }, eventRetention: { maxEvents, pruneEvery } }
+    return { ttl, renewEvery, onHeld, owner: lease.owner, recovery, recoverExternal, shutdown: { mode, drain, flushTimeout }, eventRetention: { maxEvents, maxAge, pruneEvery } }
   })

@@ -387,13 +387,32 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
    * (default 30 seconds). A host that finds it held fails to start with
    * `LeaseHeld` (`onHeld: "fail"`, the default) or waits until it is free
    * (`"wait"`). `owner` names this host (default host name, pid and a random
-   * suffix).
+   * suffix). A host whose clock has passed its lease's expiry (the process
+   * was paused, the machine slept) confirms the lease in the store before it
+   * starts queued work, and stops if another host took it meanwhile.
    */
   readonly lease?: {
     readonly ttl?: Duration.Input | undefined
     readonly renewEvery?: Duration.Input | undefined
     readonly onHeld?: "fail" | "wait" | undefined
     readonly owner?: string | undefined
+  } | undefined
+  /**
+   * How long stored events are kept, by count and by age: an event goes once
+   * it is beyond the latest `maxEvents` (default 1,000,000, at least 1) or
+   * older than `maxAge` (default 7 days; `Infinity` for no bound by age),
+   * whichever bound is reached first; the latest event is always kept.
+   * Every `pruneEvery` (default 1 minute, by the `Clock`) a background fiber
+   * deletes them, a few thousand rows per statement, so writers are not held
+   * up. An event's age counts from when it was committed.
+   * `watch({ fromSeq })` from below what is kept fails with a
+   * `SnapshotError` saying so (watch without `fromSeq` for a fresh
+   * snapshot).
+   */
+  readonly eventRetention?: {
+    readonly maxEvents?: number | undefined
+    readonly maxAge?: Duration.Input | undefined
+    readonly pruneEvery?: Duration.Input | undefined
   } | undefined
   /**
    * What closing the layer (a `SIGTERM`, a deploy) does with the tasks still
@@ -409,18 +428,6 @@ export interface BackgroundTaskHostStoreOptions<R = never> extends BackgroundTas
    * - `"cancel"`: every live task is cancelled and ends `cancelled` with the
    *   summary "host shut down" (what the in-memory host always does).
    */
-  /**
-   * How many stored events are kept (`maxEvents`, default 1,000,000, at
-   * least 1): every `pruneEvery` (default 1 minute, by the `Clock`) a
-   * background fiber deletes the older ones, a few thousand rows per
-   * statement, so writers are not held up. `watch({ fromSeq })` from below
-   * what is kept fails with a `SnapshotError` saying so (watch without
-   * `fromSeq` for a fresh snapshot). Retention is by count only.
-   */
-  readonly eventRetention?: {
-    readonly maxEvents?: number | undefined
-    readonly pruneEvery?: Duration.Input | undefined
-  } | undefined
   readonly shutdown?: {
     readonly mode?: "release" | "cancel" | undefined
     readonly drain?: Duration.Input | undefined

@@ -6,6 +6,8 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -132,6 +134,17 @@ export interface TaskStoreService {
   readonly prunedThrough: Effect.Effect<number, TaskStoreError>
   /** Deletes the stored events with `seq <= throughSeq`, a bounded number per statement; returns how many. */
   readonly pruneEvents: (throughSeq: number) => Effect.Effect<number, TaskStoreError>
+  /**
+   * How far pruning by age may go: `through`, the highest `seq`, at most
+   * `upTo`, such that every stored event up to it was committed before
+   * `before` (epoch ms, by the host's `Clock`; the lowest stored `seq` minus
+   * 1 when the first is younger), and `next`, when the first event after it
+   * (up to `upTo`) was committed. Reads a bounded range of rows per statement.
+   */
+  readonly agedThrough: (
+    before: number,
+    upTo: number
+  ) => Effect.Effect<{ readonly through: number; readonly next: number | undefined }, TaskStoreError>
 }
 
 
@@ -165,12 +178,36 @@ const causeMessage = (cause: unknown): string => {
   return String(cause)
 }
 
+/**
+ * Whether a `SqlError` says the database could not be reached: a retryable
+ * reason (a connection refused or dropped, a timeout), or PostgreSQL's
+ * "operator intervention" codes, sent while a server shuts down or starts
+ * (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now),
+ * which the driver does not mark retryable.
+ */
+const unreachable = (error: SqlError.SqlError): boolean => {
+  if (error.isRetryable) return true
+  const inner: unknown = error.reason.cause
+  const code = typeof inner === "object" && inner !== null && "code" in inner ? inner.code : undefined
+  return typeof code === "string" && /^57P0[123]$/.test(code)
+}
+
+/** A `SqlError`'s message with what the database or the socket said (`PgConnection: Query failed: the database system is shutting down (57P03)`). */
+const sqlMessage = (error: SqlError.SqlError): string => {
+  const inner: unknown = error.reason.cause
+  const said = causeMessage(inner)
+  const code = typeof inner === "object" && inner !== null && "code" in inner && typeof inner.code === "string"
+    ? ` (${inner.code})`
+    : ""
+  return inner === undefined || said === error.message ? error.message : `${error.message}: ${said}${code}`
+}
+
 /** A failure of `operation` as a `TaskStoreError`: an unreachable database is told apart from a refused statement. */
 const storeError = (operation: string) => (cause: unknown) => {
-  const message = causeMessage(cause)
+  const message = SqlError.isSqlError(cause) ? sqlMessage(cause) : causeMessage(cause)
   if (SqlError.isSqlError(cause)) {
     return new TaskStoreError({
-      reason: cause.isRetryable
+      reason: unreachable(cause)
         ? new StoreUnreachable({ operation, message })
         : operation === "migrate"
         ? new StoreMisconfigured({ operation, message })
@@ -183,6 +220,30 @@ const storeError = (operation: string) => (cause: unknown) => {
       : new StoreRejected({ operation, message })
   })
 }
+
+/**
+ * `operation`'s failures as `TaskStoreError`s (a `LeaseHeld` kept as it
+ * is). A transaction whose connection dropped dies rather than fails: its
+ * ROLLBACK fails too, and `withTransaction` makes that a defect. Such a
+ * defect is a `SqlError` of the store, not a bug: it becomes the store's
+ * error like the statement's own (unreachable if either part says so), so
+ * the host can tell an outage and ride it out. Interruptions and other
+ * defects stay as they are (the failures beside them dropped).
+ */
+export const storeFailures = (operation: string) =>
+<A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, TaskStoreError | Extract<E, LeaseHeld>> =>
+  Effect.catchCause(effect, (cause): Effect.Effect<never, TaskStoreError | Extract<E, LeaseHeld>> => {
+    // an interruption or another defect stays as it is (without the failures beside it)
+    const other = cause.reasons.filter((reason) =>
+      Cause.isInterruptReason(reason) || (Cause.isDieReason(reason) && !SqlError.isSqlError(reason.defect))
+    )
+    if (other.length > 0) return Effect.failCause(Cause.fromReasons(other) as Cause.Cause<never>)
+    const errors = cause.reasons.map((reason) => Cause.isFailReason(reason) ? reason.error : (reason as Cause.Die).defect)
+    const lease = errors.find((error) => error instanceof LeaseHeld)
+    if (lease !== undefined) return Effect.fail(lease as Extract<E, LeaseHeld>)
+    const first = errors.find((error) => SqlError.isSqlError(error) && unreachable(error)) ?? errors[0]
+    return Effect.fail(storeError(operation)(first))
+  })
 
 /** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
 const rowText = (row: object): string =>
@@ -277,6 +338,12 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       // the fencing token: grows with every new holder (a released lease keeps its row, and its token)
       "3_lease_token": Effect.gen(function*() {
         yield* sql`ALTER TABLE ${lease} ADD COLUMN token BIGINT NOT NULL DEFAULT 0`
+      }),
+      // when each event was committed (epoch ms), for pruning by age; the events stored before
+      // count from now, so they are kept at least as long as the retention says
+      "4_event_time": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${events} ADD COLUMN at BIGINT NOT NULL DEFAULT 0`
+        yield* sql`UPDATE ${events} SET at = ${yield* Clock.currentTimeMillis}`
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -355,7 +422,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       }
       yield* quarantineRows("tasks", bad)
       return { tasks: loaded, lastSeq, quarantined: bad.map((row) => row.error) }
-    }).pipe(Effect.mapError(storeError("load")))
+    }).pipe(storeFailures("load"))
 
     const readEvents = (fromSeq: number, toSeq: number, limit: number) =>
       Effect.gen(function*() {
@@ -383,7 +450,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
         yield* quarantineRows("events", bad)
         return { events: decoded, quarantined: bad.map((row) => row.error), lastRead }
-      }).pipe(Effect.mapError(storeError("read events")))
+      }).pipe(storeFailures("read events"))
 
     // -- writes -----------------------------------------------------------------
 
@@ -401,6 +468,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
 
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
       Effect.gen(function*() {
+        // when the batch is committed, for pruning by age
+        const at = yield* Clock.currentTimeMillis
         if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
           const [row] = yield* holder
           return yield* Effect.fail(
@@ -432,14 +501,12 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
               session_id: event.sessionId,
               task_id: "taskId" in event ? event.taskId : null,
               tag: event._tag,
-              event: eventJson(event)
+              event: eventJson(event),
+              at
             })))
           }`
         }
-      }).pipe(
-        sql.withTransaction,
-        Effect.catch((error) => Effect.fail(error instanceof LeaseHeld ? error : storeError("write")(error)))
-      )
+      }).pipe(sql.withTransaction, storeFailures("write"))
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {
@@ -475,9 +542,26 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
         }
       }).pipe(Effect.mapError(storeError("prune events")))
 
+    /** Walks up from the lowest stored event a page of seqs at a time, to the first one committed at or after `before`. */
+    const agedThrough = (before: number, upTo: number) =>
+      Effect.gen(function*() {
+        const lowest = yield* lowestSeq
+        if (lowest === undefined) return { through: 0, next: undefined }
+        let from = lowest
+        while (from <= upTo) {
+          const to = Math.min(upTo, from + prunePage - 1)
+          const [young] = yield* sql<{ readonly seq: unknown; readonly at: unknown }>`SELECT seq, at FROM ${events}
+            WHERE seq >= ${from} AND seq <= ${to} AND at >= ${before} ORDER BY seq LIMIT 1`
+          if (young !== undefined) return { through: int(young.seq) - 1, next: int(young.at) }
+          from = to + 1
+        }
+        return { through: Math.max(lowest - 1, upTo), next: undefined }
+      }).pipe(Effect.mapError(storeError("read events")))
+
     const service: TaskStoreService = {
       durable: true,
       pruneEvents,
+      agedThrough,
       // pruning keeps at least the last event, so no event means none was ever written
       prunedThrough: Effect.map(lowestSeq, (lowest) => lowest === undefined ? 0 : lowest - 1).pipe(
         Effect.mapError(storeError("read events"))

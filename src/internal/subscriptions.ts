@@ -96,7 +96,7 @@ export class Subscriptions {
               return Effect.fail(
                 new SnapshotError({
                   message: `resuming from seq ${fromSeq}: the stored events up to seq ${prunedThrough} were pruned ` +
-                    `(eventRetention.maxEvents); watch without fromSeq for a fresh snapshot`
+                    `(eventRetention); watch without fromSeq for a fresh snapshot`
                 })
               )
             }

@@ -10,7 +10,8 @@
  * waiters wake, the metrics count it, its slot frees and the queued tasks
  * that now fit start). Calls the registry, `slots.ts`, `telemetry.ts` and
  * `state.ts`; a failed parent's children are cancelled through the
- * `CancelChildren` it is given.
+ * `CancelChildren` it is given; on a durable store a task's first run and
+ * each next attempt pass the lease's gate it is given (`durable.ts`).
  *
  * A fiber exists as soon as its record runs: it is launched in the step that
  * registers the task (or frees a slot for it), so shutdown and cancellation
@@ -39,6 +40,7 @@ import * as Tracer from "effect/Tracer"
 import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
 import { type InvalidTransition, type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
+import type { LeaseGate } from "./durable.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
@@ -72,6 +74,13 @@ export class Supervisor {
 
   /** The store lease's fencing token (0 in memory), for `TaskContext.fencingToken`; set by the host once it holds the lease. */
   fencingToken = 0
+
+  /**
+   * On a durable store, the lease's gate (`durable.ts`): a task's first run
+   * and each next attempt pass it, so a host whose clock jumped past its
+   * lease confirms the lease before it starts work. In memory, none.
+   */
+  lease: LeaseGate | undefined
 
   constructor(steps: Steps, registry: RegistryService, ending: Ending, cancelChildren: CancelChildren) {
     this.steps = steps
@@ -217,12 +226,16 @@ export class Supervisor {
         scope
       )
     }
-    const body = Effect.suspend(() => {
+    const start = (): Effect.Effect<unknown, unknown> => {
       // a task cancelled, or a host closed, before its fiber ran never runs
       if (!this.steps.isOpen() || isTerminal(task.record.state) || !task.held) return Effect.interrupt
+      // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host stops)
+      const confirming = this.lease?.check()
+      if (confirming !== undefined) return Effect.andThen(confirming, Effect.suspend(start))
       if (untraced !== undefined) return launch.run as Effect.Effect<unknown, unknown>
       return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
-    })
+    }
+    const body = Effect.suspend(start)
     // it starts after the step, queued on the dispatcher of the fiber running
     // the step (one for a burst of spawns, as `FiberMap.run` does)
     const dispatcher = Fiber.getCurrent()?.currentDispatcher
@@ -320,6 +333,9 @@ export class Supervisor {
         if (task.record.state !== "waiting") return yield* Effect.interrupt
         // a cancel request ends the wait at once
         yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(owner.signal)))
+        // the next attempt is work the host starts: past its lease, the lease is confirmed first
+        const confirming = self.lease?.check()
+        if (confirming !== undefined) yield* confirming
         const resumed = yield* Effect.withFiber((fiber) =>
           Effect.sync(() => {
             if (task.record.state !== "waiting" || !self.steps.isOpen() || !task.held) return false
@@ -459,7 +475,14 @@ class ManagedTaskContext implements TaskContextService {
   }
 
   get fencingToken(): Effect.Effect<number> {
-    return Effect.sync(() => this.supervisor.fencingToken)
+    return Effect.suspend(() => {
+      // read past the lease's expiry: confirmed first, so a host that lost its lease never hands it out
+      const lease = this.supervisor.lease
+      const confirming = lease?.check()
+      const token = Effect.sync(() => this.supervisor.fencingToken)
+      // a lease found lost stops the host, and this task with it
+      return confirming === undefined ? token : Effect.andThen(confirming, Effect.suspend(() => lease!.lost() ? Effect.interrupt : token))
+    })
   }
 
   get isCancelRequested(): Effect.Effect<boolean> {
