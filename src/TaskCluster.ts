@@ -69,7 +69,7 @@ export const byProducer: Effect.Effect<never, never> = Router.byProducer as Effe
  * @category models
  * @since 0.5.0
  */
-export interface TaskClusterClientOptions {
+export interface TaskClusterClientOptions<RL = never> {
   /** Prefix of the cluster's tables (default `task_cluster_`). */
   readonly tablePrefix?: string | undefined
   /**
@@ -77,7 +77,7 @@ export interface TaskClusterClientOptions {
    * notification wakes the process's `subscribe` / `watch` / `await` readers
    * at once. Without it they poll.
    */
-  readonly listen?: ((channel: string) => Stream.Stream<string, unknown>) | undefined
+  readonly listen?: ((channel: string) => Stream.Stream<string, unknown, RL>) | undefined
   /** How often readers look at the store when nothing woke them (default 1 second with `listen`, 200 ms without). */
   readonly pollInterval?: Duration.Input | undefined
 }
@@ -88,7 +88,7 @@ export interface TaskClusterClientOptions {
  * @category models
  * @since 0.5.0
  */
-export interface TaskClusterOptions<R = never> extends BackgroundTaskHostOptions, TaskClusterClientOptions {
+export interface TaskClusterOptions<R = never, RL = never> extends BackgroundTaskHostOptions, TaskClusterClientOptions<RL> {
   /**
    * Handlers by producer: the body of a task spawned through the cluster
    * (`spawnManaged(…, TaskCluster.byProducer)`) and of a task a failed or
@@ -125,7 +125,7 @@ const duration = (option: string, input: Duration.Input | undefined, fallback: D
       : Effect.fail(new InvalidOptions({ option, message: `${option} must be a positive duration` }))
   })
 
-const reader = (options: TaskClusterClientOptions) =>
+const reader = <RL>(options: TaskClusterClientOptions<RL>) =>
   Effect.gen(function*() {
     const store = yield* ClusterStore.make({ tablePrefix: options.tablePrefix })
     const poll = yield* duration(
@@ -149,12 +149,12 @@ const reader = (options: TaskClusterClientOptions) =>
  * @category layers
  * @since 0.5.0
  */
-export const layer = <R = never>(
-  options: TaskClusterOptions<R> = {}
+export const layer = <R = never, RL = never>(
+  options: TaskClusterOptions<R, RL> = {}
 ): Layer.Layer<
   BackgroundTaskHost,
   InvalidOptions | TaskStoreError,
-  Sharding.Sharding | SqlClient.SqlClient | Exclude<R, TaskContext | Scope.Scope>
+  Sharding.Sharding | SqlClient.SqlClient | Exclude<R, TaskContext | Scope.Scope> | RL
 > =>
   Layer.effect(
     BackgroundTaskHost,
@@ -202,9 +202,9 @@ export const layer = <R = never>(
  * @category layers
  * @since 0.5.0
  */
-export const layerClient = (
-  options: TaskClusterClientOptions = {}
-): Layer.Layer<BackgroundTaskHost, InvalidOptions | TaskStoreError, Sharding.Sharding | SqlClient.SqlClient> =>
+export const layerClient = <RL = never>(
+  options: TaskClusterClientOptions<RL> = {}
+): Layer.Layer<BackgroundTaskHost, InvalidOptions | TaskStoreError, Sharding.Sharding | SqlClient.SqlClient | RL> =>
   Layer.effect(
     BackgroundTaskHost,
     Effect.gen(function*() {

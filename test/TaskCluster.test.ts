@@ -9,7 +9,7 @@ import * as ClusterStore from "../src/internal/cluster/store.ts"
 
 /** One in-memory runner (TestRunner) over an in-memory SQLite database. */
 const runner = (options: TaskCluster.TaskClusterOptions = {}) =>
-  TaskCluster.layer({ pollInterval: "10 millis", sessionLease: { ttl: "5 seconds" }, ...options }).pipe(
+  TaskCluster.layer({ pollInterval: "10 millis", sessionLease: { ttl: "5 seconds" }, cancelGracePeriod: "20 millis", ...options }).pipe(
     Layer.provideMerge(TestRunner.layer),
     Layer.provideMerge(NodeSqliteClient.layer({ filename: ":memory:" }))
   )

@@ -57,7 +57,7 @@ export class FeedSignal {
     return Deferred.isDoneUnsafe(this.closed)
   }
   /** Follows `listen` (a notification stream) for as long as the scope lives, starting again after an error. */
-  follow(listen: (channel: string) => Stream.Stream<string, unknown>, channel: string): Effect.Effect<void, never, Scope.Scope> {
+  follow<R>(listen: (channel: string) => Stream.Stream<string, unknown, R>, channel: string): Effect.Effect<void, never, Scope.Scope | R> {
     return Stream.runForEach(listen(channel), () => Effect.sync(() => this.notify())).pipe(
       Effect.tapCause((cause) => Effect.logWarning(`listening for the task feed failed: ${Cause.pretty(cause)}`)),
       Effect.retry(Schedule.spaced(Duration.seconds(1))),
