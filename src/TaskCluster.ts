@@ -55,7 +55,19 @@ export const TaskSession = ClusterProtocol.TaskSession
  * processes.
  *
  * ```ts
- * host.spawnManaged("s-1", { id: "crawl-1", kind: "subagent", producer: "crawler", input: { url } }, TaskCluster.byProducer)
+ * import { Effect } from "effect"
+ * import { BackgroundTaskHost } from "effect-task-host"
+ * import * as TaskCluster from "effect-task-host/cluster"
+ *
+ * const crawl = (url: string) =>
+ *   Effect.gen(function*() {
+ *     const host = yield* BackgroundTaskHost
+ *     return yield* host.spawnManaged(
+ *       "s-1",
+ *       { id: "crawl-1", kind: "subagent", producer: "crawler", input: { url } },
+ *       TaskCluster.byProducer
+ *     )
+ *   })
  * ```
  *
  * @category constructors
