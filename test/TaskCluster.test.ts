@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
-import { Entity, ShardingConfig, TestRunner } from "effect/cluster"
+import { TestRunner } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { BackgroundTaskHost, TaskContext, TaskView } from "effect-task-host"
 import * as NodeSqliteClient from "effect-task-host/sqlite"
@@ -194,4 +194,3 @@ describe("TaskCluster fencing", () => {
     }).pipe(Effect.scoped, Effect.provide(sqlite)))
 })
 
-export const _unused = [Entity, ShardingConfig]

@@ -4,7 +4,7 @@
  * task's body on whichever runner owns its session).
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Queue, Redacted, Stream } from "effect"
+import { Effect, Redacted, Stream } from "effect"
 import { TaskContext } from "../../src/index.ts"
 
 /** PostgreSQL from the libpq variables the demo sets (`scripts/postgres.sh start` prints them). */
@@ -27,7 +27,6 @@ export const listen = (channel: string) =>
       return Stream.map(Stream.fromQueue(queue), (n) => n.payload)
     })
   )
-export const _queue = Queue
 
 /**
  * Tuned for a fast fail-over on one machine (the defaults are 10 s / 35 s /

@@ -19,7 +19,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type { Sharding } from "effect/cluster"
 import {
   type BackgroundTaskRecord,
@@ -395,4 +394,3 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
     return service
   })
 
-export const _unused = [Stream]

@@ -15,18 +15,16 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { Entity, Sharding, Singleton } from "effect/cluster"
 import { type BackgroundTaskRecord, isTerminal } from "../../BackgroundTask.ts"
-import { InvokeError, RegistrationError, SessionError, TaskAlreadyExists } from "../../PluginError.ts"
+import { InvokeError, RegistrationError, TaskAlreadyExists } from "../../PluginError.ts"
 import { TaskContext } from "../../TaskContext.ts"
 import type { TaskStoreService } from "../store.ts"
 import { makeWith } from "../host.ts"
@@ -288,4 +286,3 @@ export const orphanScanner = (store: ClusterStore, every: Duration.Duration) =>
 export const runnerLayers = (deps: RunnerDeps, scanEvery: Duration.Duration) =>
   Layer.mergeAll(entityLayer(deps), orphanScanner(deps.store, scanEvery))
 
-export const _unused = [Context, Result, SessionError]
