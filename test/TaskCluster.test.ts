@@ -6,6 +6,7 @@ import { BackgroundTaskHost, TaskContext, TaskView } from "effect-task-host"
 import * as NodeSqliteClient from "effect-task-host/sqlite"
 import * as TaskCluster from "effect-task-host/cluster"
 import * as ClusterStore from "../src/internal/cluster/store.ts"
+import { auditWriters } from "./utils/cluster.ts"
 
 /** One in-memory runner (TestRunner) over an in-memory SQLite database. */
 const runner = (options: TaskCluster.TaskClusterOptions = {}) =>
@@ -191,6 +192,18 @@ describe("TaskCluster fencing", () => {
       const tasks = yield* sql<{ task_id: string }>`SELECT task_id FROM task_cluster_tasks ORDER BY task_id`
       expect(tasks.map((t) => t.task_id)).toEqual(["r-1"])
       expect(Exit.isFailure(yield* Effect.exit(hostA.list()))).toBe(true)
+      // every row names its writer: two owners in turn, none writing after a newer one
+      const audit = yield* auditWriters(sql)
+      expect(audit).toMatchObject({ staleEvents: 0, staleRecords: 0, stamped: audit.rows, tokens: { "s-r": [1, 2] } })
+      expect(audit.rows).toBeGreaterThan(0)
+      // what a write from a as it woke up would have left without the fence: counted
+      const [bumped] = yield* sql<{ writes: number }>`UPDATE task_cluster_sessions SET writes = writes + 1
+        WHERE session_id = 's-r' RETURNING writes`
+      const writes = bumped!.writes
+      yield* sql`INSERT INTO task_cluster_events (session_id, seq, gseq, task_id, tag, event, token, write_no)
+        VALUES ('s-r', 1000000, 1000000, 'r-2', 'Registered', '{}', 1, ${writes})`
+      yield* sql`UPDATE task_cluster_tasks SET token = 1, write_no = ${writes} WHERE task_id = 'r-1'`
+      expect(yield* auditWriters(sql)).toMatchObject({ staleEvents: 1, staleRecords: 1 })
     }).pipe(Effect.scoped, Effect.provide(sqlite)))
 })
 

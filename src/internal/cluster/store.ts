@@ -15,6 +15,13 @@
  * own transaction, that the row still names this owner and token; a stale
  * owner writes nothing (`LeaseHeld`).
  *
+ * Each commit of a session also counts itself on the session's row
+ * (`writes`, in the statement that checks the lease, so the row lock orders
+ * the session's commits), and every event and record row it writes carries
+ * the writer's `token` and that `write_no`. A write from a stale owner would
+ * be a row whose token is lower than one a previous write of its session
+ * carried: that can be counted in the tables themselves (the long test does).
+ *
  * The global feed: each commit that writes events bumps the `feed` row last
  * in its transaction and numbers its events from it. The row lock is held
  * until commit, so `gseq` is in commit order and has no gap: a reader that
@@ -189,6 +196,14 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
           error TEXT NOT NULL,
           quarantined_at BIGINT NOT NULL
         )`
+      }),
+      // the writer's token and the session's commit number on every row it writes (see "Fencing" above)
+      "2_writer_token": Effect.gen(function*() {
+        yield* sql`ALTER TABLE ${sessions} ADD COLUMN writes BIGINT NOT NULL DEFAULT 0`
+        for (const table of [tasks, events]) {
+          yield* sql`ALTER TABLE ${table} ADD COLUMN token BIGINT NOT NULL DEFAULT 0`
+          yield* sql`ALTER TABLE ${table} ADD COLUMN write_no BIGINT NOT NULL DEFAULT 0`
+        }
       })
     }
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: `${prefix}migrations` }).pipe(
@@ -262,6 +277,26 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
             RETURNING token`,
           (rows) => rows.length === 1
         )
+      /**
+       * A commit's check: renews the lease if this owner and token still hold
+       * it, and counts the commit on the session's row (whose lock orders the
+       * session's commits until this one ends). Undefined when it is not held.
+       */
+      const checkAndCount = (lease: { readonly owner: string; readonly expiresAt: number } | undefined) =>
+        Effect.map(
+          lease === undefined
+            ? sql<{ readonly token: unknown; readonly writes: unknown }>`UPDATE ${sessions} SET writes = writes + 1
+              WHERE session_id = ${sessionId} RETURNING token, writes`
+            : sql<{ readonly token: unknown; readonly writes: unknown }>`UPDATE ${sessions}
+              SET expires_at = CASE WHEN expires_at < ${lease.expiresAt} THEN ${lease.expiresAt} ELSE expires_at END,
+                writes = writes + 1
+              WHERE session_id = ${sessionId} AND owner = ${lease.owner} AND token = ${held?.token ?? -1} AND expires_at > 0
+              RETURNING token, writes`,
+          ([row]) =>
+            row === undefined
+              ? lease === undefined ? { token: held?.token ?? 0, writeNo: 0 } : undefined
+              : { token: int(row.token), writeNo: int(row.writes) }
+        )
       const holder = Effect.map(
         sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${sessions}
           WHERE session_id = ${sessionId}`,
@@ -289,7 +324,9 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
         }).pipe(Effect.mapError(storeError("load"))),
         write: (batch: TaskStoreBatch, lease) =>
           Effect.gen(function*() {
-            if (lease !== undefined && !(yield* renew(lease.owner, lease.expiresAt))) return yield* Effect.fail(yield* holder)
+            const writer = yield* checkAndCount(lease)
+            if (writer === undefined) return yield* Effect.fail(yield* holder)
+            const stamp = { token: writer.token, write_no: writer.writeNo }
             for (const part of chunks(batch.deletes)) {
               for (const d of part) yield* sql`DELETE FROM ${tasks} WHERE session_id = ${d.sessionId} AND task_id = ${d.taskId}`
             }
@@ -302,10 +339,12 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
                   owner,
                   state: record.state,
                   record: recordJson(record),
-                  released: released === true ? 1 : 0
+                  released: released === true ? 1 : 0,
+                  ...stamp
                 })) as unknown as readonly [Record<string, unknown>, ...Array<Record<string, unknown>>])
               } ON CONFLICT (session_id, task_id) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
-                state = excluded.state, record = excluded.record, released = excluded.released`
+                state = excluded.state, record = excluded.record, released = excluded.released,
+                token = excluded.token, write_no = excluded.write_no`
             }
             if (batch.events.length === 0) return
             // last in the transaction: the feed's row lock is held only until the commit
@@ -321,7 +360,8 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
                   gseq: first + i++,
                   task_id: "taskId" in event ? event.taskId : null,
                   tag: event._tag,
-                  event: eventJson(event)
+                  event: eventJson(event),
+                  ...stamp
                 })) as unknown as readonly [Record<string, unknown>, ...Array<Record<string, unknown>>])
               }`
             }
