@@ -4,28 +4,42 @@
  * process as a client driving a workload across sessions, and in turn: a
  * runner paused (SIGSTOP) past its shard lock and resumed, a runner's
  * database connections terminated (`pg_terminate_backend`), a runner killed
- * (SIGKILL) and started again (a rolling restart of one). Then the
- * invariants, counted from the store: every acknowledged spawn ended, each
- * task with exactly one terminal event, every session's `seq` without a gap
- * (and no event written twice: its key is session and `seq`).
+ * (SIGKILL) and started again, then a rolling restart: every runner in turn
+ * stopped with SIGTERM (it hands its sessions over) and started again, while
+ * the client keeps spawning tasks and cancelling some. Then the invariants,
+ * counted from the store: every acknowledged spawn ended (cancelled if its
+ * cancel was acknowledged, else completed), each task with exactly one
+ * terminal event, every session's `seq` without a gap (and no event written
+ * twice: its key is session and `seq`), and no row written by a stale owner
+ * (each row carries its writer's token: test/utils/cluster.ts). Fail-over
+ * and handover times are printed per fault and per runner.
  */
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { assert } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Fiber, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { BackgroundTaskHost } from "../../src/index.ts"
+import { type BackgroundTaskRecord, BackgroundTaskHost } from "../../src/index.ts"
 import * as TaskCluster from "../../src/TaskCluster.ts"
 import { shardingConfig } from "../../examples/cluster/shared.ts"
+import { auditWriters } from "../utils/cluster.ts"
 import { describePg, PgTestDatabase, settings } from "../utils/postgres.ts"
 
 const root = fileURLToPath(new URL("../../", import.meta.url))
 const basePort = 36_000 + Math.floor(Math.random() * 2_000)
+const runnerNames = ["runner-a", "runner-b", "runner-c"] as const
+const portOf = (runner: string) => basePort + runnerNames.indexOf(runner as (typeof runnerNames)[number])
+
+const exited = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+  })
 
 describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
-  it.effect("SIGSTOP past the lock, pg_terminate_backend, SIGKILL + restart: the invariants hold", () =>
+  it.effect("SIGSTOP past the lock, pg_terminate_backend, SIGKILL + restart, a rolling restart: the invariants hold", () =>
     Effect.gen(function*() {
       if (settings._tag !== "Available") return yield* Effect.die(new Error(settings.reason))
       const { name } = yield* PgTestDatabase
@@ -39,21 +53,21 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
       }
       const children = new Map<string, ChildProcess>()
       const logs: Array<string> = []
-      const start = (runner: string, port: number) => {
+      const start = (runner: string) => {
         const child = spawn(process.execPath, [`${root}examples/cluster/runner.ts`], {
-          env: { ...env, RUNNER_NAME: runner, RUNNER_PORT: String(port) },
+          env: { ...env, RUNNER_NAME: runner, RUNNER_PORT: String(portOf(runner)) },
           stdio: ["ignore", "pipe", "pipe"]
         })
         child.stdout!.on("data", (d: Buffer) => logs.push(...String(d).split("\n").map((l) => `${runner}: ${l}`)))
         child.stderr!.on("data", (d: Buffer) => logs.push(...String(d).split("\n").map((l) => `${runner}! ${l}`)))
         children.set(runner, child)
       }
-      yield* Effect.addFinalizer(() => Effect.sync(() => {
-        for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
-      }))
-      start("runner-a", basePort)
-      start("runner-b", basePort + 1)
-      start("runner-c", basePort + 2)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+        })
+      )
+      for (const runner of runnerNames) start(runner)
 
       const client = TaskCluster.layerClient({ pollInterval: "200 millis" }).pipe(
         Layer.provideMerge(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig })),
@@ -72,25 +86,48 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
         const sql = yield* SqlClient.SqlClient
         const session = yield* TaskCluster.TaskSession.client
         const owner = (s: string) => session(s).Wake().pipe(Effect.timeout("3 seconds"), Effect.retry({ times: 60 }))
-        const sessions = Array.from({ length: 9 }, (_, i) => `fi-${i}`)
+        const sessions = Array.from({ length: 12 }, (_, i) => `fi-${i}`)
         const acknowledged: Array<string> = []
+        /** Tasks whose cancel was acknowledged while they were live (they must end cancelled), or only sent. */
+        const cancelled = new Set<string>()
+        const cancelSent = new Set<string>()
+        const spawnTask = (s: string, id: string, steps: number) =>
+          host.spawnManaged(s, { id, kind: "subagent", producer: "work", input: { steps, stepMs: 200 } }, TaskCluster.byProducer)
+            .pipe(Effect.tap((r) => Effect.sync(() => void acknowledged.push(r.id))))
         const spawnRound = (round: number) =>
-          Effect.forEach(sessions, (s) =>
-            host.spawnManaged(s, {
-              id: `${s}-r${round}`,
-              kind: "subagent",
-              producer: "work",
-              input: { steps: 20, stepMs: 200 }
-            }, TaskCluster.byProducer).pipe(
-              Effect.tap((r) => Effect.sync(() => void acknowledged.push(r.id)))
-            ), { concurrency: 3, discard: true })
+          Effect.forEach(sessions, (s) => spawnTask(s, `${s}-r${round}`, 20), { concurrency: 3, discard: true })
         const placed = new Map<string, string>()
-        for (const s of sessions) placed.set(s, yield* owner(s))
+        const place = Effect.forEach(sessions, (s) => Effect.map(owner(s), (r) => void placed.set(s, r)), { concurrency: 4, discard: true })
+        /** Until the runner's lock connection holds shard locks (PostgreSQL advisory locks): it runs sessions. */
+        const holdsShards = (runner: string) =>
+          Effect.gen(function*() {
+            const deadline = Date.now() + 60_000
+            while (true) {
+              const [row] = yield* sql<{ n: number }>`SELECT COUNT(*)::int AS n FROM pg_locks l
+                JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+                  AND a.application_name = ${`cluster ${runner}`}`
+              if ((row?.n ?? 0) > 0) return
+              if (Date.now() > deadline) return yield* Effect.die(new Error(`${runner} holds no shard 60 s after it started`))
+              yield* Effect.sleep("200 millis")
+            }
+          })
+
+        /** The runner holding the most sessions now. */
+        const busiest = Effect.map(place, () => {
+          const count = new Map<string, number>()
+          for (const r of placed.values()) count.set(r, (count.get(r) ?? 0) + 1)
+          return [...count].sort((a, b) => b[1] - a[1])[0]![0]
+        })
+        // every runner has joined (holds shards) before the sessions are placed
+        for (const r of runnerNames) yield* holdsShards(r)
+        yield* place
         yield* spawnRound(0)
-        const failover: Array<{ fault: string; ms: number }> = []
-        /** How long until every session of `runner` answers again (from anyone but a paused runner). */
-        const recovered = (fault: string, runner: string, since: number) =>
-          Effect.forEach([...placed].filter(([, r]) => r === runner).map(([s]) => s), (s) =>
+        const failover: Array<{ fault: string; ms: number; sessions: number }> = []
+        /** How long until every session of `runner` answers again from another runner. */
+        const recovered = (fault: string, runner: string, since: number) => {
+          const lost = [...placed].filter(([, r]) => r === runner).map(([s]) => s)
+          return Effect.forEach(lost, (s) =>
             Effect.gen(function*() {
               while (true) {
                 const r = yield* Effect.option(session(s).Wake().pipe(Effect.timeout("1 second")))
@@ -100,52 +137,118 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
                 }
               }
             }), { concurrency: "unbounded", discard: true }).pipe(
-            Effect.tap(() => Effect.sync(() => void failover.push({ fault, ms: Date.now() - since })))
+            Effect.tap(() => Effect.sync(() => void failover.push({ fault, ms: Date.now() - since, sessions: lost.length })))
           )
-
+        }
         // 1. SIGSTOP past the shard lock (5 s), then SIGCONT: the paused runner must write nothing more
         yield* Effect.sleep("1 second")
-        const paused = children.get("runner-a")!
+        const pausedName = yield* busiest
+        const paused = children.get(pausedName)!
         paused.kill("SIGSTOP")
-        const stoppedAt = Date.now()
-        yield* recovered("SIGSTOP runner-a", "runner-a", stoppedAt)
+        yield* recovered(`SIGSTOP ${pausedName}`, pausedName, Date.now())
         paused.kill("SIGCONT")
         yield* spawnRound(1)
 
         // 2. a runner's database connections terminated
-        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cluster runner-b'`
+        const cutName = yield* busiest
+        yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${`cluster ${cutName}`}`
         yield* spawnRound(2)
 
-        // 3. a runner killed, then started again (a rolling restart of one)
-        const killedAt = Date.now()
-        children.get("runner-c")!.kill("SIGKILL")
-        yield* recovered("SIGKILL runner-c", "runner-c", killedAt)
-        start("runner-c", basePort + 2)
+        // 3. a runner killed, then started again
+        const killedName = yield* busiest
+        children.get(killedName)!.kill("SIGKILL")
+        yield* recovered(`SIGKILL ${killedName}`, killedName, Date.now())
+        start(killedName)
         yield* spawnRound(3)
+
+        // 4. a rolling restart while the client keeps spawning (and cancelling every third task)
+        let n = 0
+        const driver = yield* Effect.forkChild(Effect.forever(Effect.gen(function*() {
+          const i = n++
+          const s = sessions[i % sessions.length]!
+          const id = `${s}-roll-${i}`
+          const spawned = yield* Effect.option(spawnTask(s, id, 10).pipe(Effect.timeout("30 seconds")))
+          if (Option.isSome(spawned) && i % 3 === 0) {
+            yield* Effect.forkChild(Effect.gen(function*() {
+              yield* Effect.sleep("300 millis")
+              cancelSent.add(id)
+              const r = yield* Effect.option(host.requestCancel(id, "rolling restart").pipe(Effect.timeout("30 seconds")))
+              if (Option.isSome(r) && (r.value.state === "cancel_requested" || r.value.state === "cancelled")) cancelled.add(id)
+            }))
+          }
+          yield* Effect.sleep("100 millis")
+        })))
+        const handover: Array<{ runner: string; ms: number; sessions: number; exitMs: number; backMs: number }> = []
+        for (const runner of runnerNames) {
+          for (const r of runnerNames) yield* holdsShards(r)
+          yield* place
+          const child = children.get(runner)!
+          const stoppedAt = Date.now()
+          child.kill("SIGTERM")
+          const sessionsHeld = [...placed].filter(([, r]) => r === runner).length
+          const [, exitMs] = yield* Effect.all([
+            recovered(`SIGTERM ${runner}`, runner, stoppedAt),
+            Effect.map(Effect.promise(() => exited(child)), () => Date.now() - stoppedAt)
+          ], { concurrency: "unbounded" })
+          const ms = failover[failover.length - 1]!.ms
+          const restartedAt = Date.now()
+          start(runner)
+          yield* holdsShards(runner)
+          handover.push({ runner, ms, sessions: sessionsHeld, exitMs, backMs: Date.now() - restartedAt })
+        }
+        yield* Fiber.interrupt(driver)
 
         const finals = yield* Effect.forEach(acknowledged, (id) => host.await(id).pipe(Effect.timeout("90 seconds")), {
           concurrency: "unbounded"
         })
+        // every task in the store (an unacknowledged spawn may have registered one too)
+        const stored = yield* sql<{ task_id: string; state: string }>`SELECT task_id, state FROM task_cluster_tasks`
         const terminal = yield* sql<{ task_id: string; n: number }>`SELECT task_id, COUNT(*)::int AS n
           FROM task_cluster_events WHERE tag IN ('Completed', 'Failed', 'Cancelled') GROUP BY task_id`
         const gaps = yield* sql<{ session_id: string }>`SELECT session_id FROM task_cluster_events GROUP BY session_id
           HAVING COUNT(*) <> MAX(seq) - MIN(seq) + 1`
+        const audit = yield* auditWriters(sql)
         const fenced = logs.filter((l) => l.includes("another host has taken")).length
-        return { acknowledged, finals, terminal, gaps, failover, fenced }
+        return { faults: { paused: pausedName, cut: cutName, killed: killedName }, acknowledged, cancelled, cancelSent, finals, stored, terminal, gaps, failover, handover, fenced, audit }
       }).pipe(Effect.provide(client))
 
-      const once = report.terminal.filter((t) => t.n === 1).length
-      const notEnded = report.finals.filter((r) => r.state !== "completed").map((r) => `${r.id}: ${r.state}`)
+      // cancelled if its cancel was acknowledged; either if it was sent without an answer; else completed
+      const expected = (r: BackgroundTaskRecord): ReadonlyArray<string> =>
+        report.cancelled.has(r.id) ? ["cancelled"] : report.cancelSent.has(r.id) ? ["completed", "cancelled"] : ["completed"]
+      const wrongEnd = report.finals.filter((r) => !expected(r).includes(r.state))
+        .map((r) => `${r.id}: ${r.state}, expected ${expected(r).join(" or ")}`)
+      const terminalOf = new Map(report.terminal.map((t) => [t.task_id, t.n]))
+      const notOnce = report.stored.filter((t) => terminalOf.get(t.task_id) !== 1).map((t) => `${t.task_id}: ${terminalOf.get(t.task_id) ?? 0}`)
+      const sessionsRetaken = Object.values(report.audit.tokens).filter((tokens) => tokens.length > 1).length
       console.log([
-        `acknowledged spawns: ${report.acknowledged.length}, completed: ${report.finals.length - notEnded.length}`,
-        `tasks with exactly one terminal event: ${once}/${report.acknowledged.length}`,
+        `acknowledged spawns: ${report.acknowledged.length} (${report.cancelled.size} with an acknowledged cancel), ` +
+        `ended as expected: ${report.finals.length - wrongEnd.length}`,
+        `tasks in the store: ${report.stored.length}, with exactly one terminal event: ${report.stored.length - notOnce.length}`,
         `sessions with a seq gap: ${report.gaps.length}`,
+        `rows written by a stale owner: ${report.audit.staleEvents} events, ${report.audit.staleRecords} records ` +
+        `(of ${report.audit.rows} rows, ${report.audit.stamped} carrying their writer's token; ` +
+        `${sessionsRetaken} sessions written by more than one owner in turn)`,
         `stale commits or renewals refused (and the host stopped): ${report.fenced}`,
-        ...report.failover.map((f) => `fail-over after ${f.fault}: ${f.ms} ms`)
+        `pg_terminate_backend of ${report.faults.cut}'s connections`,
+        ...report.failover.filter((f) => !f.fault.startsWith("SIGTERM")).map((f) =>
+          `fail-over after ${f.fault}: ${f.ms} ms (${f.sessions} sessions)`
+        ),
+        ...report.handover.map((h) =>
+          `rolling restart, ${h.runner}: SIGTERM to its ${h.sessions} sessions answering elsewhere ${h.ms} ms, ` +
+          `exited after ${h.exitMs} ms, started again and holding shards after ${h.backMs} ms`
+        )
       ].join("\n"))
-      assert.deepStrictEqual(notEnded, [])
-      assert.strictEqual(once, report.acknowledged.length)
-      assert.strictEqual(report.terminal.length, report.acknowledged.length)
+      assert.deepStrictEqual(wrongEnd, [])
+      assert.deepStrictEqual(notOnce, [])
+      assert.includeMembers(report.stored.map((t) => t.task_id), report.acknowledged)
       assert.deepStrictEqual(report.gaps, [])
-    }).pipe(Effect.scoped), 300_000)
+      assert.strictEqual(report.audit.staleEvents, 0)
+      assert.strictEqual(report.audit.staleRecords, 0)
+      assert.strictEqual(report.audit.stamped, report.audit.rows)
+      // the faults did move sessions: the count above looked at writes by successive owners
+      assert.isAbove(sessionsRetaken, 0)
+      // each fault hit a runner that held sessions
+      for (const f of report.failover) assert.isAbove(f.sessions, 0, f.fault)
+      assert.lengthOf(report.handover, runnerNames.length)
+    }).pipe(Effect.scoped), 420_000)
 }, { excludeTestServices: true })
