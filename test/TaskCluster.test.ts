@@ -71,6 +71,42 @@ describe("TaskCluster on one runner", () => {
       expect(view.get("s-w", "w-3")?.state).toBe("completed")
     }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
 
+  it.live("a watch across sessions: each event keeps its session's seq; TaskView folds it per session", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      yield* host.spawnManaged("s-x1", spec("x-1", "forever"), TaskCluster.byProducer)
+      yield* host.spawnManaged("s-x2", spec("x-2", "forever"), TaskCluster.byProducer)
+      const watched = yield* host.watch({ includeTerminal: true })
+      expect(watched.seqPerSession).toBe(true)
+      const view = TaskView.fromWatch(watched)
+      const seen = yield* Effect.forkChild(
+        watched.events.pipe(
+          Stream.filter((e) => e._tag !== "Lagged" && (e.sessionId === "s-x1" || e.sessionId === "s-x2")),
+          Stream.takeUntil((e) => e._tag === "Cancelled" && e.taskId === "x-2"),
+          Stream.runCollect
+        )
+      )
+      yield* host.spawnManaged("s-x1", spec("x-3"), TaskCluster.byProducer)
+      yield* host.await("x-3")
+      yield* host.requestCancel("x-1", "enough")
+      yield* host.await("x-1")
+      yield* host.requestCancel("x-2", "enough")
+      const events = Array.from(yield* Fiber.join(seen))
+      // each session's seq gap-free, below the feed's position the watch started at
+      for (const s of ["s-x1", "s-x2"]) {
+        const seqs = events.flatMap((e) => e._tag !== "Lagged" && e.sessionId === s ? [e.seq] : [])
+        expect(seqs.length).toBeGreaterThan(0)
+        expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i))
+      }
+      for (const e of events) view.apply(e)
+      expect(view.get("s-x1", "x-1")?.state).toBe("cancelled")
+      expect(view.get("s-x1", "x-3")?.state).toBe("completed")
+      expect(view.get("s-x2", "x-2")?.state).toBe("cancelled")
+      const listed = yield* host.list({ includeTerminal: true })
+      expect(view.records().map((r) => `${r.id}:${r.state}:${r.revision}`).sort())
+        .toEqual(listed.map((r) => `${r.id}:${r.state}:${r.revision}`).sort())
+    }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
+
   it.live("a task body runs where the session is owned; a client-only process is refused with a typed error", () =>
     Effect.gen(function*() {
       const host = yield* BackgroundTaskHost

@@ -232,7 +232,11 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
               from = at
             }
           }
-          return { filter, snapshot, seq, events: follow(store, signal, from, filter, types) }
+          const events = follow(store, signal, from, filter, types)
+          // across sessions, each event keeps its session's seq: TaskView folds per session
+          return filter?.sessionId === undefined
+            ? { filter, snapshot, seq, events, seqPerSession: true as const }
+            : { filter, snapshot, seq, events }
         }))
 
     const lastGseq = Effect.map(Effect.mapError(store.counts, storeFailure), (c) => c.gseq)
