@@ -29,12 +29,14 @@
  * 5 s, refresh 1 s, entity message poll 500 ms; session lease 4 s). Each
  * configuration gets a database of its own on the server, dropped after.
  *
- * Not in the default run (`npm run bench -- --only cluster`): see
- * bench/groups.ts. Without PostgreSQL the scenario is skipped, naming why.
+ * In every full run; a `--quick` run leaves it out unless it is named
+ * (`npm run bench -- --quick --only cluster`): see bench/groups.ts. Without
+ * PostgreSQL, or when its user may not create databases, the scenario is
+ * skipped, naming why.
  */
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
 import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as os from "node:os"
@@ -521,6 +523,18 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
     ? { config: found.env, source: "the server the PG* environment names", stop: async () => {} }
     : await startPostgres(found.script)
   try {
+    // each configuration gets a database of its own: the server's user must be allowed to create one
+    const refused = await Effect.runPromise(
+      Effect.scoped(freshDatabase(postgres.config, `bench8_${process.pid}_probe`)).pipe(
+        Effect.as(undefined),
+        Effect.catchCause((cause) => Effect.succeed(Cause.pretty(cause).split("\n")[0]))
+      )
+    )
+    if (refused !== undefined) {
+      const reason = `the PostgreSQL user ${postgres.config.username} could not create a database (${refused})`
+      log(`skipped: ${reason}`)
+      return skippedScenarios(reason)
+    }
     const load: Array<string> = [os.loadavg().map((x) => x.toFixed(1)).join(" ")]
     const base = await Effect.runPromise(singleNode(postgres.config, sizes))
     const clusters: Array<{ n: number } & Effect.Success<ReturnType<typeof clusterOfN>>> = []
