@@ -92,6 +92,17 @@ export interface TaskClusterClientOptions<RL = never> {
   readonly listen?: ((channel: string) => Stream.Stream<string, unknown, RL>) | undefined
   /** How often readers look at the store when nothing woke them (default 1 second with `listen`, 200 ms without). */
   readonly pollInterval?: Duration.Input | undefined
+  /**
+   * PostgreSQL: how long a commit's transaction may wait for its runner
+   * between statements before the server ends it, writing nothing of it
+   * (`idle_in_transaction_session_timeout`; default 2 seconds). A commit
+   * holds its session's lease row and the row of the global feed, which
+   * every commit takes: a runner paused in the middle of one (SIGSTOP, a
+   * frozen VM) would otherwise stall every commit of the cluster until it
+   * resumed. Keep it well above the longest pause of a healthy runner's
+   * event loop; `Infinity` sets no limit.
+   */
+  readonly transactionIdleTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -139,7 +150,12 @@ const duration = (option: string, input: Duration.Input | undefined, fallback: D
 
 const reader = <RL>(options: TaskClusterClientOptions<RL>) =>
   Effect.gen(function*() {
-    const store = yield* ClusterStore.make({ tablePrefix: options.tablePrefix })
+    const idle = yield* duration("transactionIdleTimeout", options.transactionIdleTimeout, Duration.seconds(2))
+    const store = yield* ClusterStore.make({
+      tablePrefix: options.tablePrefix,
+      // 0: PostgreSQL's "no limit"
+      transactionIdleTimeoutMillis: Duration.isFinite(idle) ? Duration.toMillis(idle) : 0
+    })
     const poll = yield* duration(
       "pollInterval",
       options.pollInterval,

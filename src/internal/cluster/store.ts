@@ -28,6 +28,14 @@
  * has seen `gseq` N has seen everything below it. On PostgreSQL the commit
  * also sends `NOTIFY <prefix>feed` (a wake-up; the table is the truth).
  *
+ * Locks: a commit holds its session's lease row, and the feed's row (which
+ * every commit of the cluster takes), until it ends. A process paused in the
+ * middle of one (SIGSTOP, a VM frozen, a partition) would hold them, and
+ * stall every commit of the cluster, until it resumed: on PostgreSQL each
+ * commit's transaction sets `idle_in_transaction_session_timeout`, so the
+ * server ends it (nothing of it is written) once it has waited that long
+ * for its process.
+ *
  * @internal
  */
 import * as Effect from "effect/Effect"
@@ -130,7 +138,15 @@ interface TaskRow {
 }
 
 /** Makes the cluster's tables (migrations under `<prefix>migrations`) and returns the store. */
-export const make = (options?: { readonly tablePrefix?: string | undefined }): Effect.Effect<
+export const make = (options?: {
+  readonly tablePrefix?: string | undefined
+  /**
+   * PostgreSQL: how long a commit's transaction may wait for its process
+   * between statements before the server ends it (default 2 seconds); see
+   * "Locks" above.
+   */
+  readonly transactionIdleTimeoutMillis?: number | undefined
+}): Effect.Effect<
   ClusterStore,
   TaskStoreError,
   SqlClient.SqlClient
@@ -149,6 +165,8 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
       )
     }
     const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+    // 0 is PostgreSQL's "no limit"
+    const idleTimeout = Math.max(0, Math.round(options?.transactionIdleTimeoutMillis ?? 2_000))
     const tasks = sql(`${prefix}tasks`)
     const events = sql(`${prefix}events`)
     const sessions = sql(`${prefix}sessions`)
@@ -324,6 +342,8 @@ export const make = (options?: { readonly tablePrefix?: string | undefined }): E
         }).pipe(Effect.mapError(storeError("load"))),
         write: (batch: TaskStoreBatch, lease) =>
           Effect.gen(function*() {
+            // a paused process must not hold the session's row and the feed's row (see "Locks")
+            if (isPg) yield* sql`SELECT set_config('idle_in_transaction_session_timeout', ${String(idleTimeout)}, true)`
             const writer = yield* checkAndCount(lease)
             if (writer === undefined) return yield* Effect.fail(yield* holder)
             const stamp = { token: writer.token, write_no: writer.writeNo }
