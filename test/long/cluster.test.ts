@@ -53,6 +53,14 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
       }
       const children = new Map<string, ChildProcess>()
       const logs: Array<string> = []
+      const began = Date.now()
+      /** Where the test is, as it goes (a hang names its stage); the runners' last lines when it fails. */
+      const stage = (what: string) => Effect.sync(() => process.stderr.write(`[cluster test +${((Date.now() - began) / 1000).toFixed(1)} s] ${what}\n`))
+      const within = <A, E, R>(what: string, ms: number, effect: Effect.Effect<A, E, R>) =>
+        effect.pipe(Effect.timeoutOrElse({
+          duration: ms,
+          orElse: () => Effect.die(new Error(`${what}: not done within ${ms} ms`))
+        }))
       const start = (runner: string) => {
         const child = spawn(process.execPath, [`${root}examples/cluster/runner.ts`], {
           env: { ...env, RUNNER_NAME: runner, RUNNER_PORT: String(portOf(runner)) },
@@ -82,6 +90,7 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
       )
 
       const report = yield* Effect.gen(function*() {
+        yield* stage("client up")
         const host = yield* BackgroundTaskHost
         const sql = yield* SqlClient.SqlClient
         const session = yield* TaskCluster.TaskSession.client
@@ -95,9 +104,17 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
           host.spawnManaged(s, { id, kind: "subagent", producer: "work", input: { steps, stepMs: 200 } }, TaskCluster.byProducer)
             .pipe(Effect.tap((r) => Effect.sync(() => void acknowledged.push(r.id))))
         const spawnRound = (round: number) =>
-          Effect.forEach(sessions, (s) => spawnTask(s, `${s}-r${round}`, 20), { concurrency: 3, discard: true })
+          within(
+            `spawn round ${round}`,
+            90_000,
+            Effect.forEach(sessions, (s) => spawnTask(s, `${s}-r${round}`, 20), { concurrency: 3, discard: true })
+          ).pipe(Effect.andThen(stage(`spawn round ${round} acknowledged`)))
         const placed = new Map<string, string>()
-        const place = Effect.forEach(sessions, (s) => Effect.map(owner(s), (r) => void placed.set(s, r)), { concurrency: 4, discard: true })
+        const place = within(
+          "placing the sessions",
+          120_000,
+          Effect.forEach(sessions, (s) => Effect.map(owner(s), (r) => void placed.set(s, r)), { concurrency: 4, discard: true })
+        )
         /** Until the runner's lock connection holds shard locks (PostgreSQL advisory locks): it runs sessions. */
         const holdsShards = (runner: string) =>
           Effect.gen(function*() {
@@ -127,17 +144,35 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
         /** How long until every session of `runner` answers again from another runner. */
         const recovered = (fault: string, runner: string, since: number) => {
           const lost = [...placed].filter(([, r]) => r === runner).map(([s]) => s)
+          const last = new Map<string, string>()
           return Effect.forEach(lost, (s) =>
             Effect.gen(function*() {
               while (true) {
                 const r = yield* Effect.option(session(s).Wake().pipe(Effect.timeout("1 second")))
+                last.set(s, Option.getOrElse(r, () => "no answer within 1 s"))
                 if (Option.isSome(r) && r.value !== runner) {
                   placed.set(s, r.value)
                   return
                 }
               }
             }), { concurrency: "unbounded", discard: true }).pipe(
-            Effect.tap(() => Effect.sync(() => void failover.push({ fault, ms: Date.now() - since, sessions: lost.length })))
+            Effect.timeoutOrElse({
+              duration: 90_000,
+              orElse: () =>
+                Effect.flatMap(
+                  // what holds the shards: the runner's connections and their advisory locks
+                  sql<Record<string, unknown>>`SELECT a.pid, a.state, a.backend_xid IS NOT NULL AS has_xid, a.xact_start,
+                    a.state_change, a.wait_event_type, a.wait_event, left(a.query, 160) AS query,
+                    (SELECT COUNT(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)::int AS advisory
+                    FROM pg_stat_activity a WHERE a.datname = current_database() AND a.application_name = ${`cluster ${runner}`}`,
+                  (connections) =>
+                    Effect.die(new Error(`after ${fault}, sessions of ${runner} still not answering from another runner after 90 s: ${
+                      [...last].map(([s, r]) => `${s}: ${r}`).join(", ")
+                    }; ${runner}'s connections: ${JSON.stringify(connections)}`))
+                )
+            }),
+            Effect.tap(() => Effect.sync(() => void failover.push({ fault, ms: Date.now() - since, sessions: lost.length }))),
+            Effect.tap(() => stage(`${fault}: its ${lost.length} sessions answer from other runners`))
           )
         }
         // 1. SIGSTOP past the shard lock (5 s), then SIGCONT: the paused runner must write nothing more
@@ -163,21 +198,26 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
 
         // 4. a rolling restart while the client keeps spawning (and cancelling every third task)
         let n = 0
-        const driver = yield* Effect.forkChild(Effect.forever(Effect.gen(function*() {
-          const i = n++
-          const s = sessions[i % sessions.length]!
-          const id = `${s}-roll-${i}`
-          const spawned = yield* Effect.option(spawnTask(s, id, 10).pipe(Effect.timeout("30 seconds")))
-          if (Option.isSome(spawned) && i % 3 === 0) {
-            yield* Effect.forkChild(Effect.gen(function*() {
-              yield* Effect.sleep("300 millis")
-              cancelSent.add(id)
-              const r = yield* Effect.option(host.requestCancel(id, "rolling restart").pipe(Effect.timeout("30 seconds")))
-              if (Option.isSome(r) && (r.value.state === "cancel_requested" || r.value.state === "cancelled")) cancelled.add(id)
-            }))
-          }
-          yield* Effect.sleep("100 millis")
-        })))
+        let stopping = false
+        const driver = yield* Effect.forkChild(Effect.whileLoop({
+          while: () => !stopping,
+          step: () => void 0,
+          body: () => Effect.gen(function*() {
+            const i = n++
+            const s = sessions[i % sessions.length]!
+            const id = `${s}-roll-${i}`
+            const spawned = yield* Effect.option(spawnTask(s, id, 10).pipe(Effect.timeout("30 seconds")))
+            if (Option.isSome(spawned) && i % 3 === 0) {
+              yield* Effect.forkChild(Effect.gen(function*() {
+                yield* Effect.sleep("300 millis")
+                cancelSent.add(id)
+                const r = yield* Effect.option(host.requestCancel(id, "rolling restart").pipe(Effect.timeout("30 seconds")))
+                if (Option.isSome(r) && (r.value.state === "cancel_requested" || r.value.state === "cancelled")) cancelled.add(id)
+              }))
+            }
+            yield* Effect.sleep("100 millis")
+          })
+        }))
         const handover: Array<{ runner: string; ms: number; sessions: number; exitMs: number; backMs: number }> = []
         for (const runner of runnerNames) {
           for (const r of runnerNames) yield* holdsShards(r)
@@ -194,23 +234,38 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
           const restartedAt = Date.now()
           start(runner)
           yield* holdsShards(runner)
+          yield* stage(`${runner} started again and holds shards`)
           handover.push({ runner, ms, sessions: sessionsHeld, exitMs, backMs: Date.now() - restartedAt })
         }
-        yield* Fiber.interrupt(driver)
+        yield* stage(`rolling restart done; stopping the workload (${acknowledged.length} spawns acknowledged)`)
+        // the spawns in flight end first (acknowledged, or failed): no task is left half-asked
+        stopping = true
+        yield* within("stopping the workload", 60_000, Fiber.join(driver))
+        yield* stage("awaiting every acknowledged task")
 
         const finals = yield* Effect.forEach(acknowledged, (id) => host.await(id).pipe(Effect.timeout("90 seconds")), {
           concurrency: "unbounded"
         })
-        // every task in the store (an unacknowledged spawn may have registered one too)
+        // every task in the store: a spawn that failed (timed out) may have registered one too
+        const unacknowledged = (yield* sql<{ task_id: string }>`SELECT task_id FROM task_cluster_tasks`)
+          .map((t) => t.task_id).filter((id) => !acknowledged.includes(id))
+        yield* Effect.forEach(unacknowledged, (id) => host.await(id).pipe(Effect.timeout("90 seconds")), {
+          concurrency: "unbounded",
+          discard: true
+        })
         const stored = yield* sql<{ task_id: string; state: string }>`SELECT task_id, state FROM task_cluster_tasks`
         const terminal = yield* sql<{ task_id: string; n: number }>`SELECT task_id, COUNT(*)::int AS n
           FROM task_cluster_events WHERE tag IN ('Completed', 'Failed', 'Cancelled') GROUP BY task_id`
         const gaps = yield* sql<{ session_id: string }>`SELECT session_id FROM task_cluster_events GROUP BY session_id
           HAVING COUNT(*) <> MAX(seq) - MIN(seq) + 1`
         const audit = yield* auditWriters(sql)
+        yield* stage("counted")
         const fenced = logs.filter((l) => l.includes("another host has taken")).length
         return { faults: { paused: pausedName, cut: cutName, killed: killedName }, acknowledged, cancelled, cancelSent, finals, stored, terminal, gaps, failover, handover, fenced, audit }
-      }).pipe(Effect.provide(client))
+      }).pipe(
+        Effect.provide(client),
+        Effect.tapCause(() => Effect.sync(() => process.stderr.write(`the runners' last lines:\n${logs.slice(-120).join("\n")}\n`)))
+      )
 
       // cancelled if its cancel was acknowledged; either if it was sent without an answer; else completed
       const expected = (r: BackgroundTaskRecord): ReadonlyArray<string> =>
