@@ -129,6 +129,18 @@ describe("TaskCluster on one runner", () => {
       expect((yield* client.await(routed.id)).state).toBe("completed")
     }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
 
+  it.live("a bad timing option is a typed error naming it", () =>
+    Effect.gen(function*() {
+      for (const [option, options] of [
+        ["transactionIdleTimeout", { transactionIdleTimeout: 0 }],
+        ["pollInterval", { pollInterval: "-1 seconds" }]
+      ] as const) {
+        const error = yield* Effect.flip(Layer.build(TaskCluster.layerClient(options)))
+        expect(error._tag).toBe("InvalidOptions")
+        expect(error.message).toContain(option)
+      }
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(TestRunner.layer, NodeSqliteClient.layer({ filename: ":memory:" })))))
+
   it.live("handlers are idempotent: a spawn or completion delivered again changes nothing", () =>
     Effect.gen(function*() {
       const host = yield* BackgroundTaskHost
