@@ -301,6 +301,7 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
   out.push("npm run bench                          # every group; writes bench/results/latest.json and this file")
   out.push("npm run bench -- --quick               # tiny sizes, results in a temp directory")
   out.push("npm run bench -- --only lifecycle,fanout --out /tmp/bench")
+  out.push("npm run bench -- --quick --only cluster  # the cluster (a --quick run leaves it out unless named)")
   out.push("```")
   if (analysis !== undefined && analysis.trim().length > 0) {
     out.push("")

@@ -7,6 +7,8 @@
  *   npm run bench -- --quick                    smoke run: tiny sizes, 2 repetitions, every group in one
  *                                               process; writes into a fresh temp directory
  *   npm run bench -- --only lifecycle,fanout    some groups; writes into a fresh temp directory
+ *   npm run bench -- --only cluster             the cluster (scenario 8; in every full run too, but a --quick run
+ *                                               leaves it out unless named: bench/groups.ts says why)
  *   npm run bench -- --out <dir>                writes <dir>/latest.json and <dir>/performance.md
  *   npm run bench -- --render                   only regenerates docs/performance.md from bench/results/latest.json
  *                                               (e.g. after editing bench/analysis.md), judged against
@@ -17,13 +19,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import * as os from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { groupNames, groups } from "./groups.ts"
+import { defaultGroupNames, groupNames, groups } from "./groups.ts"
 import { type GroupResult, type ScenarioResult, settingsFor } from "./harness.ts"
 import { type BenchResult, evaluateTargets, renderMarkdown, renderTable } from "./report.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const usage = `usage: npm run bench -- [--quick] [--only <group,...>] [--out <dir>] | --render
-groups: ${groupNames.join(", ")}`
+groups: ${groupNames.join(", ")}
+left out of a --quick run unless named with --only: ${
+  groups.filter((g) => g.notInQuick !== undefined).map((g) => `${g.name} (${g.notInQuick})`).join(", ")
+}`
 
 interface Args {
   readonly render: boolean
@@ -116,7 +121,7 @@ const main = async () => {
     process.stderr.write("regenerated docs/performance.md from bench/results/latest.json\n")
     return
   }
-  const selected = args.only ?? groupNames
+  const selected = args.only ?? defaultGroupNames(args.quick)
   // only a complete full run replaces the committed results
   const writesRepo = args.out === undefined && !args.quick && args.only === undefined
   const outDir = args.out !== undefined

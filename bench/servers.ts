@@ -24,7 +24,7 @@ const exitCleanups = new Set<() => void>()
 let exitHooked = false
 
 /** Runs `cleanup` (synchronously) if the process exits before the returned function is called. */
-const onExit = (cleanup: () => void): () => void => {
+export const onExit = (cleanup: () => void): () => void => {
   if (!exitHooked) {
     exitHooked = true
     // last added first, as finalizers: a server goes before its directory
@@ -50,7 +50,8 @@ const isExecutable = (path: string) => {
 const which = (name: string): string | undefined =>
   (process.env["PATH"] ?? "").split(delimiter).filter((d) => d.length > 0).map((d) => join(d, name)).find(isExecutable)
 
-const freePort = (): Promise<number> =>
+/** A TCP port on 127.0.0.1 that nothing listens on now. */
+export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
     const server = createServer()
     server.once("error", reject)

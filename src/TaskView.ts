@@ -10,6 +10,12 @@
  * `Lagged` event makes the view `stale` (events were dropped for a slow
  * reader); take a new `watch` then.
  *
+ * A cluster host's watch across sessions (`seqPerSession`: its `seq` is a
+ * position in the cluster's feed, each event keeps its own session's `seq`)
+ * is folded per session: an event at or before the last `seq` the view has
+ * of its session (from the snapshot's records, then from the events) is
+ * ignored.
+ *
  * @since 0.2.0
  */
 import { type BackgroundTaskRecord, matchesRecord, type TaskFilter } from "./BackgroundTask.ts"
@@ -48,29 +54,48 @@ export class TaskView {
   readonly #records = new Map<string, BackgroundTaskRecord>()
   #seq: number
   #stale = false
+  /** Folding per session: the last `seq` seen of each session (undefined: one `seq` for all). */
+  readonly #sessions: Map<string, number> | undefined
 
   constructor(
     snapshot: Iterable<BackgroundTaskRecord>,
     seq: number,
-    filter: TaskFilter | undefined
+    filter: TaskFilter | undefined,
+    options?: { readonly seqPerSession?: boolean | undefined }
   ) {
     this.filter = filter
     this.#seq = seq
-    for (const record of snapshot) this.#records.set(keyOf(record.scope.sessionId, record.id), record)
+    this.#sessions = options?.seqPerSession === true ? new Map() : undefined
+    for (const record of snapshot) {
+      this.#records.set(keyOf(record.scope.sessionId, record.id), record)
+      // a record's revision is the seq of its session's event that last changed it
+      const session = record.scope.sessionId
+      if (this.#sessions !== undefined) this.#sessions.set(session, Math.max(this.#sessions.get(session) ?? 0, record.revision))
+    }
   }
 
-  /** A view starting from what `watch` returned. */
+  /** A view starting from what `watch` returned (per session for a cluster's watch across sessions). */
   static fromWatch(watched: {
     readonly snapshot: ReadonlyArray<BackgroundTaskRecord>
     readonly seq: number
     readonly filter: TaskFilter | undefined
+    readonly seqPerSession?: true | undefined
   }): TaskView {
-    return new TaskView(watched.snapshot, watched.seq, watched.filter)
+    return new TaskView(watched.snapshot, watched.seq, watched.filter, { seqPerSession: watched.seqPerSession === true })
   }
 
-  /** The `seq` of the last event folded in. */
+  /**
+   * The `seq` of the last event folded in. Folding per session (a cluster's
+   * watch across sessions): the watch's `seq`, a position in the cluster's
+   * feed, which events do not move; see `seqOf`.
+   */
   get seq(): number {
     return this.#seq
+  }
+
+  /** The last `seq` of a session the view has folded in (or its snapshot held); `seq` when not folding per session. */
+  seqOf(sessionId: string): number {
+    return this.#sessions === undefined ? this.#seq : (this.#sessions.get(sessionId) ?? 0)
   }
 
   /** True after a `Lagged`: events are missing, the view may be wrong. */
@@ -87,8 +112,13 @@ export class TaskView {
       this.#stale = true
       return false
     }
-    if (event.seq <= this.#seq) return false
-    this.#seq = event.seq
+    if (this.#sessions === undefined) {
+      if (event.seq <= this.#seq) return false
+      this.#seq = event.seq
+    } else {
+      if (event.seq <= (this.#sessions.get(event.sessionId) ?? 0)) return false
+      this.#sessions.set(event.sessionId, event.seq)
+    }
     switch (event._tag) {
       case "Evicted": {
         let changed = false

@@ -160,6 +160,31 @@ describe("TaskView", () => {
     assert.strictEqual(view.seq, 6)
   })
 
+  it("a cluster's watch across sessions (seqPerSession) is folded per session", () => {
+    // the watch's seq is a position in the cluster's feed; each event keeps its session's seq
+    const a = record("s1", "a", "running", 5)
+    const b = record("s2", "b", "running", 2)
+    const watched = { snapshot: [a, b], seq: 100, filter: undefined, seqPerSession: true as const }
+    const view = TaskView.fromWatch(watched)
+    assert.strictEqual(view.seqOf("s1"), 5)
+    assert.strictEqual(view.seqOf("s2"), 2)
+    assert.strictEqual(view.seqOf("s3"), 0)
+    // after the snapshot in its session: folded, though below the watch's seq
+    assert.isTrue(view.apply(eventOf(record("s2", "b", "waiting", 3))))
+    assert.isTrue(view.apply(registered(record("s3", "c", "pending", 1))))
+    // at or before what the view holds of its session: ignored
+    assert.isFalse(view.apply(eventOf(record("s1", "a", "completed", 4))))
+    assert.isFalse(view.apply(eventOf(record("s2", "b", "waiting", 3))))
+    assert.isFalse(view.apply(evicted(5, "s1", ["a"])))
+    assert.isTrue(view.apply(eventOf(record("s1", "a", "waiting", 6))))
+    assert.deepStrictEqual(keys(view), ["s1/a:waiting", "s2/b:waiting", "s3/c:pending"])
+    assert.deepStrictEqual([view.seqOf("s1"), view.seqOf("s2"), view.seqOf("s3"), view.seq], [6, 3, 1, 100])
+    // the same watch folded with one seq for all would drop every one of these events
+    const global = new TaskView(watched.snapshot, watched.seq, undefined)
+    assert.isFalse(global.apply(eventOf(record("s2", "b", "waiting", 3))))
+    assert.strictEqual(global.seqOf("s2"), 100)
+  })
+
   it("without includeTerminal, a record that ends leaves the view", () => {
     for (const filter of [undefined, {}, { includeTerminal: false }, { sessionId: "s1" }] as const) {
       const view = new TaskView([record("s1", "a", "running", 1), record("s1", "b", "running", 2)], 2, filter)

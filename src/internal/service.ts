@@ -536,6 +536,12 @@ export interface TaskWatch {
   readonly seq: number
   /** Every matching event after `seq`, in order. */
   readonly events: Stream.Stream<SubscriptionEvent>
+  /**
+   * Set by a cluster host's watch across sessions (no `sessionId`): `seq` is
+   * then a position in the cluster's feed (an opaque cursor), and each event
+   * keeps its own session's `seq`. `TaskView.fromWatch` then folds per session.
+   */
+  readonly seqPerSession?: true | undefined
 }
 
 /**

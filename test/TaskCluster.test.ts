@@ -1,0 +1,257 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
+import { TestRunner } from "effect/cluster"
+import { SqlClient } from "effect/sql"
+import { BackgroundTaskHost, TaskContext, TaskView } from "effect-task-host"
+import * as NodeSqliteClient from "effect-task-host/sqlite"
+import * as TaskCluster from "effect-task-host/cluster"
+import * as ClusterStore from "../src/internal/cluster/store.ts"
+import { auditWriters } from "./utils/cluster.ts"
+
+/** One in-memory runner (TestRunner) over an in-memory SQLite database. */
+const runner = (options: TaskCluster.TaskClusterOptions = {}) =>
+  TaskCluster.layer({ pollInterval: "10 millis", sessionLease: { ttl: "5 seconds" }, cancelGracePeriod: "20 millis", ...options }).pipe(
+    Layer.provideMerge(TestRunner.layer),
+    Layer.provideMerge(NodeSqliteClient.layer({ filename: ":memory:" }))
+  )
+
+const handlers = {
+  // finishes with its input's text
+  echo: (record: { readonly input?: unknown }) => Effect.succeed(`echo ${JSON.stringify(record.input ?? null)}`),
+  // runs until cancelled
+  forever: () => Effect.never
+}
+
+const spec = (id: string, producer = "echo", input: unknown = { n: 1 }) => ({
+  id,
+  kind: "subagent" as const,
+  producer,
+  input: input as never
+})
+
+describe("TaskCluster on one runner", () => {
+  it.live("routes a spawn by producer to the session's owner, which builds the body with the handler", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const record = yield* host.spawnManaged("s-1", spec("t-1"), TaskCluster.byProducer)
+      expect(record.scope.sessionId).toBe("s-1")
+      expect(record.producer).toBe("echo")
+      const done = yield* host.await("t-1")
+      expect(done.state).toBe("completed")
+      expect(Option.getOrUndefined(Option.flatMap(done.result, (r) => r.summary))).toBe(`echo {"n":1}`)
+      // reads come from the store, in any process
+      const got = yield* host.get("t-1")
+      expect(Option.getOrThrow(got).state).toBe("completed")
+      const listed = yield* host.list({ sessionId: "s-1", includeTerminal: true })
+      expect(listed.map((r) => r.id)).toEqual(["t-1"])
+    }).pipe(Effect.provide(runner({ handlers }))))
+
+  it.live("a session's watch: snapshot at its seq, then its events with no gap (TaskView folds them)", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      yield* host.spawnManaged("s-w", spec("w-0", "forever"), TaskCluster.byProducer)
+      const watched = yield* host.watch({ sessionId: "s-w", includeTerminal: true })
+      expect(watched.snapshot.map((r) => r.id)).toEqual(["w-0"])
+      const view = TaskView.fromWatch(watched)
+      const seen = yield* Effect.forkChild(
+        watched.events.pipe(
+          Stream.takeUntil((e) => e._tag === "Cancelled" && e.taskId === "w-0"),
+          Stream.runCollect
+        )
+      )
+      for (let i = 1; i <= 3; i++) yield* host.spawnManaged("s-w", spec(`w-${i}`), TaskCluster.byProducer)
+      for (let i = 1; i <= 3; i++) yield* host.await(`w-${i}`)
+      yield* host.requestCancel("w-0", "enough")
+      const events = Array.from(yield* Fiber.join(seen))
+      const seqs = events.flatMap((e) => e._tag === "Lagged" ? [] : [e.seq])
+      // gap-free, starting right after the snapshot
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => watched.seq + 1 + i))
+      for (const e of events) view.apply(e)
+      expect(view.get("s-w", "w-0")?.state).toBe("cancelled")
+      expect(view.get("s-w", "w-3")?.state).toBe("completed")
+    }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
+
+  it.live("a watch across sessions: each event keeps its session's seq; TaskView folds it per session", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      yield* host.spawnManaged("s-x1", spec("x-1", "forever"), TaskCluster.byProducer)
+      yield* host.spawnManaged("s-x2", spec("x-2", "forever"), TaskCluster.byProducer)
+      const watched = yield* host.watch({ includeTerminal: true })
+      expect(watched.seqPerSession).toBe(true)
+      const view = TaskView.fromWatch(watched)
+      const seen = yield* Effect.forkChild(
+        watched.events.pipe(
+          Stream.filter((e) => e._tag !== "Lagged" && (e.sessionId === "s-x1" || e.sessionId === "s-x2")),
+          Stream.takeUntil((e) => e._tag === "Cancelled" && e.taskId === "x-2"),
+          Stream.runCollect
+        )
+      )
+      yield* host.spawnManaged("s-x1", spec("x-3"), TaskCluster.byProducer)
+      yield* host.await("x-3")
+      yield* host.requestCancel("x-1", "enough")
+      yield* host.await("x-1")
+      yield* host.requestCancel("x-2", "enough")
+      const events = Array.from(yield* Fiber.join(seen))
+      // each session's seq gap-free, below the feed's position the watch started at
+      for (const s of ["s-x1", "s-x2"]) {
+        const seqs = events.flatMap((e) => e._tag !== "Lagged" && e.sessionId === s ? [e.seq] : [])
+        expect(seqs.length).toBeGreaterThan(0)
+        expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i))
+      }
+      for (const e of events) view.apply(e)
+      expect(view.get("s-x1", "x-1")?.state).toBe("cancelled")
+      expect(view.get("s-x1", "x-3")?.state).toBe("completed")
+      expect(view.get("s-x2", "x-2")?.state).toBe("cancelled")
+      const listed = yield* host.list({ includeTerminal: true })
+      expect(view.records().map((r) => `${r.id}:${r.state}:${r.revision}`).sort())
+        .toEqual(listed.map((r) => `${r.id}:${r.state}:${r.revision}`).sort())
+    }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
+
+  it.live("a task body runs where the session is owned; a client-only process is refused with a typed error", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const ran = yield* Deferred.make<string>()
+      const record = yield* host.spawnManaged("s-local", { id: "b-1", kind: "monitor", producer: "inline" },
+        Effect.gen(function*() {
+          const ctx = yield* TaskContext
+          yield* Deferred.succeed(ran, `${ctx.taskId} token ${yield* ctx.fencingToken}`)
+        }))
+      expect(record.state).toBe("running")
+      expect(yield* Deferred.await(ran)).toBe("b-1 token 1")
+      const client = yield* Layer.build(TaskCluster.layerClient({ pollInterval: "10 millis" })).pipe(
+        Effect.map((ctx) => ctx.mapUnsafe.get(BackgroundTaskHost.key) as BackgroundTaskHost["Service"])
+      )
+      const refused = yield* Effect.flip(client.spawnManaged("s-local", { id: "b-2", kind: "monitor", producer: "inline" }, Effect.void))
+      expect(refused._tag).toBe("RegistrationError")
+      expect(refused.message).toContain("cannot cross processes")
+      // a spawn by producer from the client is routed
+      const routed = yield* client.spawnManaged("s-local", spec("b-3"), TaskCluster.byProducer)
+      expect((yield* client.await(routed.id)).state).toBe("completed")
+    }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
+
+  it.live("a bad timing option is a typed error naming it", () =>
+    Effect.gen(function*() {
+      for (const [option, options] of [
+        ["transactionIdleTimeout", { transactionIdleTimeout: 0 }],
+        ["pollInterval", { pollInterval: "-1 seconds" }]
+      ] as const) {
+        const error = yield* Effect.flip(Layer.build(TaskCluster.layerClient(options)))
+        expect(error._tag).toBe("InvalidOptions")
+        expect(error.message).toContain(option)
+      }
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(TestRunner.layer, NodeSqliteClient.layer({ filename: ":memory:" })))))
+
+  it.live("handlers are idempotent: a spawn or completion delivered again changes nothing", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const makeClient = yield* TaskCluster.TaskSession.client
+      const session = makeClient("s-idem")
+      const routed = { id: "i-1", kind: "subagent" as const, producer: "forever", input: { a: 1 } }
+      // two deliveries with different request ids (the cluster's own dedup does not apply)
+      const first = yield* session.Spawn({ requestId: "r-1", spec: routed })
+      const again = yield* session.Spawn({ requestId: "r-2", spec: routed })
+      expect(again.createdAt).toEqual(first.createdAt)
+      const completed = yield* session.Complete({ requestId: "r-3", taskId: "i-1", state: "completed", summary: "done" })
+      const twice = yield* session.Complete({ requestId: "r-4", taskId: "i-1", state: "completed", summary: "done" })
+      expect(twice.revision).toBe(completed.revision)
+      // the same id with another registration is a conflict, not a redelivery
+      const other = yield* Effect.flip(session.Spawn({ requestId: "r-5", spec: { ...routed, id: "i-2", producer: "nope" } }))
+      expect(other._tag).toBe("RegistrationError")
+      const watched = yield* host.watch({ sessionId: "s-idem", fromSeq: 0, includeTerminal: true })
+      const events = yield* watched.events.pipe(Stream.take(watched.seq), Stream.runCollect)
+      const tags = Array.from(events).map((e) => e._tag)
+      expect(tags.filter((t) => t === "Registered")).toHaveLength(1)
+      expect(tags.filter((t) => t === "Completed")).toHaveLength(1)
+    }).pipe(Effect.scoped, Effect.provide(runner({ handlers }))))
+
+  it.live("ids name one live task in the cluster; calls naming only a task id find its session", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      yield* host.spawnManaged("s-a", spec("shared", "forever"), TaskCluster.byProducer)
+      const clash = yield* Effect.flip(host.spawnManaged("s-b", spec("shared", "forever"), TaskCluster.byProducer))
+      expect(clash._tag).toBe("TaskAlreadyExists")
+      const cancelled = yield* host.requestCancel("shared", "by id")
+      expect(cancelled.scope.sessionId).toBe("s-a")
+      expect((yield* host.await("shared")).state).toBe("cancelled")
+      const missing = yield* Effect.flip(host.requestCancel("nobody"))
+      expect(missing._tag).toBe("TaskNotFound")
+    }).pipe(Effect.provide(runner({ handlers }))))
+
+  it.live("closing a session handle applies the close policies on the owner", () =>
+    Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      yield* Effect.scoped(Effect.gen(function*() {
+        const session = yield* host.openSession("s-close")
+        yield* session.spawn({ ...spec("c-1", "forever"), closePolicy: "cancel" }, TaskCluster.byProducer)
+        yield* session.spawn({ ...spec("c-2", "forever"), closePolicy: "keep" }, TaskCluster.byProducer)
+      }))
+      expect((yield* host.await("c-1")).state).toBe("cancelled")
+      expect(Option.getOrThrow(yield* host.get("c-2")).state).toBe("running")
+    }).pipe(Effect.provide(runner({ handlers }))))
+})
+
+describe("TaskCluster fencing", () => {
+  const sqlite = NodeSqliteClient.layer({ filename: ":memory:" })
+
+  it.effect("a stale owner's commit writes nothing once another runner took the session", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const store = yield* ClusterStore.make()
+      const a = store.forSession("s-f")
+      const b = store.forSession("s-f")
+      expect(yield* a.acquireLease("runner-a", 0, 1_000)).toBe(1)
+      // held: b waits for it
+      const held = yield* Effect.flip(b.acquireLease("runner-b", 500, 1_500))
+      expect(held._tag).toBe("LeaseHeld")
+      // a paused past its lease: b takes the session, its token grows
+      expect(yield* b.acquireLease("runner-b", 2_000, 3_000)).toBe(2)
+      const refused = yield* Effect.flip(a.write({ events: [], puts: [], deletes: [{ sessionId: "s-f", taskId: "x" }] }, {
+        owner: "runner-a",
+        expiresAt: 4_000
+      }))
+      expect(refused._tag).toBe("LeaseHeld")
+      expect(yield* a.renewLease("runner-a", 4_000)).toBe(false)
+      const [row] = yield* sql<{ owner: string; token: number }>`SELECT owner, token FROM task_cluster_sessions`
+      expect(row).toEqual({ owner: "runner-b", token: 2 })
+    }).pipe(Effect.provide(sqlite)))
+
+  it.live("the new owner recovers the session's live tasks; the old host stops and writes nothing more", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { makeWith } = yield* Effect.promise(() => import("../src/internal/host.ts"))
+      const store = yield* ClusterStore.make()
+      const options = (owner: string) => ({
+        lease: { ttl: "1 hour" as const, onHeld: "wait" as const, owner },
+        recovery: { forever: () => Effect.never }
+      })
+      const hostA = yield* makeWith(options("a"), store.forSession("s-r"))
+      yield* hostA.spawnManaged("s-r", spec("r-1", "forever"), Effect.never)
+      // a is paused past its lease: expire it as the clock would
+      yield* sql`UPDATE task_cluster_sessions SET expires_at = 1 WHERE session_id = 's-r'`
+      const hostB = yield* makeWith(options("b"), store.forSession("s-r"))
+      const report = yield* hostB.recovery
+      expect(report.respawned).toEqual(["r-1"])
+      const before = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM task_cluster_events`
+      // a wakes up and writes: refused, and it stops
+      const late = yield* Effect.exit(hostA.spawnManaged("s-r", spec("r-2", "forever"), Effect.never))
+      expect(Exit.isFailure(late)).toBe(true)
+      const after = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM task_cluster_events`
+      expect(after[0]!.n).toBe(before[0]!.n)
+      const tasks = yield* sql<{ task_id: string }>`SELECT task_id FROM task_cluster_tasks ORDER BY task_id`
+      expect(tasks.map((t) => t.task_id)).toEqual(["r-1"])
+      expect(Exit.isFailure(yield* Effect.exit(hostA.list()))).toBe(true)
+      // every row names its writer: two owners in turn, none writing after a newer one
+      const audit = yield* auditWriters(sql)
+      expect(audit).toMatchObject({ staleEvents: 0, staleRecords: 0, stamped: audit.rows, tokens: { "s-r": [1, 2] } })
+      expect(audit.rows).toBeGreaterThan(0)
+      // what a write from a as it woke up would have left without the fence: counted
+      const [bumped] = yield* sql<{ writes: number }>`UPDATE task_cluster_sessions SET writes = writes + 1
+        WHERE session_id = 's-r' RETURNING writes`
+      const writes = bumped!.writes
+      yield* sql`INSERT INTO task_cluster_events (session_id, seq, gseq, task_id, tag, event, token, write_no)
+        VALUES ('s-r', 1000000, 1000000, 'r-2', 'Registered', '{}', 1, ${writes})`
+      yield* sql`UPDATE task_cluster_tasks SET token = 1, write_no = ${writes} WHERE task_id = 'r-1'`
+      expect(yield* auditWriters(sql)).toMatchObject({ staleEvents: 1, staleRecords: 1 })
+    }).pipe(Effect.scoped, Effect.provide(sqlite)))
+})
+
