@@ -1,18 +1,20 @@
 /**
  * The host's events as a PubSub-driven `Stream`.
  *
- * Owns: the host's one `PubSub` of events, its backing store (a bounded,
- * filtered buffer per subscriber) and its strategy (wake readers after the
- * publishing step), and the subscriptions read through
+ * Owns: the host's one `PubSub` of events, its backing store (one log of
+ * events shared by the subscribers, each reading from its own position, as
+ * if it had a bounded, filtered buffer of its own) and its strategy (wake
+ * readers after the publishing step), and the subscriptions read through
  * `Stream.fromSubscription`. Calls nothing but `state.ts`'s `afterStep`.
  *
  * Why a store and a strategy of our own: the stock ones fall short of what
- * the host promises. Each subscriber's buffer holds only the events matching
- * its filter, so a busy session cannot push a quiet one's events out; when
- * it is full the oldest is dropped and counted, and the reader gets one
- * `Lagged { skipped }` (exact, counting only matching events) in place of the
- * dropped ones, then the newer ones. Publishing never waits (the store always
- * accepts). A reader is never resumed inside the step that published: the
+ * the host promises. Each subscriber reads as if from a buffer of its own
+ * holding only the events matching its filter, so a busy session cannot push
+ * a quiet one's events out; when it is full the oldest is dropped and
+ * counted, and the reader gets one `Lagged { skipped }` (exact, counting only
+ * matching events) in place of the dropped ones, then the newer ones.
+ * Publishing never waits (the store always accepts), and costs the same
+ * whatever the number of subscribers: the event goes once into the log. A reader is never resumed inside the step that published: the
  * strategy wakes waiting readers once, after the step, and a woken reader
  * takes everything buffered in one pull. Closing the hub, or a
  * subscription's scope, ends the buffer: it takes nothing more, the reader
@@ -36,23 +38,40 @@ import { afterStep } from "./state.ts"
 type Item = SubscriptionEvent
 
 /**
- * One subscriber's buffer: the backing subscription of its `PubSub`
- * subscription. It takes no event until it is activated (in the step that
- * also reads the snapshot it continues).
+ * One subscriber's view of the store's shared log: the backing subscription
+ * of its `PubSub` subscription. It takes no event until it is activated (in
+ * the step that also reads the snapshot it continues).
+ *
+ * A publish costs a subscriber nothing: the event goes once into the store's
+ * log, and the subscriber examines it when its reader pulls (its filter, its
+ * types and `after` applied then, in one pass over what was published
+ * since its last pull). What it has not examined yet is `log[cursor..]`. When
+ * a subscriber falls far behind, the store moves its part of the log into
+ * its own buffer (`normalize`), so the log stays short whoever never reads:
+ * that buffer holds its matching events, at most `capacity` of them, the
+ * oldest dropped and counted. Either way a pull gets the same events: the
+ * newest `capacity` of its matching ones, after one `Lagged` counting exactly
+ * the matching ones dropped.
  */
 export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** `undefined`: every event. */
   private filter: TaskFilter | undefined = undefined
   /** The event `_tag`s it takes; `undefined`: every one. */
   private types: ReadonlySet<string> | undefined = undefined
+  /** No filter and no types: every event after `after` is its own. */
+  private plain = true
   capacity = 1
   /** Events up to this `seq` are not this subscriber's (they came before it). */
   private after = 0
+  /** While activated: the position in the store's log of the first event it has not examined. */
+  cursor = 0
+  /** In the store's set of subscribers: it has a part of the log. */
+  private attached = false
   /**
-   * The buffered events: `items[head..]` while it holds fewer than
-   * `capacity` (a poll of one event moves `head`); once full, a ring whose
-   * oldest event is at `start` (each new event overwrites the oldest, which
-   * is counted in `skipped`).
+   * Examined, matching, unread events moved out of the log:
+   * `items[head..]` while it holds fewer than `capacity` (a poll of one event
+   * moves `head`); once full, a ring whose oldest event is at `start` (each
+   * new event overwrites the oldest, which is counted in `skipped`).
    */
   private items: Array<BackgroundTaskEvent> = []
   private head = 0
@@ -70,20 +89,28 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
 
   /** Starts taking the matching events (of `types`, when given) after `after`. */
   activate(filter: TaskFilter | undefined, capacity: number, after: number, types?: ReadonlySet<string>): void {
-    if (this.ended) return
+    if (this.ended || this.attached) return
     this.types = types
     this.filter = filter === undefined || (filter.sessionId === undefined && filter.kind === undefined)
       ? undefined
       : filter
+    this.plain = this.filter === undefined && types === undefined
     this.capacity = capacity
     this.after = after
+    this.cursor = this.store.head
+    this.attached = true
     this.store.add(this)
   }
 
-  /** Buffers one published event, if it is this subscriber's. */
-  offer(event: BackgroundTaskEvent): void {
-    if (event.seq <= this.after || (this.filter !== undefined && !matchesEvent(this.filter, event))) return
-    if (this.types !== undefined && !this.types.has(event._tag)) return
+  /** Whether a published event is this subscriber's. */
+  private matches(event: BackgroundTaskEvent): boolean {
+    if (event.seq <= this.after) return false
+    if (this.filter !== undefined && !matchesEvent(this.filter, event)) return false
+    return this.types === undefined || this.types.has(event._tag)
+  }
+
+  /** Buffers one examined event of its own (the oldest dropped and counted once full). */
+  private offer(event: BackgroundTaskEvent): void {
     if (this.items.length - this.head < this.capacity) {
       this.items.push(event)
     } else {
@@ -98,11 +125,61 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     }
   }
 
+  /** Moves its part of the log into its own buffer: then it holds no position in the log. */
+  normalize(): void {
+    if (!this.attached) return
+    const store = this.store
+    const log = store.log
+    const end = log.length
+    let i = this.cursor - store.base
+    if (i >= end) return
+    store.caughtUp(this)
+    if (this.plain) {
+      while (i < end && log[i]!.seq <= this.after) i++
+      if (end - i >= this.capacity) {
+        // the log alone fills it: what it held and the older of these are dropped
+        this.skipped += this.items.length - this.head + (end - i - this.capacity)
+        this.items = log.slice(end - this.capacity, end)
+        this.head = 0
+        this.start = 0
+        return
+      }
+      for (; i < end; i++) this.offer(log[i]!)
+      return
+    }
+    for (; i < end; i++) {
+      const event = log[i]!
+      if (this.matches(event)) this.offer(event)
+    }
+  }
+
+  /** Its own events not yet examined in the log: none once `cursor` reaches a matching one or the end. */
+  private pendingInLog(): boolean {
+    if (!this.attached) return false
+    const store = this.store
+    const log = store.log
+    const end = log.length
+    let i = this.cursor - store.base
+    // the events it passes are not its own: it never needs them
+    while (i < end && !this.matches(log[i]!)) i++
+    if (i < end) {
+      this.cursor = store.base + i
+      return true
+    }
+    if (this.cursor < store.head) store.caughtUp(this)
+    return false
+  }
+
   /** Takes no event any more; the reader drains what is held, then its stream ends. */
   end(): void {
     if (this.ended) return
     this.ended = true
-    this.store.remove(this)
+    if (this.attached) {
+      // what it has not examined leaves the log with it
+      this.normalize()
+      this.attached = false
+      this.store.remove(this)
+    }
     if (this.isEmpty()) this.drain()
   }
 
@@ -114,19 +191,33 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   }
 
   isEmpty(): boolean {
-    return this.items.length === this.head && this.skipped === 0
+    return this.items.length === this.head && this.skipped === 0 && !this.pendingInLog()
   }
 
   /** Events buffered now (what was dropped not counted). */
   get buffered(): number {
+    this.normalize()
     return this.items.length - this.head
   }
 
   size(): number {
+    this.normalize()
     return this.items.length - this.head + (this.skipped > 0 ? 1 : 0)
   }
 
   poll(): Item | MutableList.Empty {
+    if (this.attached) {
+      // nothing moved out of the log, and the log holds no more than it may: its next matching event there
+      const store = this.store
+      if (this.items.length === this.head && this.skipped === 0 && store.head - this.cursor <= this.capacity) {
+        if (!this.pendingInLog()) return MutableList.Empty
+        const event = store.log[this.cursor - store.base]!
+        if (this.cursor + 1 === store.head) store.caughtUp(this)
+        else this.cursor++
+        return event
+      }
+      this.normalize()
+    }
     if (this.skipped > 0) {
       const lagged: SubscriptionEvent = { _tag: "Lagged", skipped: this.skipped }
       this.skipped = 0
@@ -147,9 +238,14 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     return event
   }
 
-  /** Everything buffered (`n` is always unbounded here: readers take all), `Lagged` first when events were dropped. */
+  /** Everything it has (`n` is always unbounded here: readers take all), `Lagged` first when events were dropped. */
   pollUpTo(n: number): Array<Item> {
-    if (n < this.size()) return pollSome(this, n)
+    if (n !== Number.POSITIVE_INFINITY) {
+      this.normalize()
+      if (n < this.size()) return pollSome(this, n)
+    }
+    if (this.items.length === this.head && this.skipped === 0 && this.attached) return this.takeFromLog()
+    this.normalize()
     const items = this.items
     const events: Array<Item> = this.start !== 0
       ? items.slice(this.start).concat(items.slice(0, this.start))
@@ -165,6 +261,41 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     }
     // the reader took the last of an ended buffer: its next pull finds the subscription shut down
     if (this.ended) this.drain()
+    return events
+  }
+
+  /** The common pull: nothing was moved out of the log, so its events are read from the log directly. */
+  private takeFromLog(): Array<Item> {
+    const store = this.store
+    const log = store.log
+    const end = log.length
+    let i = this.cursor - store.base
+    if (i >= end) return []
+    let events: Array<Item>
+    let dropped = 0
+    if (this.plain) {
+      while (i < end && log[i]!.seq <= this.after) i++
+      if (end - i > this.capacity) {
+        dropped = end - i - this.capacity
+        i = end - this.capacity
+      }
+      events = log.slice(i, end)
+    } else {
+      // commonly every one matches: then a copy of the span
+      let j = i
+      while (j < end && this.matches(log[j]!)) j++
+      events = log.slice(i, j)
+      for (j++; j < end; j++) {
+        const event = log[j]!
+        if (this.matches(event)) events.push(event)
+      }
+      if (events.length > this.capacity) {
+        dropped = events.length - this.capacity
+        events = events.slice(dropped)
+      }
+    }
+    store.caughtUp(this)
+    if (dropped > 0) events.unshift({ _tag: "Lagged", skipped: dropped })
     return events
   }
 
@@ -191,23 +322,81 @@ const noReplay: PubSub.PubSub.ReplayWindow<never> = {
   remaining: 0
 }
 
-/** The `PubSub`'s backing store: a buffer per active subscriber; it always accepts. */
+/**
+ * The log is compacted every `compactEvery` publishes: the subscribers
+ * further behind than half of it get their part moved into their own
+ * buffers, and what every subscriber has examined is dropped. So it holds at
+ * most one and a half times this many events, however slow a reader is.
+ */
+const compactEvery = 4_096
+
+/**
+ * The `PubSub`'s backing store: one log of the published events shared by
+ * every active subscriber, each reading from its own position; it always
+ * accepts.
+ */
 export class EventStore implements PubSub.PubSub.Atomic<Item> {
   readonly capacity = Number.POSITIVE_INFINITY
   readonly active = new Set<EventBuffer>()
   /** The smallest capacity among the active buffers (`Infinity` without one): kept as they come and go. */
   smallest = Number.POSITIVE_INFINITY
+  /** The published events not yet examined by every subscriber: `log[i]` is at position `base + i`. */
+  log: Array<BackgroundTaskEvent> = []
+  base = 0
+  /** The log's length at which it is compacted next. */
+  private compactAt = compactEvery
+  /** How many active subscribers have examined the whole log: once all have, it is emptied. */
+  private atHead = 0
 
+  /** The position the next published event takes. */
+  get head(): number {
+    return this.base + this.log.length
+  }
+
+  /** A new subscriber, positioned at the head (`buffer.cursor`). */
   add(buffer: EventBuffer): void {
     this.active.add(buffer)
+    this.atHead++
     if (buffer.capacity < this.smallest) this.smallest = buffer.capacity
   }
 
+  /** `buffer` has examined the whole log (its cursor moves to the head): the last to do so empties it. */
+  caughtUp(buffer: EventBuffer): void {
+    buffer.cursor = this.head
+    if (++this.atHead === this.active.size) this.clear()
+  }
+
+  /** Every subscriber has examined every event: none is kept. */
+  private clear(): void {
+    this.base = this.head
+    this.log = []
+    this.compactAt = compactEvery
+  }
+
   remove(buffer: EventBuffer): void {
-    if (!this.active.delete(buffer) || buffer.capacity > this.smallest) return
+    if (!this.active.delete(buffer)) return
+    if (buffer.cursor === this.head) this.atHead--
+    // the others may all have examined the whole log
+    if (this.atHead === this.active.size) this.clear()
+    if (buffer.capacity > this.smallest) return
     let smallest = Number.POSITIVE_INFINITY
     for (const other of this.active) if (other.capacity < smallest) smallest = other.capacity
     this.smallest = smallest
+  }
+
+  /** Drops what every subscriber has examined, moving the far-behind ones' parts into their own buffers first. */
+  private compact(): void {
+    const head = this.head
+    const far = head - (compactEvery >> 1)
+    let oldest = head
+    for (const buffer of this.active) {
+      if (buffer.cursor < far) buffer.normalize()
+      if (buffer.cursor < oldest) oldest = buffer.cursor
+    }
+    if (oldest === head) this.log = []
+    else if (oldest > this.base) this.log = this.log.slice(oldest - this.base)
+    this.base = oldest
+    this.compactAt = this.log.length + compactEvery
   }
 
   isEmpty(): boolean {
@@ -220,8 +409,12 @@ export class EventStore implements PubSub.PubSub.Atomic<Item> {
     return 0
   }
   publish(value: Item): boolean {
-    // the host publishes only its own events; `Lagged` exists only in a reader's buffer
-    if (value._tag !== "Lagged") for (const buffer of this.active) buffer.offer(value)
+    // the host publishes only its own events; `Lagged` exists only in a reader's pull
+    if (value._tag === "Lagged") return true
+    if (this.log.length >= this.compactAt) this.compact()
+    this.log.push(value)
+    // nobody has examined this one yet
+    this.atHead = 0
     return true
   }
   publishAll(elements: Iterable<Item>): Array<Item> {
@@ -396,5 +589,10 @@ export class EventHub {
 
   get subscriberCount(): number {
     return this.store.active.size
+  }
+
+  /** Events in the shared log now: published, and not yet examined by every subscriber. */
+  get logged(): number {
+    return this.store.log.length
   }
 }
