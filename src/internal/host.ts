@@ -324,6 +324,18 @@ export const makeWith = (
     )
     const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       durability.write(pace.gate(call))
+    /**
+     * A write call whose input is decoded first; `f` reads the time through
+     * `now` when it needs it. In memory, decoding, the pace and the step are
+     * one primitive; on a durable store the call then waits for the commit.
+     */
+    const writeStep = <I, E1, A, E>(
+      input: () => Result.Result<I, E1>,
+      f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E1 | E | SessionError> =>
+      journal === undefined
+        ? steps.paced(pace, input, f)
+        : checked(input, (valid) => write(steps.atomic((now) => f(valid, () => now))))
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
@@ -341,8 +353,9 @@ export const makeWith = (
         )),
 
       update: (taskId, update) =>
-        checked(() => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")), ([taskId, { state: to, text: progress }]) =>
-          write(steps.atomic((now) =>
+        writeStep(
+          () => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")),
+          ([taskId, { state: to, text: progress }], now) =>
             withTask(taskId, (task) => {
               const from = task.record.state
               if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
@@ -351,9 +364,9 @@ export const makeWith = (
               if (to === "cancel_requested" && from !== to) {
                 if (liveChildren(task).length > 0) {
                   if (progress !== undefined) registry.progress(task, progress)
-                  return cancellation.requestCancel(task, Option.none(), now)
+                  return cancellation.requestCancel(task, Option.none(), now())
                 }
-                const begun = cancellation.beginCancel(task, Option.none(), now)
+                const begun = cancellation.beginCancel(task, Option.none(), now())
                 if (Result.isFailure(begun)) return Effect.fail(begun.failure)
                 if (progress !== undefined) registry.progress(task, progress)
                 return begun.success
@@ -363,13 +376,13 @@ export const makeWith = (
                 if (T.isQueued(task) && to !== from) {
                   return Effect.fail(new InvalidTransition({ taskId, from, to }))
                 }
-                const moved = ending.move(task, to, now)
+                const moved = ending.move(task, to, now())
                 if (Result.isFailure(moved)) return Effect.fail(moved.failure)
               }
               if (progress !== undefined) registry.progress(task, progress)
               return Effect.succeed(task.record)
             })
-          ))),
+        ),
 
       complete: (taskId, completion) =>
         checked(
