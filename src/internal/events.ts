@@ -520,11 +520,13 @@ export interface PendingSubscription {
 
 export class EventHub {
   private readonly store: EventStore
+  private readonly strategy: WakeAfterStep
   private readonly pubsub: PubSub.PubSub<Item>
   private closed = false
 
-  private constructor(store: EventStore, pubsub: PubSub.PubSub<Item>) {
+  private constructor(store: EventStore, strategy: WakeAfterStep, pubsub: PubSub.PubSub<Item>) {
     this.store = store
+    this.strategy = strategy
     this.pubsub = pubsub
   }
 
@@ -533,14 +535,18 @@ export class EventHub {
     const strategy = new WakeAfterStep()
     return Effect.map(
       PubSub.make<Item>({ atomicPubSub: () => store, strategy: () => strategy }),
-      (pubsub) => new EventHub(store, pubsub)
+      (pubsub) => new EventHub(store, strategy, pubsub)
     )
   })
 
   /** Publishes one event; never waits. Call it only from a synchronous step. */
   publish(event: BackgroundTaskEvent): void {
     // no subscriber: nothing to buffer, nobody to wake
-    if (this.store.active.size > 0) PubSub.publishUnsafe(this.pubsub, event)
+    if (this.store.active.size === 0) return
+    // what `PubSub.publishUnsafe` does for a PubSub that is never shut down or ended (this one: the
+    // subscriptions end through their buffers), without its checks
+    this.store.publish(event)
+    this.strategy.completeSubscribersUnsafe(this.store, this.pubsub.subscribers)
   }
 
   /**

@@ -143,14 +143,20 @@ export class Steps {
     input: () => Result.Result<I, E1>,
     f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
   ): Effect.Effect<A, E1 | E | SessionError> {
-    const step = (valid: I, fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<A, E | SessionError> =>
-      this.isOpen() ? f(valid, () => this.nowOf(fiber)) : Effect.fail(this.closedReason)
     return Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError> => {
       const valid = input()
       if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-      if (pace.take()) return step(valid.success, fiber)
-      return Effect.andThen(pace.step, Effect.withFiber((fiber) => step(valid.success, fiber)))
+      if (pace.take()) return this.stepWith(valid.success, fiber, f)
+      return Effect.andThen(pace.step, Effect.withFiber((fiber) => this.stepWith(valid.success, fiber, f)))
     })
+  }
+
+  private stepWith<I, A, E>(
+    valid: I,
+    fiber: Fiber.Fiber<unknown, unknown>,
+    f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E | SessionError> {
+    return this.isOpen() ? f(valid, () => this.nowOf(fiber)) : Effect.fail(this.closedReason)
   }
 
   /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing, never once closed. */
