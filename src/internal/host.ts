@@ -78,6 +78,7 @@ import {
   inputTooLarge,
   taskIdOf,
   taskIdsOf,
+  updateArgsOf,
   checked
 } from "./validate.ts"
 
@@ -354,7 +355,7 @@ export const makeWith = (
 
       update: (taskId, update) =>
         writeStep(
-          () => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")),
+          () => updateArgsOf(taskId, update),
           ([taskId, { state: to, text: progress }], now) =>
             withTask(taskId, (task) => {
               const from = task.record.state
