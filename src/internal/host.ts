@@ -338,6 +338,39 @@ export const makeWith = (
         ? steps.paced(pace, input, f)
         : checked(input, (valid) => write(steps.atomic((now) => f(valid, () => now))))
 
+    /** `update`'s step (made once: `update` is called in bursts): a move, if asked, and the progress message. */
+    const updateStep = (
+      [taskId, { state: to, text: progress }]: readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
+      now: () => DateTime.Utc
+    ): Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError> => {
+      const task = registry.resolve(taskId)
+      if (task === undefined) return Effect.fail(new TaskNotFound({ taskId }))
+      const from = task.record.state
+      if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
+        return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
+      }
+      if (to === "cancel_requested" && from !== to) {
+        if (liveChildren(task).length > 0) {
+          if (progress !== undefined) registry.progress(task, progress)
+          return cancellation.requestCancel(task, Option.none(), now())
+        }
+        const begun = cancellation.beginCancel(task, Option.none(), now())
+        if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+        if (progress !== undefined) registry.progress(task, progress)
+        return begun.success
+      }
+      if (to !== undefined) {
+        // a queued managed task starts when a slot frees, not on request
+        if (T.isQueued(task) && to !== from) {
+          return Effect.fail(new InvalidTransition({ taskId, from, to }))
+        }
+        const moved = ending.move(task, to, now())
+        if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+      }
+      if (progress !== undefined) registry.progress(task, progress)
+      return Effect.succeed(task.record)
+    }
+
     const service: BackgroundTaskHostService = {
       register: (request) =>
         write(steps.atomicWith(
@@ -353,37 +386,7 @@ export const makeWith = (
             ))
         )),
 
-      update: (taskId, update) =>
-        writeStep(
-          () => updateArgsOf(taskId, update),
-          ([taskId, { state: to, text: progress }], now) =>
-            withTask(taskId, (task) => {
-              const from = task.record.state
-              if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
-                return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
-              }
-              if (to === "cancel_requested" && from !== to) {
-                if (liveChildren(task).length > 0) {
-                  if (progress !== undefined) registry.progress(task, progress)
-                  return cancellation.requestCancel(task, Option.none(), now())
-                }
-                const begun = cancellation.beginCancel(task, Option.none(), now())
-                if (Result.isFailure(begun)) return Effect.fail(begun.failure)
-                if (progress !== undefined) registry.progress(task, progress)
-                return begun.success
-              }
-              if (to !== undefined) {
-                // a queued managed task starts when a slot frees, not on request
-                if (T.isQueued(task) && to !== from) {
-                  return Effect.fail(new InvalidTransition({ taskId, from, to }))
-                }
-                const moved = ending.move(task, to, now())
-                if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-              }
-              if (progress !== undefined) registry.progress(task, progress)
-              return Effect.succeed(task.record)
-            })
-        ),
+      update: (taskId, update) => writeStep(() => updateArgsOf(taskId, update), updateStep),
 
       complete: (taskId, completion) =>
         checked(
