@@ -44,14 +44,16 @@ type Item = SubscriptionEvent
  *
  * A publish costs a subscriber nothing: the event goes once into the store's
  * log, and the subscriber examines it when its reader pulls (its filter, its
- * types and `after` applied then, in one pass over what was published
- * since its last pull). What it has not examined yet is `log[cursor..]`. When
- * a subscriber falls far behind, the store moves its part of the log into
- * its own buffer (`normalize`), so the log stays short whoever never reads:
- * that buffer holds its matching events, at most `capacity` of them, the
- * oldest dropped and counted. Either way a pull gets the same events: the
- * newest `capacity` of its matching ones, after one `Lagged` counting exactly
- * the matching ones dropped.
+ * types and `after` applied then, in one pass over what was published since
+ * its last pull). What it has not examined yet is the log from `cursor` on.
+ * When a subscriber falls far behind, the store has it let go of the part of
+ * the log it no longer needs (`shed`), so the log stays short whoever never
+ * reads: one that takes every event keeps only its newest `capacity` in the
+ * log; any other moves its matching events into a buffer of its own
+ * (`normalize`), at most `capacity` of them, the oldest dropped and counted.
+ * Either way a pull gets the same events: the newest `capacity` of its
+ * matching ones, after one `Lagged` counting exactly the matching ones
+ * dropped.
  */
 export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** `undefined`: every event. */
@@ -125,32 +127,54 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     }
   }
 
+  /**
+   * Lets go of the part of the log it no longer needs (the store found it far
+   * behind). One that takes every event and holds none of its own keeps
+   * reading from the log, past the events it has lost (counted, as a buffer
+   * of its own would count them); any other moves its part into its own
+   * buffer.
+   */
+  shed(): void {
+    if (!this.attached) return
+    if (!this.plain || this.items.length !== this.head) return this.normalize()
+    const store = this.store
+    const keep = store.head - this.capacity
+    if (this.cursor >= keep) return
+    const log = store.log
+    const mask = store.mask
+    let p = this.cursor
+    while (p < keep && log[p & mask]!.seq <= this.after) p++
+    this.skipped += keep - p
+    this.cursor = keep
+  }
+
   /** Moves its part of the log into its own buffer: then it holds no position in the log. */
   normalize(): void {
     if (!this.attached) return
     const store = this.store
+    const end = store.head
+    let p = this.cursor
+    if (p >= end) return
     const log = store.log
-    const end = log.length
-    let i = this.cursor - store.base
-    if (i >= end) return
-    store.caughtUp(this)
+    const mask = store.mask
     if (this.plain) {
-      while (i < end && log[i]!.seq <= this.after) i++
-      if (end - i >= this.capacity) {
+      while (p < end && log[p & mask]!.seq <= this.after) p++
+      if (end - p >= this.capacity) {
         // the log alone fills it: what it held and the older of these are dropped
-        this.skipped += this.items.length - this.head + (end - i - this.capacity)
-        this.items = log.slice(end - this.capacity, end)
+        this.skipped += this.items.length - this.head + (end - p - this.capacity)
+        this.items = store.copy(end - this.capacity, end)
         this.head = 0
         this.start = 0
-        return
+      } else {
+        for (; p < end; p++) this.offer(log[p & mask]!)
       }
-      for (; i < end; i++) this.offer(log[i]!)
-      return
+    } else {
+      for (; p < end; p++) {
+        const event = log[p & mask]!
+        if (this.matches(event)) this.offer(event)
+      }
     }
-    for (; i < end; i++) {
-      const event = log[i]!
-      if (this.matches(event)) this.offer(event)
-    }
+    store.caughtUp(this)
   }
 
   /** Its own events not yet examined in the log: none once `cursor` reaches a matching one or the end. */
@@ -158,15 +182,16 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     if (!this.attached) return false
     const store = this.store
     const log = store.log
-    const end = log.length
-    let i = this.cursor - store.base
+    const mask = store.mask
+    const end = store.head
+    let p = this.cursor
     // the events it passes are not its own: it never needs them
-    while (i < end && !this.matches(log[i]!)) i++
-    if (i < end) {
-      this.cursor = store.base + i
+    while (p < end && !this.matches(log[p & mask]!)) p++
+    if (p < end) {
+      this.cursor = p
       return true
     }
-    if (this.cursor < store.head) store.caughtUp(this)
+    if (this.cursor < end) store.caughtUp(this)
     return false
   }
 
@@ -211,7 +236,7 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
       const store = this.store
       if (this.items.length === this.head && this.skipped === 0 && store.head - this.cursor <= this.capacity) {
         if (!this.pendingInLog()) return MutableList.Empty
-        const event = store.log[this.cursor - store.base]!
+        const event = store.log[this.cursor & store.mask]!
         if (this.cursor + 1 === store.head) store.caughtUp(this)
         else this.cursor++
         return event
@@ -267,26 +292,27 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   /** The common pull: nothing was moved out of the log, so its events are read from the log directly. */
   private takeFromLog(): Array<Item> {
     const store = this.store
+    const end = store.head
+    let p = this.cursor
+    if (p >= end) return []
     const log = store.log
-    const end = log.length
-    let i = this.cursor - store.base
-    if (i >= end) return []
+    const mask = store.mask
     let events: Array<Item>
     let dropped = 0
     if (this.plain) {
-      while (i < end && log[i]!.seq <= this.after) i++
-      if (end - i > this.capacity) {
-        dropped = end - i - this.capacity
-        i = end - this.capacity
+      while (p < end && log[p & mask]!.seq <= this.after) p++
+      if (end - p > this.capacity) {
+        dropped = end - p - this.capacity
+        p = end - this.capacity
       }
-      events = log.slice(i, end)
+      events = store.copy(p, end)
     } else {
       // commonly every one matches: then a copy of the span
-      let j = i
-      while (j < end && this.matches(log[j]!)) j++
-      events = log.slice(i, j)
-      for (j++; j < end; j++) {
-        const event = log[j]!
+      let q = p
+      while (q < end && this.matches(log[q & mask]!)) q++
+      events = store.copy(p, q)
+      for (q++; q < end; q++) {
+        const event = log[q & mask]!
         if (this.matches(event)) events.push(event)
       }
       if (events.length > this.capacity) {
@@ -322,36 +348,43 @@ const noReplay: PubSub.PubSub.ReplayWindow<never> = {
   remaining: 0
 }
 
+/** The log's first ring of slots (a power of two); it doubles when full. */
+const initialSlots = 1_024
+/** An empty log with more slots than this goes back to `initialSlots`. */
+const maxIdleSlots = 16_384
 /**
- * The log is compacted every `compactEvery` publishes: the subscribers
- * further behind than half of it get their part moved into their own
- * buffers, and what every subscriber has examined is dropped. So it holds at
- * most one and a half times this many events, however slow a reader is.
+ * Every `compactEvery` events published beyond what the log held after the
+ * last compaction, the subscribers more than `farBehind` events behind let go
+ * of what they no longer need (`EventBuffer.shed`) and the log lets go of what
+ * every subscriber has examined. So a subscriber that never reads keeps at
+ * most its own buffer in the log, plus up to `farBehind + compactEvery`
+ * events if it is filtered.
  */
-const compactEvery = 4_096
+const compactEvery = 1_024
+const farBehind = 4_096
 
 /**
  * The `PubSub`'s backing store: one log of the published events shared by
  * every active subscriber, each reading from its own position; it always
- * accepts.
+ * accepts. The log is a ring of slots: the event at position `p` is in
+ * `log[p & mask]`, for `base <= p < head`; a slot is emptied as soon as every
+ * subscriber has examined its event.
  */
 export class EventStore implements PubSub.PubSub.Atomic<Item> {
   readonly capacity = Number.POSITIVE_INFINITY
   readonly active = new Set<EventBuffer>()
   /** The smallest capacity among the active buffers (`Infinity` without one): kept as they come and go. */
   smallest = Number.POSITIVE_INFINITY
-  /** The published events not yet examined by every subscriber: `log[i]` is at position `base + i`. */
-  log: Array<BackgroundTaskEvent> = []
+  log: Array<BackgroundTaskEvent | undefined> = new Array<BackgroundTaskEvent | undefined>(initialSlots).fill(undefined)
+  mask = initialSlots - 1
+  /** The oldest event the log holds. */
   base = 0
-  /** The log's length at which it is compacted next. */
+  /** The position the next published event takes. */
+  head = 0
+  /** The number of events held at which the log is compacted next. */
   private compactAt = compactEvery
   /** How many active subscribers have examined the whole log: once all have, it is emptied. */
   private atHead = 0
-
-  /** The position the next published event takes. */
-  get head(): number {
-    return this.base + this.log.length
-  }
 
   /** A new subscriber, positioned at the head (`buffer.cursor`). */
   add(buffer: EventBuffer): void {
@@ -363,40 +396,73 @@ export class EventStore implements PubSub.PubSub.Atomic<Item> {
   /** `buffer` has examined the whole log (its cursor moves to the head): the last to do so empties it. */
   caughtUp(buffer: EventBuffer): void {
     buffer.cursor = this.head
-    if (++this.atHead === this.active.size) this.clear()
-  }
-
-  /** Every subscriber has examined every event: none is kept. */
-  private clear(): void {
-    this.base = this.head
-    this.log = []
-    this.compactAt = compactEvery
+    if (++this.atHead === this.active.size) this.release(this.head)
   }
 
   remove(buffer: EventBuffer): void {
     if (!this.active.delete(buffer)) return
     if (buffer.cursor === this.head) this.atHead--
     // the others may all have examined the whole log
-    if (this.atHead === this.active.size) this.clear()
+    if (this.atHead === this.active.size) this.release(this.head)
     if (buffer.capacity > this.smallest) return
     let smallest = Number.POSITIVE_INFINITY
     for (const other of this.active) if (other.capacity < smallest) smallest = other.capacity
     this.smallest = smallest
   }
 
-  /** Drops what every subscriber has examined, moving the far-behind ones' parts into their own buffers first. */
+  /** The events at positions `from` to `to` (excluded), in a new array. */
+  copy(from: number, to: number): Array<BackgroundTaskEvent> {
+    const n = to - from
+    if (n <= 0) return []
+    const slots = this.log.length
+    const first = from & this.mask
+    const events = first + n <= slots
+      ? this.log.slice(first, first + n)
+      : this.log.slice(first).concat(this.log.slice(0, first + n - slots))
+    return events as Array<BackgroundTaskEvent>
+  }
+
+  /** Lets go of the events before position `to` (every subscriber has examined them): their slots are emptied. */
+  private release(to: number): void {
+    if (to <= this.base) return
+    if (to === this.head && this.log.length > maxIdleSlots) {
+      // empty, after a burst grew it: back to a small ring
+      this.log = new Array<BackgroundTaskEvent | undefined>(initialSlots).fill(undefined)
+      this.mask = initialSlots - 1
+    } else {
+      const slots = this.log.length
+      const first = this.base & this.mask
+      const last = first + (to - this.base)
+      if (last <= slots) this.log.fill(undefined, first, last)
+      else {
+        this.log.fill(undefined, first, slots)
+        this.log.fill(undefined, 0, last - slots)
+      }
+    }
+    this.base = to
+    this.compactAt = this.head - to + compactEvery
+  }
+
+  /** The subscribers far behind let go of what they no longer need; the log, of what every one has examined. */
   private compact(): void {
-    const head = this.head
-    const far = head - (compactEvery >> 1)
-    let oldest = head
+    const far = this.head - farBehind
+    let oldest = this.head
     for (const buffer of this.active) {
-      if (buffer.cursor < far) buffer.normalize()
+      if (buffer.cursor < far) buffer.shed()
       if (buffer.cursor < oldest) oldest = buffer.cursor
     }
-    if (oldest === head) this.log = []
-    else if (oldest > this.base) this.log = this.log.slice(oldest - this.base)
-    this.base = oldest
-    this.compactAt = this.log.length + compactEvery
+    this.release(oldest)
+    this.compactAt = this.head - this.base + compactEvery
+  }
+
+  /** Twice the slots, the events at their positions. */
+  private grow(): void {
+    const slots = this.log.length * 2
+    const log = new Array<BackgroundTaskEvent | undefined>(slots).fill(undefined)
+    const mask = slots - 1
+    for (let p = this.base; p < this.head; p++) log[p & mask] = this.log[p & this.mask]
+    this.log = log
+    this.mask = mask
   }
 
   isEmpty(): boolean {
@@ -411,8 +477,10 @@ export class EventStore implements PubSub.PubSub.Atomic<Item> {
   publish(value: Item): boolean {
     // the host publishes only its own events; `Lagged` exists only in a reader's pull
     if (value._tag === "Lagged") return true
-    if (this.log.length >= this.compactAt) this.compact()
-    this.log.push(value)
+    if (this.head - this.base >= this.compactAt) this.compact()
+    if (this.head - this.base === this.log.length) this.grow()
+    this.log[this.head & this.mask] = value
+    this.head++
     // nobody has examined this one yet
     this.atHead = 0
     return true
@@ -599,6 +667,6 @@ export class EventHub {
 
   /** Events in the shared log now: published, and not yet examined by every subscriber. */
   get logged(): number {
-    return this.store.log.length
+    return this.store.head - this.store.base
   }
 }
