@@ -325,19 +325,6 @@ export const makeWith = (
     )
     const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       durability.write(pace.gate(call))
-    /**
-     * A write call whose input is decoded first; `f` reads the time through
-     * `now` when it needs it. In memory, decoding, the pace and the step are
-     * one primitive; on a durable store the call then waits for the commit.
-     */
-    const writeStep = <I, E1, A, E>(
-      input: () => Result.Result<I, E1>,
-      f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
-    ): Effect.Effect<A, E1 | E | SessionError> =>
-      journal === undefined
-        ? steps.paced(pace, input, f)
-        : checked(input, (valid) => write(steps.atomic((now) => f(valid, () => now))))
-
     /** `update`'s step (made once: `update` is called in bursts): a move, if asked, and the progress message. */
     const updateStep = (
       [taskId, { state: to, text: progress }]: readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
@@ -386,7 +373,12 @@ export const makeWith = (
             ))
         )),
 
-      update: (taskId, update) => writeStep(() => updateArgsOf(taskId, update), updateStep),
+      // in memory, the input check, the pace and the step are one primitive; on a durable store the call
+      // then waits for the commit
+      update: (taskId, update) =>
+        journal === undefined
+          ? steps.paced(pace, () => updateArgsOf(taskId, update), updateStep)
+          : checked(() => updateArgsOf(taskId, update), (args) => write(steps.atomic((now) => updateStep(args, () => now)))),
 
       complete: (taskId, completion) =>
         checked(
