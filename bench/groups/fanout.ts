@@ -14,12 +14,22 @@
  * meanwhile. An untimed probe counts each side's pulls to show it.
  *
  * The host's events are N `Progress` events of one task (`update(id, {
- * progress })`); the baseline publishes N hand-built `Progress` events.
+ * progress })`); the baseline publishes N hand-built `Progress` events. So
+ * the host's side also pays for its call (input check, pace, step, lookup, a
+ * new record) where the baseline only builds an event. Two info variants,
+ * the floor, split the two: the host's own event hub (`EventHub`: the
+ * contract's filter, `seq` order, exact `Lagged` against a capacity, readers
+ * woken after the step) fed the baseline's hand-built events, one per step;
+ * and the same hub fed by a minimal update (a map of records; one primitive
+ * per call that checks its input, finds the record, makes the next record
+ * and its event and publishes it).
+ *
  * Then the publisher alone: N progress updates with one subscriber that never
- * reads vs with no subscriber.
+ * reads vs with no subscriber, and (info) the baseline's publisher alone.
  */
-import { Effect, Fiber, PubSub, Stream } from "effect"
-import type { BackgroundTaskEvent, SubscriptionEvent } from "../../src/index.ts"
+import { Effect, Fiber, Option, PubSub, Stream } from "effect"
+import type { BackgroundTaskEvent, BackgroundTaskRecord, SubscriptionEvent } from "../../src/index.ts"
+import { EventHub } from "../../src/internal/events.ts"
 import { isProgressEvent, progressEvent } from "../events.ts"
 import {
   check,
@@ -43,6 +53,8 @@ const fairCapacity = 4096
 const hostVariant = "host subscribe"
 const fairVariant = "raw PubSub, reader yields before each takeAll (fair)"
 const eagerVariant = "raw PubSub, reader resumed inside publish (old baseline)"
+const hubFloorVariant = "floor: the host's event hub, hand-built events (info)"
+const updateFloorVariant = "floor: the host's event hub, minimal update (info)"
 
 /** Counts the pulls (chunks) a reader makes; off the clock, in the probe only. */
 type PullCounter = { pulls: number } | undefined
@@ -111,6 +123,45 @@ const pubsubFanout = (
     return ms
   }))
 
+/**
+ * The floor (info): the host's own event hub with subscribers as the host
+ * makes them (filter on the session, a buffer no scenario reaches), fed
+ * either the baseline's hand-built events, one per step, or a minimal
+ * update. No host, no registry, no pace.
+ */
+const hubFloor = (publisher: "events" | "update", subscribers: number, n: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const hub = yield* EventHub.make
+    const readers: Array<Fiber.Fiber<number>> = []
+    for (let s = 0; s < subscribers; s++) {
+      const pending = yield* hub.subscribe()
+      pending.activate({ sessionId: session }, 1_000_000_000, 0)
+      readers.push(yield* Effect.forkChild(reader(pending.stream, n, undefined)))
+    }
+    const first = progressEvent(0, taskId, session, message)
+    const records = new Map<string, { record: BackgroundTaskRecord }>([[taskId, { record: first._tag === "Progress" ? first.record : (undefined as never) }]])
+    let seq = 0
+    const update = (id: unknown, change: unknown) =>
+      Effect.suspend(() => {
+        const progress = typeof change === "object" && change !== null ? (change as { progress?: unknown }).progress : undefined
+        if (typeof id !== "string" || typeof progress !== "string") return Effect.die("invalid input")
+        const task = records.get(id)
+        if (task === undefined) return Effect.die("no such task")
+        const record: BackgroundTaskRecord = { ...task.record, progress: Option.some(progress), revision: ++seq }
+        task.record = record
+        hub.publish({ _tag: "Progress", seq, taskId: id, sessionId: record.scope.sessionId, kind: record.kind, message: progress, record })
+        return Effect.succeed(record)
+      })
+    let counts: ReadonlyArray<number> = []
+    const ms = yield* timed(Effect.gen(function*() {
+      if (publisher === "update") for (let i = 0; i < n; i++) yield* update(taskId, { progress: message })
+      else for (let i = 0; i < n; i++) yield* Effect.sync(() => hub.publish(progressEvent(i + 1, taskId, session, message)))
+      counts = yield* Fiber.joinAll(readers)
+    }))
+    check(counts.length === subscribers && counts.every((c) => c === n), "every subscriber read N events")
+    return ms
+  }))
+
 /** Pulls per reader (median over the readers) in one untimed run of `run`. */
 const pullsPerReader = async (
   subscribers: number,
@@ -121,6 +172,15 @@ const pullsPerReader = async (
   const pulls = counters.map((c) => c.pulls).sort((a, b) => a - b)
   return pulls[pulls.length >> 1]!
 }
+
+/** The baseline's publisher alone (info): N hand-built events published on a PubSub without a subscriber. */
+const pubsubPublisher = (n: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const pubsub = yield* PubSub.bounded<BackgroundTaskEvent>(fairCapacity)
+    return yield* timed(Effect.gen(function*() {
+      for (let i = 0; i < n; i++) yield* PubSub.publish(pubsub, progressEvent(i + 1, taskId, session, message))
+    }))
+  }))
 
 /** The publisher alone: N progress updates, with one never-reading subscriber or none. */
 const hostPublisher = (withSubscriber: boolean, n: number) =>
@@ -145,7 +205,9 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       { name: fairVariant, role: "baseline", run: () => runNumber(pubsubFanout("fair", subscribers, size)) },
       ...(withEager
         ? [{ name: eagerVariant, role: "info", run: () => runNumber(pubsubFanout("eager", subscribers, size)) } as const]
-        : [])
+        : []),
+      { name: hubFloorVariant, role: "info", run: () => runNumber(hubFloor("events", subscribers, size)) },
+      { name: updateFloorVariant, role: "info", run: () => runNumber(hubFloor("update", subscribers, size)) }
     ]
     const results = await measure(`3 fan-out ${subscribers}`, settings, variants(n), variants(warm))
     const hostPulls = await pullsPerReader(subscribers, (c) => hostFanout(subscribers, n, c))
@@ -173,6 +235,16 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
           label: "host throughput / fair raw PubSub throughput (= fair PubSub time / host time)",
           value: medianOf(results, fairVariant) / host
         },
+        {
+          id: "floor-hub-vs-fair-pubsub",
+          label: "floor (info): the host's event hub fed hand-built events / fair raw PubSub, throughput",
+          value: medianOf(results, fairVariant) / medianOf(results, hubFloorVariant)
+        },
+        {
+          id: "floor-update-vs-fair-pubsub",
+          label: "floor (info): the host's event hub fed a minimal update / fair raw PubSub, throughput",
+          value: medianOf(results, fairVariant) / medianOf(results, updateFloorVariant)
+        },
         ...(withEager
           ? [{
             id: "throughput-vs-old-pubsub",
@@ -185,6 +257,10 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
         "host time includes producing the events (N update(id, { progress }) calls); the baseline builds and publishes N event objects",
         "pulls per reader: counted in one untimed run per variant (params); the same order for the host and the fair baseline " +
         "means the same wake rule",
+        "floor (info): the host's EventHub alone (the contract's filter, seq order, exact Lagged, wake after the step), fed the " +
+        "baseline's hand-built events one per step, or a minimal update (a map of records; one primitive per call: input " +
+        "checked, record found, next record and its event made and published); the gap from the second to the host is the " +
+        "host's update call",
         ...(withEager
           ? [
             "old baseline (info, only here): Stream.fromSubscription on an unbounded PubSub; publish resumes the waiting reader " +
@@ -202,7 +278,8 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
   }
   const results = await measure("3 publisher, never-reading subscriber", settings, [
     { name: "host, no subscriber", role: "baseline", run: () => runNumber(hostPublisher(false, n)) },
-    { name: "host, one never-reading subscriber", role: "host", run: () => runNumber(hostPublisher(true, n)) }
+    { name: "host, one never-reading subscriber", role: "host", run: () => runNumber(hostPublisher(true, n)) },
+    { name: "raw PubSub, publisher alone (info)", role: "info", run: () => runNumber(pubsubPublisher(n)) }
   ])
   scenarios.push({
     id: "publisher-slow-subscriber",
@@ -216,9 +293,15 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       id: "throughput-vs-no-subscriber",
       label: "throughput with a never-reading subscriber / throughput with none",
       value: medianOf(results, "host, no subscriber") / medianOf(results, "host, one never-reading subscriber")
+    }, {
+      id: "update-vs-publish",
+      label: "info: host update(id, { progress }) with no subscriber / raw PubSub publish of a hand-built event, time",
+      value: medianOf(results, "host, no subscriber") / medianOf(results, "raw PubSub, publisher alone (info)")
     }],
     notes: [
-      "the never-reading subscriber has the default buffer (4,096 events): past it, each event overwrites the oldest"
+      "the never-reading subscriber has the default buffer (4,096 events): past it, each event overwrites the oldest",
+      "info: the fan-out baseline's publisher alone (N hand-built events published on a PubSub.bounded without a " +
+      "subscriber), beside the host's update call alone"
     ]
   })
   return { group: "fanout", scenarios }

@@ -78,6 +78,7 @@ import {
   inputTooLarge,
   taskIdOf,
   taskIdsOf,
+  updateArgsOf,
   checked
 } from "./validate.ts"
 
@@ -327,6 +328,38 @@ export const makeWith = (
     )
     const write = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       durability.write(pace.gate(call))
+    /** `update`'s step (made once: `update` is called in bursts): a move, if asked, and the progress message. */
+    const updateStep = (
+      [taskId, { state: to, text: progress }]: readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
+      now: () => DateTime.Utc
+    ): Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError> => {
+      const task = registry.resolve(taskId)
+      if (task === undefined) return Effect.fail(new TaskNotFound({ taskId }))
+      const from = task.record.state
+      if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
+        return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
+      }
+      if (to === "cancel_requested" && from !== to) {
+        if (liveChildren(task).length > 0) {
+          if (progress !== undefined) registry.progress(task, progress)
+          return cancellation.requestCancel(task, Option.none(), now())
+        }
+        const begun = cancellation.beginCancel(task, Option.none(), now())
+        if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+        if (progress !== undefined) registry.progress(task, progress)
+        return begun.success
+      }
+      if (to !== undefined) {
+        // a queued managed task starts when a slot frees, not on request
+        if (T.isQueued(task) && to !== from) {
+          return Effect.fail(new InvalidTransition({ taskId, from, to }))
+        }
+        const moved = ending.move(task, to, now())
+        if (Result.isFailure(moved)) return Effect.fail(moved.failure)
+      }
+      if (progress !== undefined) registry.progress(task, progress)
+      return Effect.succeed(task.record)
+    }
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
@@ -343,36 +376,12 @@ export const makeWith = (
             ))
         )),
 
+      // in memory, the input check, the pace and the step are one primitive; on a durable store the call
+      // then waits for the commit
       update: (taskId, update) =>
-        checked(() => checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")), ([taskId, { state: to, text: progress }]) =>
-          write(steps.atomic((now) =>
-            withTask(taskId, (task) => {
-              const from = task.record.state
-              if (isTerminal(from) || (to !== undefined && (!Lifecycle.isTaskState(to) || isTerminal(to)))) {
-                return Effect.fail(new InvalidTransition({ taskId, from, to: Lifecycle.describeState(to ?? from) }))
-              }
-              if (to === "cancel_requested" && from !== to) {
-                if (liveChildren(task).length > 0) {
-                  if (progress !== undefined) registry.progress(task, progress)
-                  return cancellation.requestCancel(task, Option.none(), now)
-                }
-                const begun = cancellation.beginCancel(task, Option.none(), now)
-                if (Result.isFailure(begun)) return Effect.fail(begun.failure)
-                if (progress !== undefined) registry.progress(task, progress)
-                return begun.success
-              }
-              if (to !== undefined) {
-                // a queued managed task starts when a slot frees, not on request
-                if (T.isQueued(task) && to !== from) {
-                  return Effect.fail(new InvalidTransition({ taskId, from, to }))
-                }
-                const moved = ending.move(task, to, now)
-                if (Result.isFailure(moved)) return Effect.fail(moved.failure)
-              }
-              if (progress !== undefined) registry.progress(task, progress)
-              return Effect.succeed(task.record)
-            })
-          ))),
+        journal === undefined
+          ? steps.paced(pace, () => updateArgsOf(taskId, update), updateStep)
+          : checked(() => updateArgsOf(taskId, update), (args) => write(steps.atomic((now) => updateStep(args, () => now)))),
 
       complete: (taskId, completion) =>
         checked(

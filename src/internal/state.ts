@@ -131,6 +131,34 @@ export class Steps {
     })
   }
 
+  /**
+   * A public write call in one primitive, for a host whose calls return when
+   * their step is done: decodes the input (bad input fails first), takes one
+   * step of `pace`'s budget (past it, waits for the next turn), then runs `f`
+   * as a step of the open host. `f` reads the time through `now`, only if it
+   * needs it.
+   */
+  paced<I, E1, A, E>(
+    pace: Pace,
+    input: () => Result.Result<I, E1>,
+    f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E1 | E | SessionError> {
+    return Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError> => {
+      const valid = input()
+      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
+      if (pace.take()) return this.stepWith(valid.success, fiber, f)
+      return Effect.andThen(pace.step, Effect.withFiber((fiber) => this.stepWith(valid.success, fiber, f)))
+    })
+  }
+
+  private stepWith<I, A, E>(
+    valid: I,
+    fiber: Fiber.Fiber<unknown, unknown>,
+    f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E | SessionError> {
+    return this.isOpen() ? f(valid, () => this.nowOf(fiber)) : Effect.fail(this.closedReason)
+  }
+
   /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing, never once closed. */
   internal(f: (now: DateTime.Utc) => Effect.Effect<void>): Effect.Effect<void> {
     return Effect.withFiber((fiber) => this.isClosed() ? Effect.void : f(this.nowOf(fiber)))
@@ -210,14 +238,17 @@ export class Pace {
     this.backlog() >= this.budget ? Effect.andThen(this.drain, this.counted) : this.counted
   )
 
+  /** One step of the budget, if one is left now and nothing waits for a commit (the common case): no effect, no wait. */
+  take(): boolean {
+    if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
+      this.taken++
+      return true
+    }
+    return false
+  }
+
   /** `call`, after one step of the budget: the common case (budget left, no backlog) adds one suspend. */
   gate<A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.suspend(() => {
-      if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
-        this.taken++
-        return call
-      }
-      return Effect.andThen(this.step, call)
-    })
+    return Effect.suspend(() => this.take() ? call : Effect.andThen(this.step, call))
   }
 }

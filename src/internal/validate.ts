@@ -281,6 +281,22 @@ export const outcomeOf = (
 }
 
 /**
+ * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
+ * "progress"))` checks them (the same errors), without its intermediate results: `update` is called in bursts.
+ */
+export const updateArgsOf = (
+  taskId: unknown,
+  update: unknown
+): Result.Result<
+  readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
+  SessionError | InvokeError
+> => {
+  if (typeof taskId !== "string") return taskIdOf(taskId) as Result.Failure<never, SessionError>
+  const outcome = outcomeOf("update", update, "progress")
+  return Result.isFailure(outcome) ? Result.fail(outcome.failure) : Result.succeed([taskId, outcome.success])
+}
+
+/**
  * A session handle's filter (no `sessionId`: the handle adds its own):
  * absent or an object, copied once.
  */

@@ -4,7 +4,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
 import { RegisterRequest, TaskRegistration } from "../../src/index.ts"
-import { isPlainRegisterRequest, isPlainRegistration } from "../../src/internal/validate.ts"
+import {
+  checkAll,
+  isPlainRegisterRequest,
+  isPlainRegistration,
+  outcomeOf,
+  taskIdOf,
+  updateArgsOf
+} from "../../src/internal/validate.ts"
 
 const decodeRegistration = Schema.decodeUnknownResult(Schema.toType(TaskRegistration))
 const decodeRegisterRequest = Schema.decodeUnknownResult(Schema.toType(RegisterRequest))
@@ -65,5 +72,37 @@ describe("registration fast path", () => {
     assert.isFalse(isPlainRegistration([spec]))
     assert.isFalse(isPlainRegisterRequest({ ...spec, scope: { sessionId: "" } }))
     assert.isFalse(isPlainRegisterRequest(spec))
+  })
+})
+
+describe("update's arguments", () => {
+  it("are checked as checking each in turn checks them: the same values, the same first error", () => {
+    const throwing = {
+      get progress(): string {
+        throw new Error("boom")
+      }
+    }
+    const cases: ReadonlyArray<readonly [unknown, unknown]> = [
+      ["t", { progress: "p" }],
+      ["t", {}],
+      ["t", { state: "running", progress: "p" }],
+      ["", { progress: "p" }],
+      [1, { progress: "p" }],
+      [1, 2],
+      [undefined, throwing],
+      ["t", null],
+      ["t", "p"],
+      ["t", { progress: 3 }],
+      ["t", { state: 3 }],
+      ["t", throwing]
+    ]
+    const shown = (result: Result.Result<unknown, { readonly _tag: string; readonly message: string }>) =>
+      Result.isSuccess(result) ? { success: result.success } : { failure: [result.failure._tag, result.failure.message] }
+    for (const [taskId, update] of cases) {
+      assert.deepStrictEqual(
+        shown(updateArgsOf(taskId, update)),
+        shown(checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")))
+      )
+    }
   })
 })
