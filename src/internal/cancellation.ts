@@ -25,7 +25,7 @@ import type { InvalidTransition } from "../PluginError.ts"
 import type { Ending } from "./supervisor.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { afterStep, type Steps } from "./state.ts"
-import type { Task } from "./task.ts"
+import { isQueued, type Task } from "./task.ts"
 
 /** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
 export type Mode = "policy" | "now"
@@ -95,7 +95,7 @@ export class Cancellation {
       switch (owner._tag) {
         case "Managed": {
           if (owner.fiber !== undefined) return interruptFiber(owner.fiber)
-          // queued, not launched: it never will be
+          // queued, or launched with its fiber not made yet: it never will be
           this.ending.markCancelled(task, now)
           return Effect.void
         }
@@ -212,8 +212,9 @@ export class Cancellation {
       afterStep(() => Deferred.doneUnsafe(signal, Effect.succeed(reason)))
     }
     if (Option.isSome(reason)) control.stopReason ??= reason.value
-    // a queued managed task never started: nothing to wait for
-    const queued = owner._tag === "Managed" && owner.fiber === undefined
+    // a queued managed task never started: nothing to wait for (a launched
+    // one about to start runs, and sees the request)
+    const queued = isQueued(task)
     // cooperative: the record as the request left it (the task may end itself at once);
     // otherwise the record once the policy has acted
     return Result.succeed(

@@ -429,7 +429,7 @@ export const makeWith = (
           for (const task of registry.liveTasks()) if (T.isQueued(task)) queued++
           return registry.stats({
             subscribers: hub.subscriberCount,
-            fibers: supervisor.fibers.size + ending.timers.size + hidden.fibers().length,
+            fibers: supervisor.fibers.size + ending.starting + ending.timers.size + hidden.fibers().length,
             queued,
             commits: durability.commits()
           })

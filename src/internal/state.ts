@@ -16,7 +16,7 @@
  * @internal
  */
 import * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -96,7 +96,12 @@ export class Steps {
   private lastNow: DateTime.Utc | undefined
 
   nowOf(fiber: Fiber.Fiber<unknown, unknown>): DateTime.Utc {
-    const millis = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    return this.nowIn(fiber.context)
+  }
+
+  /** The time of a step, by the `Clock` of `context` (a fiber's). */
+  nowIn(context: Context.Context<never>): DateTime.Utc {
+    const millis = Context.get(context, Clock.Clock).currentTimeMillisUnsafe()
     if (millis !== this.lastMillis || this.lastNow === undefined) {
       this.lastMillis = millis
       this.lastNow = DateTime.makeUnsafe(millis)

@@ -33,7 +33,6 @@ import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
-import type { SchedulerDispatcher } from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
@@ -99,13 +98,13 @@ export class Supervisor {
    * it until one frees (`slot` undefined); inside a step.
    */
   startOrQueue(task: Task, owner: Managed, launch: Launch, slot: Slot | undefined): void {
-    owner.launch = () => this.launchTask(task, owner, launch)
     if (slot !== undefined) {
       if (this.ending.slots.limited) owner.slot = slot
-      owner.launch()
+      this.launchTask(task, owner, launch)
     } else {
+      owner.launch = () => this.launchTask(task, owner, launch)
       this.ending.slots.enqueue(task, () =>
-        task.record.state === "pending" && owner.fiber === undefined && task.held
+        task.record.state === "pending" && owner.launch !== undefined && task.held
           ? { sessionId: task.record.scope.sessionId, kind: task.record.kind }
           : undefined)
     }
@@ -192,11 +191,38 @@ export class Supervisor {
   }
 
   /**
-   * Launches a managed task's fiber, from inside a step: the fiber exists at
-   * once and starts running after the step, with the caller's context.
+   * Launches a managed task from inside a step: it starts after the step,
+   * from the dispatcher of the fiber running the step (one for a burst of
+   * starts, as `FiberMap.run`'s forks), with the caller's context. Its fiber
+   * is made as it starts, and only if its record is still live and the host
+   * still open: a task ended (cancelled, completed by a call, its host
+   * closed) before it started never runs, and until then there is no fiber
+   * to stop (`Cancellation` ends such a record itself). A cancel request
+   * leaves it to start, and to see the request. The fiber is the record's
+   * from its first operation, so a cancellation reaches it even while its
+   * first run is still on the stack.
    */
   private launchTask(task: Task, owner: Managed, launch: Launch): void {
     owner.launch = undefined
+    owner.starting = true
+    this.ending.starting++
+    const start = () => {
+      // the record ended meanwhile (`Ending` counted it out)
+      if (!owner.starting) return
+      owner.starting = false
+      this.ending.starting--
+      if (isTerminal(task.record.state) || !task.held || this.steps.isClosed()) return
+      // a closing host starts nothing: the task ends cancelled, as its fiber would have
+      if (this.steps.isOpen()) this.run(task, owner, launch)
+      else this.ending.markCancelled(task, this.steps.nowIn(launch.context))
+    }
+    const dispatcher = Fiber.getCurrent()?.currentDispatcher
+    if (dispatcher !== undefined) dispatcher.scheduleTask(start, 0)
+    else setImmediate(start)
+  }
+
+  /** Runs a managed task's fiber; its exit handler makes the terminal move. */
+  private run(task: Task, owner: Managed, launch: Launch): void {
     const { maxAttempts } = task.record.attempt
     // one attempt allowed: no retry loop to run
     const single = Option.isNone(maxAttempts) || maxAttempts.value <= 1
@@ -206,44 +232,40 @@ export class Supervisor {
     // operation of its own for each. (A tracer gets `attempt`'s span, as made
     // by `Effect.withSpan`.)
     let context = launch.context
-    let untraced: { readonly span: TaskSpan; readonly scope: Scope.Closeable } | undefined
+    let span: TaskSpan | undefined
+    let scope: Scope.Closeable | undefined
     if (single && launch.timeout === undefined && this.untraced(context)) {
-      const span = new TaskSpan(task.record, context)
-      const scope = Scope.makeUnsafe()
-      untraced = { span, scope }
+      span = new TaskSpan(task.record, context)
+      scope = Scope.makeUnsafe()
       context = Context.add(
-        Context.add(Context.add(context, Tracer.ParentSpan, span), TaskContext, this.taskContext(task, owner)),
-        Scope.Scope,
-        scope
+        Context.add(Context.add(context, TaskContext, new ManagedTaskContext(this, task, owner)), Scope.Scope, scope),
+        Tracer.ParentSpan,
+        span
       )
     }
-    const body = Effect.suspend(() => {
-      // a task cancelled, or a host closed, before its fiber ran never runs
-      if (!this.steps.isOpen() || isTerminal(task.record.state) || !task.held) return Effect.interrupt
-      if (untraced !== undefined) return launch.run as Effect.Effect<unknown, unknown>
-      return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
-    })
-    // it starts after the step, queued on the dispatcher of the fiber running
-    // the step (one for a burst of spawns, as `FiberMap.run` does)
-    const dispatcher = Fiber.getCurrent()?.currentDispatcher
-    const fiber = Effect.runForkWith(context)(
-      Effect.andThen(dispatcher === undefined ? Effect.yieldNow : after(dispatcher), body).pipe(
-        Effect.onExit((exit) => {
-          if (untraced === undefined) return this.finish(task, owner, exit)
-          // the scope closes (its finalizers run), then the span ends, then the record
-          const closing = Scope.closeUnsafe(untraced.scope, exit)
-          const end = () => {
-            untraced.span.endWith(exit, context)
-            return this.finish(task, owner, exit)
-          }
-          return closing === undefined ? end() : Effect.andThen(closing, Effect.suspend(end))
-        })
-      )
-    )
-    if (fiber.pollUnsafe() === undefined) {
+    const body = Effect.withFiber((fiber): Effect.Effect<unknown, unknown> => {
       owner.fiber = fiber
       this.fibers.add(fiber)
-    }
+      if (span !== undefined) return launch.run as Effect.Effect<unknown, unknown>
+      return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
+    })
+    const exitContext = context
+    Effect.runForkWith(context)(Effect.onExitPrimitive(body, (exit): Effect.Effect<void> | undefined => {
+      if (scope === undefined) return this.finish(task, owner, exit, exitContext)
+      // the scope closes (its finalizers run), then the span ends, then the record
+      const closing = Scope.closeUnsafe(scope, exit)
+      if (closing === undefined) {
+        span!.endWith(exit, exitContext)
+        return this.finish(task, owner, exit, exitContext)
+      }
+      return Effect.andThen(
+        closing,
+        Effect.suspend(() => {
+          span!.endWith(exit, exitContext)
+          return this.finish(task, owner, exit, exitContext) ?? Effect.void
+        })
+      )
+    }))
   }
 
   /**
@@ -333,47 +355,48 @@ export class Supervisor {
     })
   }
 
-  /** A managed fiber's exit: one terminal move, unless someone else moved first. */
-  private finish(task: Task, owner: Managed, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.withFiber((fiber) => {
-      if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
-      owner.fiber = undefined
-      this.ending.stopTimer(task)
-      if (isTerminal(task.record.state) || !task.held) return Effect.void
-      const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+  /**
+   * A managed fiber's exit, in its exit handler: one terminal move, unless
+   * someone else moved first. The move is made right there (the handler is a
+   * step); an effect is returned only when the children must end first.
+   */
+  private finish(
+    task: Task,
+    owner: Managed,
+    exit: Exit.Exit<unknown, unknown>,
+    context: Context.Context<never>
+  ): Effect.Effect<void> | undefined {
+    if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
+    owner.fiber = undefined
+    this.ending.stopTimer(task)
+    if (isTerminal(task.record.state) || !task.held) return undefined
+    const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+    const end = (now: DateTime.Utc) => {
+      if (isTerminal(task.record.state)) return
+      const to = Lifecycle.exitState(outcome, task.record.state)
       // the task's own summary (a string result, a failure's message), if it gave one
       const own = Exit.isSuccess(exit)
         ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
         : outcome === "failure"
         ? Option.some(causeMessage(exit.cause))
         : Option.none()
-      const end = (now: DateTime.Utc) => {
-        if (isTerminal(task.record.state)) return
-        const to = Lifecycle.exitState(outcome, task.record.state)
-        // a task that ends cancelled without a summary of its own says why the host stopped it
-        const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
-        this.ending.move(task, to, now, { summary })
-      }
-      // a failed or cancelled parent (a task that returns after a cancel request
-      // ends cancelled) ends after its children
-      if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
-        return Effect.andThen(
-          this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
-          this.steps.internal((now) => Effect.sync(() => end(now)))
-        )
-      }
-      // no child to wait for: the end is this very step
-      if (!this.steps.isClosed()) end(this.steps.nowOf(fiber))
-      return Effect.void
-    })
+      // a task that ends cancelled without a summary of its own says why the host stopped it
+      const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
+      this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
+    }
+    // a failed or cancelled parent (a task that returns after a cancel request
+    // ends cancelled) ends after its children
+    if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
+      return Effect.andThen(
+        this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
+        this.steps.internal((now) => Effect.sync(() => end(now)))
+      )
+    }
+    // no child to wait for: the end is this very step
+    if (!this.steps.isClosed()) end(this.steps.nowIn(context))
+    return undefined
   }
 }
-
-/** Resumes the fiber from `dispatcher`'s queue: the `Effect.yieldNow` of a fiber that has none yet. */
-const after = (dispatcher: SchedulerDispatcher): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    dispatcher.scheduleTask(() => resume(Effect.void), 0)
-  })
 
 const noAnnotations = Context.empty()
 
@@ -479,6 +502,8 @@ export class Ending {
   private readonly telemetry: Telemetry
   /** The grace timers running now (`cancellation.ts` starts them; a terminal move stops its task's). */
   readonly timers = new Set<Fiber.Fiber<void>>()
+  /** Managed tasks launched whose fiber is not made yet (it will be, after the step). */
+  starting = 0
 
   constructor(steps: Steps, registry: RegistryService, slots: Slots<Task>, telemetry: Telemetry) {
     this.steps = steps
@@ -546,6 +571,11 @@ export class Ending {
     this.wakeWaiters(task)
     this.telemetry.ended(task.record)
     const owner = task.owner
+    if (owner._tag === "Managed" && owner.starting) {
+      // ended before its fiber was made: it never will be
+      owner.starting = false
+      this.starting--
+    }
     if (owner._tag === "Managed" && owner.slot !== undefined) {
       this.slots.release(owner.slot)
       owner.slot = undefined

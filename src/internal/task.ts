@@ -31,6 +31,8 @@ export interface Managed {
   slot: Slot | undefined
   /** Starts the fiber; set while the task waits in the queue for a slot. */
   launch: (() => void) | undefined
+  /** Launched, its fiber not made yet: it starts after the step that launched it (counted in `stats.fibers`). */
+  starting: boolean
 }
 
 /** Work owned elsewhere: the host runs its cancel effect, at most once. */
@@ -89,7 +91,8 @@ export const managed = (): Managed => ({
   fiber: undefined,
   signal: Deferred.makeUnsafe<Option.Option<string>>(),
   slot: undefined,
-  launch: undefined
+  launch: undefined,
+  starting: false
 })
 
 export const external = (cancel: Effect.Effect<void> | undefined): External => ({
