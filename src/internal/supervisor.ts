@@ -33,6 +33,7 @@ import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
+import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
@@ -190,6 +191,20 @@ export class Supervisor {
     return untraced
   }
 
+  /** The caller's scheduler, with one dispatcher for every task fiber (see `SharedDispatcher`). */
+  private sharedScheduler(context: Context.Context<never>): Scheduler.Scheduler {
+    const scheduler = Context.get(context, Scheduler.Scheduler)
+    if (scheduler === this.lastScheduler) return this.lastShared!
+    let shared = this.shared.get(scheduler)
+    if (shared === undefined) this.shared.set(scheduler, shared = new SharedDispatcher(scheduler))
+    this.lastScheduler = scheduler
+    this.lastShared = shared
+    return shared
+  }
+  private readonly shared = new WeakMap<Scheduler.Scheduler, SharedDispatcher>()
+  private lastScheduler: Scheduler.Scheduler | undefined
+  private lastShared: SharedDispatcher | undefined
+
   /**
    * Launches a managed task from inside a step: it starts after the step,
    * from the dispatcher of the fiber running the step (one for a burst of
@@ -231,10 +246,10 @@ export class Supervisor {
     // closes and the span ends as it exits — what `attempt` does, without an
     // operation of its own for each. (A tracer gets `attempt`'s span, as made
     // by `Effect.withSpan`.)
-    let context = launch.context
+    let context = Context.add(launch.context, Scheduler.Scheduler, this.sharedScheduler(launch.context))
     let span: TaskSpan | undefined
     let scope: Scope.Closeable | undefined
-    if (single && launch.timeout === undefined && this.untraced(context)) {
+    if (single && launch.timeout === undefined && this.untraced(launch.context)) {
       span = new TaskSpan(task.record, context)
       scope = Scope.makeUnsafe()
       context = Context.add(
@@ -395,6 +410,31 @@ export class Supervisor {
     // no child to wait for: the end is this very step
     if (!this.steps.isClosed()) end(this.steps.nowIn(context))
     return undefined
+  }
+}
+
+/**
+ * A scheduler as the caller's, except that every fiber running on it shares
+ * one dispatcher: the managed tasks' fibers. A fiber makes its own dispatcher
+ * the first time it yields (with a timer of its own); these queue their
+ * resumptions together, run in order in one macrotask, as one fiber's would.
+ */
+class SharedDispatcher implements Scheduler.Scheduler {
+  readonly executionMode: "sync" | "async"
+  private readonly scheduler: Scheduler.Scheduler
+  private dispatcher: Scheduler.SchedulerDispatcher | undefined
+
+  constructor(scheduler: Scheduler.Scheduler) {
+    this.scheduler = scheduler
+    this.executionMode = scheduler.executionMode
+  }
+
+  shouldYield(fiber: Fiber.Fiber<unknown, unknown>): boolean {
+    return this.scheduler.shouldYield(fiber)
+  }
+
+  makeDispatcher(): Scheduler.SchedulerDispatcher {
+    return this.dispatcher ??= this.scheduler.makeDispatcher()
   }
 }
 
