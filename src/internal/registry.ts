@@ -27,7 +27,7 @@ import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, t
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
-import { empty, Tables } from "./tables.ts"
+import { empty, noLinks, Tables } from "./tables.ts"
 import type { TaskTree } from "./service.ts"
 import type { Control, Owner, Task } from "./task.ts"
 
@@ -132,7 +132,7 @@ export class RegistryService {
     parent?: Task
   ): Result.Result<Task, TaskAlreadyExists> {
     const t = this.t
-    const live = t.live.get(id)
+    const live = t.findLive(id)
     if (live !== undefined) {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
@@ -148,7 +148,8 @@ export class RegistryService {
       parent,
       children: undefined,
       retained: false,
-      held: false
+      held: false,
+      links: noLinks()
     }
     if (parent !== undefined) (parent.children ??= new Set()).add(task)
     t.index(task)
@@ -165,13 +166,11 @@ export class RegistryService {
 
   /** The live record with this id, else the most recently updated terminal one. */
   resolve(taskId: string): Task | undefined {
-    const t = this.t
-    const live = t.live.get(taskId)
-    if (live !== undefined) return live
-    const same = t.ids.get(taskId)
+    const same = this.t.ids.get(taskId)
     if (same === undefined || !Array.isArray(same)) return same
     let found: Task | undefined
     for (const task of same) {
+      if (!isTerminal(task.record.state)) return task
       if (found === undefined || task.record.revision > found.record.revision) found = task
     }
     return found
@@ -183,7 +182,7 @@ export class RegistryService {
 
   /** The live record with this id. */
   findLive(taskId: string): Task | undefined {
-    return this.t.live.get(taskId)
+    return this.t.findLive(taskId)
   }
 
   /** The live record holding this idempotency key. */
@@ -273,9 +272,8 @@ export class RegistryService {
     now: DateTime.Utc
   ): Result.Result<ReadonlyArray<BackgroundTaskRecord>, TaskAlreadyExists> {
     const t = this.t
-    const target = t.sessions.get(to)
     for (const task of tasks) {
-      const there = target?.get(task.record.id)
+      const there = t.find(to, task.record.id)
       if (there !== undefined && there !== task && !isTerminal(there.record.state)) {
         return Result.fail(new TaskAlreadyExists({ taskId: task.record.id, sessionId: to }))
       }
@@ -348,23 +346,23 @@ export class RegistryService {
     let candidates: Iterable<Task>
     let ordered = true
     if (sessionId !== undefined) {
-      const session = all ? t.sessions.get(sessionId) : t.liveBySession.get(sessionId)
-      candidates = session?.values() ?? empty
+      const session = t.ofSession(sessionId, all)
+      candidates = session ?? empty
       ordered = false
       if (kind !== undefined) {
-        const ofKind = (all ? t.byKind : t.liveByKind).get(kind)
+        const ofKind = t.ofKind(kind, all)
         if (ofKind.size < (session?.size ?? 0)) {
           candidates = ofKind
           ordered = true
         }
       }
     } else if (kind !== undefined) {
-      candidates = (all ? t.byKind : t.liveByKind).get(kind)
+      candidates = t.ofKind(kind, all)
     } else if (!all) {
-      candidates = t.live.values()
+      candidates = t.live
     } else {
       // every record: the kind indexes are sorted runs, which sort merges in linear time
-      candidates = TaskKind.literals.flatMap((kind) => Array.from(t.byKind.get(kind)))
+      candidates = TaskKind.literals.flatMap((kind) => Array.from(t.ofKind(kind, true)))
       ordered = false
     }
     const out: Array<Task> = []
@@ -386,18 +384,19 @@ export class RegistryService {
 
   /** Every record of a session, terminal ones included, oldest first. */
   session(sessionId: string): Array<Task> {
-    const session = this.t.sessions.get(sessionId)
-    return session === undefined ? [] : sortByOrder(Array.from(session.values()))
+    const session = this.t.ofSession(sessionId, true)
+    return session === undefined ? [] : sortByOrder(Array.from(session))
   }
 
   /** The live records of a session, oldest first. */
   liveInSession(sessionId: string): Array<Task> {
-    return sortByOrder(Array.from(this.t.liveBySession.get(sessionId)))
+    const live = this.t.ofSession(sessionId, false)
+    return live === undefined ? [] : sortByOrder(Array.from(live))
   }
 
   /** Every live record, oldest first. */
   liveTasks(): Array<Task> {
-    return Array.from(this.t.live.values())
+    return Array.from(this.t.live)
   }
 
   /** The registry's part of `stats`; the rest comes from the rooms that know it. */
@@ -430,16 +429,26 @@ export class RegistryService {
     t.seq = Math.max(t.seq, lastSeq)
     const restored: Array<Task> = []
     for (const { control, order, owner, record } of records) {
-      if (t.live.has(record.id) && !isTerminal(record.state)) continue
-      if (t.sessions.get(record.scope.sessionId)?.has(record.id) === true) continue
-      const task: Task = { order, record, owner, control, parent: undefined, children: undefined, retained: false, held: false }
+      if (t.findLive(record.id) !== undefined && !isTerminal(record.state)) continue
+      if (t.find(record.scope.sessionId, record.id) !== undefined) continue
+      const task: Task = {
+        order,
+        record,
+        owner,
+        control,
+        parent: undefined,
+        children: undefined,
+        retained: false,
+        held: false,
+        links: noLinks()
+      }
       t.seq = Math.max(t.seq, record.revision, order)
       t.index(task)
       restored.push(task)
     }
     for (const task of restored) {
       const parentId = Option.getOrUndefined(task.record.parentTaskId)
-      const parent = parentId === undefined || isTerminal(task.record.state) ? undefined : t.live.get(parentId)
+      const parent = parentId === undefined || isTerminal(task.record.state) ? undefined : t.findLive(parentId)
       if (parent !== undefined && parent !== task) {
         task.parent = parent
         ;(parent.children ??= new Set()).add(task)

@@ -1,14 +1,20 @@
 /**
  * The registry's tables: the records and the indexes kept beside them.
  *
- * Owns: the maps and sets, and keeping every index equal to the records it
+ * Owns: the indexes, and keeping every index equal to the records it
  * describes as records are added, moved between sessions, ended and deleted.
  * Calls nothing. The tables live inside the host's state (`state.ts`): an
  * open or closing host carries them, a closed one has none.
  *
- * Native `Map`s mutated in place, not an immutable value swapped per write:
- * every write happens inside one synchronous step (see `state.ts`), and no
- * reference to a table escapes the registry.
+ * Mutated in place, not an immutable value swapped per write: every write
+ * happens inside one synchronous step (see `state.ts`), and no reference to a
+ * table escapes the registry. One native `Map` is keyed by task id (`ids`:
+ * every record, which also answers "the live one" and "the one in this
+ * session", an id having one record almost always); the others (the live
+ * records, by kind, by session, each all and live) are lists threaded
+ * through the tasks (`TaskList`): adding appends, ending or evicting unlinks,
+ * without hashing or allocating, and each iterates in the order its records
+ * were added (registration order, except after a transfer).
  *
  * Invariants: at most one record per (session, id); at most one live record
  * per id; `terminal` holds the held terminal records in the order they ended.
@@ -69,23 +75,97 @@ export class TerminalQueue {
   }
 }
 
-/** A `Map` of sets, whose empty sets are removed. */
-export class Index<K> {
-  private readonly map = new Map<K, Set<Task>>()
-  add(key: K, task: Task): void {
-    let set = this.map.get(key)
-    if (set === undefined) this.map.set(key, set = new Set())
-    set.add(task)
+/**
+ * The lists a task is linked into, each with its own pair of links in the
+ * task's `links` (`prev` at `2 × list`, `next` at `2 × list + 1`).
+ */
+const LIVE = 0
+const KIND = 1
+const LIVE_KIND = 2
+const SESSION = 3
+const LIVE_SESSION = 4
+
+/** A new task's links: two per list, none set. */
+export const noLinks = (): Array<Task | undefined> => [
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined,
+  undefined
+]
+
+/**
+ * An index as a list threaded through the tasks themselves (their `links`):
+ * adding appends, removing unlinks, neither hashes nor allocates, and it
+ * iterates in the order tasks were added.
+ */
+export class TaskList implements Iterable<Task> {
+  private readonly prev: number
+  private readonly next: number
+  head: Task | undefined = undefined
+  tail: Task | undefined = undefined
+  size = 0
+
+  constructor(list: number) {
+    this.prev = 2 * list
+    this.next = 2 * list + 1
   }
-  delete(key: K, task: Task): void {
-    const set = this.map.get(key)
-    if (set === undefined || !set.delete(task)) return
-    if (set.size === 0) this.map.delete(key)
+
+  has(task: Task): boolean {
+    return task.links[this.prev] !== undefined || this.head === task
   }
-  get(key: K): ReadonlySet<Task> {
-    return this.map.get(key) ?? empty
+
+  push(task: Task): void {
+    const tail = this.tail
+    task.links[this.prev] = tail
+    task.links[this.next] = undefined
+    if (tail === undefined) this.head = task
+    else tail.links[this.next] = task
+    this.tail = task
+    this.size++
+  }
+
+  /** Unlinks a task; one not in the list is left as it is. */
+  remove(task: Task): void {
+    if (!this.has(task)) return
+    const links = task.links
+    const before = links[this.prev]
+    const after = links[this.next]
+    if (before === undefined) this.head = after
+    else before.links[this.next] = after
+    if (after === undefined) this.tail = before
+    else after.links[this.prev] = before
+    links[this.prev] = undefined
+    links[this.next] = undefined
+    this.size--
+  }
+
+  [Symbol.iterator](): Iterator<Task> {
+    let task = this.head
+    const next = this.next
+    return {
+      next: (): IteratorResult<Task> => {
+        if (task === undefined) return { done: true, value: undefined }
+        const value = task
+        task = task.links[next]
+        return { done: false, value }
+      }
+    }
   }
 }
+
+/** A session's records: all of them (live and terminal), and the live ones. */
+export interface SessionIndex {
+  readonly all: TaskList
+  readonly live: TaskList
+}
+
+const emptyList = new TaskList(0)
 
 export const empty: ReadonlySet<never> = new Set()
 
@@ -100,32 +180,78 @@ export interface Counts {
 export class Tables {
   /** The `seq` of the last event (0 before the first). */
   seq = 0
-  /** The live record of each id. */
-  readonly live = new Map<string, Task>()
-  /** Session → id → record (live and terminal). */
-  readonly sessions = new Map<string, Map<string, Task>>()
-  readonly liveBySession = new Index<string>()
-  readonly byKind = new Index<TaskKind>()
-  readonly liveByKind = new Index<TaskKind>()
   /** Id → every record with that id (one live at most): one task, or an array in the rare case of several. */
   readonly ids = new Map<string, Task | Array<Task>>()
+  /** The live records, in registration order. */
+  readonly live = new TaskList(LIVE)
+  /** Kind → its records (all, and the live ones), in registration order. */
+  private readonly kinds = new Map<TaskKind, { readonly all: TaskList; readonly live: TaskList }>()
+  /** Session → its records (all, and the live ones); a session without a record has no entry. */
+  private readonly sessions = new Map<string, SessionIndex>()
+  /** The session last indexed: a burst of registrations in one session looks it up once. */
+  private lastSession: { readonly id: string; readonly index: SessionIndex } | undefined = undefined
   /** Idempotency key → the live record holding it. */
   readonly keys = new Map<string, Task>()
   /** Terminal records, oldest end first: the eviction order. */
   readonly terminal = new TerminalQueue()
   readonly counts: Counts = { completed: 0, failed: 0, cancelled: 0, evicted: 0 }
 
+  /** The live record with this id. */
+  findLive(taskId: string): Task | undefined {
+    const same = this.ids.get(taskId)
+    if (same === undefined) return undefined
+    if (!Array.isArray(same)) return isTerminal(same.record.state) ? undefined : same
+    for (const task of same) if (!isTerminal(task.record.state)) return task
+    return undefined
+  }
+
+  /** The session's record with this id (one at most). */
   find(sessionId: string, taskId: string): Task | undefined {
-    return this.sessions.get(sessionId)?.get(taskId)
+    const same = this.ids.get(taskId)
+    if (same === undefined) return undefined
+    if (!Array.isArray(same)) return same.record.scope.sessionId === sessionId ? same : undefined
+    for (const task of same) if (task.record.scope.sessionId === sessionId) return task
+    return undefined
+  }
+
+  /** A kind's records: all of them, or the live ones. */
+  ofKind(kind: TaskKind, all: boolean): TaskList {
+    const lists = this.kinds.get(kind)
+    return lists === undefined ? emptyList : all ? lists.all : lists.live
+  }
+
+  /** A session's records: all of them, or the live ones (`undefined`: it has none). */
+  ofSession(sessionId: string, all: boolean): TaskList | undefined {
+    const index = this.sessions.get(sessionId)
+    return index === undefined ? undefined : all ? index.all : index.live
+  }
+
+  private kindLists(kind: TaskKind): { readonly all: TaskList; readonly live: TaskList } {
+    let lists = this.kinds.get(kind)
+    if (lists === undefined) this.kinds.set(kind, lists = { all: new TaskList(KIND), live: new TaskList(LIVE_KIND) })
+    return lists
+  }
+
+  private sessionIndex(sessionId: string): SessionIndex {
+    const last = this.lastSession
+    if (last !== undefined && last.id === sessionId) return last.index
+    let index = this.sessions.get(sessionId)
+    if (index === undefined) {
+      index = { all: new TaskList(SESSION), live: new TaskList(LIVE_SESSION) }
+      this.sessions.set(sessionId, index)
+    }
+    this.lastSession = { id: sessionId, index }
+    return index
   }
 
   index(task: Task): void {
     const { attempt, id, kind, state } = task.record
     task.held = true
-    this.byKind.add(kind, task)
+    const kindLists = this.kindLists(kind)
+    kindLists.all.push(task)
     if (!isTerminal(state)) {
-      this.live.set(id, task)
-      this.liveByKind.add(kind, task)
+      this.live.push(task)
+      kindLists.live.push(task)
       if (Option.isSome(attempt.idempotencyKey)) this.keys.set(attempt.idempotencyKey.value, task)
     }
     const same = this.ids.get(id)
@@ -137,30 +263,31 @@ export class Tables {
 
   /** Removes a record that has become terminal from the live indexes. */
   unindexLive(task: Task): void {
-    const { attempt, id, kind, scope } = task.record
-    if (this.live.get(id) === task) this.live.delete(id)
+    const { attempt, kind, scope } = task.record
+    this.live.remove(task)
     if (Option.isSome(attempt.idempotencyKey) && this.keys.get(attempt.idempotencyKey.value) === task) {
       this.keys.delete(attempt.idempotencyKey.value)
     }
-    this.liveByKind.delete(kind, task)
-    this.liveBySession.delete(scope.sessionId, task)
+    this.kinds.get(kind)?.live.remove(task)
+    this.sessions.get(scope.sessionId)?.live.remove(task)
   }
 
   indexSession(task: Task): void {
-    const { id, scope, state } = task.record
-    let session = this.sessions.get(scope.sessionId)
-    if (session === undefined) this.sessions.set(scope.sessionId, session = new Map())
-    session.set(id, task)
-    if (!isTerminal(state)) this.liveBySession.add(scope.sessionId, task)
+    const index = this.sessionIndex(task.record.scope.sessionId)
+    index.all.push(task)
+    if (!isTerminal(task.record.state)) index.live.push(task)
   }
 
   unindexSession(task: Task): void {
-    const { id, scope } = task.record
-    this.liveBySession.delete(scope.sessionId, task)
-    const session = this.sessions.get(scope.sessionId)
-    if (session?.get(id) !== task) return
-    session.delete(id)
-    if (session.size === 0) this.sessions.delete(scope.sessionId)
+    const sessionId = task.record.scope.sessionId
+    const index = this.sessions.get(sessionId)
+    if (index === undefined) return
+    index.live.remove(task)
+    index.all.remove(task)
+    if (index.all.size === 0) {
+      this.sessions.delete(sessionId)
+      if (this.lastSession?.index === index) this.lastSession = undefined
+    }
   }
 
   /** Takes a record out of every table: this incarnation is no longer held. */
@@ -174,7 +301,7 @@ export class Tables {
       task.children = undefined
     }
     this.terminal.delete(task)
-    this.byKind.delete(kind, task)
+    this.kinds.get(kind)?.all.remove(task)
     this.unindexLive(task)
     const same = this.ids.get(id)
     if (same === task) this.ids.delete(id)

@@ -78,6 +78,8 @@ export interface Task {
   children: Set<Task> | undefined
   /** Whether the record is in the queue of held terminal records. */
   retained: boolean
+  /** The registry's links threading it into its indexes (`tables.ts`). */
+  readonly links: Array<Task | undefined>
   /**
    * Whether the registry still holds this incarnation. Once it is evicted,
    * replaced or unregistered, every late completion (a cancel effect, a grace
