@@ -18,16 +18,16 @@
  */
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
-import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
 import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
-import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskSettings, type TaskState, type TaskStats } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, matchesRecord, type TaskFilter, TaskKind, type TaskState, type TaskStats } from "../BackgroundTask.ts"
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
+import type { Spec } from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
-import { empty, noLinks, Tables } from "./tables.ts"
+import { empty, inSession, liveIn, noLinks, Tables } from "./tables.ts"
 import type { TaskTree } from "./service.ts"
 import type { Control, Owner, Task } from "./task.ts"
 
@@ -91,31 +91,33 @@ export class RegistryService {
     const key = spec.idempotencyKey ?? Option.getOrUndefined(spec.attempt?.idempotencyKey ?? Option.none())
     const holder = key === undefined ? undefined : this.findByKey(key)
     if (holder !== undefined) return Result.succeed({ task: holder, existing: true })
-    const parent = this.parentOf(spec)
-    if (Result.isFailure(parent)) return Result.fail(parent.failure)
+    let parent: Task | undefined
+    if (spec.parentTaskId !== undefined) {
+      const found = this.parentOf(spec.id, spec.parentTaskId)
+      if (Result.isFailure(found)) return Result.fail(found.failure)
+      parent = found.success
+    }
     const added = this.add(
-      (revision) => newRecord(sessionId, spec, state, now, revision),
+      (revision) => Lifecycle.newRecord(sessionId, spec, state, now, revision),
       spec.id,
       sessionId,
       owner,
       control,
-      parent.success
+      parent
     )
     if (Result.isFailure(added)) return Result.fail(added.failure)
     return Result.succeed({ task: added.success, existing: false })
   }
 
   /** The live parent a registration names, or why it cannot be one. */
-  private parentOf(spec: Spec): Result.Result<Task | undefined, TaskNotFound | InvalidTransition> {
-    const parentId = spec.parentTaskId
-    if (parentId === undefined) return Result.succeed(undefined)
+  private parentOf(taskId: string, parentId: string): Result.Result<Task, TaskNotFound | InvalidTransition> {
     const parent = this.findLive(parentId)
     if (parent !== undefined) return Result.succeed(parent)
     const ended = this.resolve(parentId)
     return Result.fail(
       ended === undefined
         ? new TaskNotFound({ taskId: parentId })
-        : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${spec.id}` })
+        : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${taskId}` })
     )
   }
 
@@ -132,12 +134,16 @@ export class RegistryService {
     parent?: Task
   ): Result.Result<Task, TaskAlreadyExists> {
     const t = this.t
-    const live = t.findLive(id)
+    let same = t.ids.get(id)
+    const live = liveIn(same)
     if (live !== undefined) {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
-    const replaced = t.find(sessionId, id)
-    if (replaced !== undefined) this.replace(replaced)
+    const replaced = inSession(same, sessionId)
+    if (replaced !== undefined) {
+      this.replace(replaced)
+      same = t.ids.get(id)
+    }
     const seq = ++t.seq
     const record = make(seq)
     const task: Task = {
@@ -152,7 +158,7 @@ export class RegistryService {
       links: noLinks()
     }
     if (parent !== undefined) (parent.children ??= new Set()).add(task)
-    t.index(task)
+    t.index(task, same)
     this.sink.emit({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record }, task)
     return Result.succeed(task)
   }
@@ -528,64 +534,6 @@ export class RegistryService {
     t.counts.evicted += tasks.length
     this.publishEvicted(tasks, reason)
   }
-}
-
-/** A registration, with the attempt a recovered task resumes from. */
-export type Spec = TaskRegistration & { readonly attempt?: TaskAttempt }
-
-const attemptOf = (spec: Spec): TaskAttempt => {
-  const base = spec.attempt ?? defaultAttempt
-  if (spec.maxAttempts === undefined && spec.idempotencyKey === undefined) return base
-  return {
-    attempt: base.attempt,
-    maxAttempts: spec.maxAttempts === undefined ? base.maxAttempts : Option.some(spec.maxAttempts),
-    idempotencyKey: spec.idempotencyKey === undefined ? base.idempotencyKey : Option.some(spec.idempotencyKey)
-  }
-}
-
-const newRecord = (
-  sessionId: string,
-  spec: Spec,
-  state: TaskState,
-  now: DateTime.Utc,
-  revision: number
-): BackgroundTaskRecord => ({
-  id: spec.id,
-  kind: spec.kind,
-  producer: spec.producer,
-  scope: { sessionId },
-  parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
-  childSessionId: Option.fromUndefinedOr(spec.childSessionId),
-  state,
-  cancelPolicy: spec.cancelPolicy ?? "cooperative",
-  closePolicy: spec.closePolicy ?? "keep",
-  attempt: attemptOf(spec),
-  result: Option.none(),
-  failure: Option.none(),
-  createdAt: now,
-  updatedAt: now,
-  completedAt: Option.none(),
-  progress: Option.none(),
-  revision,
-  ...(spec.input === undefined ? {} : { input: spec.input }),
-  ...settingsOf(spec)
-})
-
-/** The per-task options a record keeps (finite durations in milliseconds), when the registration gave any. */
-const settingsOf = (spec: Spec): { readonly settings?: TaskSettings } => {
-  const millis = (input: Duration.Input | undefined) => {
-    if (input === undefined) return undefined
-    const duration = Duration.fromInputUnsafe(input)
-    return Duration.isFinite(duration) ? Math.round(Duration.toMillis(duration)) : undefined
-  }
-  const timeoutMillis = millis(spec.timeout)
-  const cancelGracePeriodMillis = millis(spec.cancelGracePeriod)
-  const settings: TaskSettings = {
-    ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
-    ...(cancelGracePeriodMillis === undefined ? {} : { cancelGracePeriodMillis }),
-    ...(spec.backoff === undefined ? {} : { backoff: spec.backoff })
-  }
-  return Object.keys(settings).length === 0 ? {} : { settings }
 }
 
 /** The registry as a service: the rooms that read or change records get it from their context. */

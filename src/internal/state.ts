@@ -16,7 +16,7 @@
  * @internal
  */
 import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -96,12 +96,12 @@ export class Steps {
   private lastNow: DateTime.Utc | undefined
 
   nowOf(fiber: Fiber.Fiber<unknown, unknown>): DateTime.Utc {
-    return this.nowIn(fiber.context)
+    return this.nowBy(fiber.getRef(Clock.Clock))
   }
 
-  /** The time of a step, by the `Clock` of `context` (a fiber's). */
-  nowIn(context: Context.Context<never>): DateTime.Utc {
-    const millis = Context.get(context, Clock.Clock).currentTimeMillisUnsafe()
+  /** The time of a step, by `clock`. */
+  nowBy(clock: Clock.Clock): DateTime.Utc {
+    const millis = clock.currentTimeMillisUnsafe()
     if (millis !== this.lastMillis || this.lastNow === undefined) {
       this.lastMillis = millis
       this.lastNow = DateTime.makeUnsafe(millis)
@@ -217,12 +217,19 @@ export class Pace {
 
   /** `call`, after one step of the budget: the common case (budget left, no backlog) adds one suspend. */
   gate<A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.suspend(() => {
-      if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
-        this.taken++
-        return call
-      }
-      return Effect.andThen(this.step, call)
-    })
+    return Effect.suspend(() => this.take() ? call : Effect.andThen(this.step, call))
+  }
+
+  /**
+   * Takes one step of the budget now if there is one (budget left, no
+   * backlog): the common case, which needs no wait; otherwise the caller
+   * waits for `step`.
+   */
+  take(): boolean {
+    if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
+      this.taken++
+      return true
+    }
+    return false
   }
 }

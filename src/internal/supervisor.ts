@@ -4,19 +4,18 @@
  * Owns: launching a task's fiber (with the caller's context, its own
  * `TaskContext` and scope), its attempts (timeouts, retries after the
  * schedule's backoff), its exit (one terminal move, whoever moves first
- * wins), concurrency slots and the queue of tasks waiting for one, the set
- * of running managed fibers, and `Ending`: the path every move takes, and
- * what ending a task means beyond its record (its grace timer stops, its
- * waiters wake, the metrics count it, its slot frees and the queued tasks
- * that now fit start). Calls the registry, `slots.ts`, `telemetry.ts` and
+ * wins), concurrency slots and the queue of tasks waiting for one, and the
+ * set of running managed fibers. What ending a task means beyond its record
+ * is `ending.ts`'s `Ending`; what a task fiber starts with (its span, the
+ * shared dispatcher, the facts read from the caller's context) is
+ * `launch.ts`'s. Calls the registry, `Ending`, `launch.ts`, `slots.ts` and
  * `state.ts`; a failed parent's children are cancelled through the
  * `CancelChildren` it is given.
  *
- * A fiber exists as soon as its record runs: it is launched in the step that
- * registers the task (or frees a slot for it), so shutdown and cancellation
- * can reach it at once, and it starts running after that step. Its first
- * action checks that its record is still live and the host still open: a
- * task cancelled before it ran never runs.
+ * A task is launched in the step that registers it (or frees a slot for
+ * it) and starts after that step: its fiber is made then, only if its
+ * record is still live and the host still open, so a task ended before it
+ * started never runs.
  *
  * @internal
  */
@@ -30,21 +29,21 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
-import { type InvalidTransition, type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
+import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
+import type { Ending } from "./ending.ts"
+import { type Caller, Callers, TaskSpan } from "./launch.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
-import type { Slot, Slots } from "./slots.ts"
-import { afterStep, type Steps } from "./state.ts"
-import type { Telemetry } from "./telemetry.ts"
+import type { Slot } from "./slots.ts"
+import type { Steps } from "./state.ts"
 import { isQueued, type Managed, type Task } from "./task.ts"
 
 /**
@@ -166,44 +165,19 @@ export class Supervisor {
     return this.steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now)))
   }
 
-  /** The last context judged by `untraced`, and the answer (the callers of a burst of spawns share one). */
+  /** The caller's context last read (a burst of spawns shares one), and what was read from it. */
   private lastContext: Context.Context<never> | undefined
-  private lastUntraced = false
+  private lastCaller: Caller | undefined
 
-  /**
-   * Whether no tracer would see a span made in this context: the tracer is
-   * Effect's native one (which exports nothing), tracing is on (off, a span
-   * would be a no-op one, which the general path makes), the caller's span
-   * does not stop propagation, and the context adds no span annotations or
-   * links (the native span would carry them).
-   */
-  private untraced(context: Context.Context<never>): boolean {
-    if (context === this.lastContext) return this.lastUntraced
-    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
-    const untraced = Context.get(context, Tracer.Tracer) === Tracer.nativeTracer &&
-      Context.get(context, References.TracerEnabled) &&
-      // a parent that stops propagation: `Effect.withSpan` looks past it
-      (parent === undefined || parent._tag !== "Span" || !Context.get(parent.annotations, Tracer.DisablePropagation)) &&
-      Object.keys(Context.get(context, References.TracerSpanAnnotations)).length === 0 &&
-      Context.get(context, References.TracerSpanLinks).length === 0
+  /** What a task launched from `context` needs to know about it (read once per context). */
+  private callerOf(context: Context.Context<never>): Caller {
+    if (context === this.lastContext) return this.lastCaller!
+    const caller = this.callers.of(context)
     this.lastContext = context
-    this.lastUntraced = untraced
-    return untraced
+    this.lastCaller = caller
+    return caller
   }
-
-  /** The caller's scheduler, with one dispatcher for every task fiber (see `SharedDispatcher`). */
-  private sharedScheduler(context: Context.Context<never>): Scheduler.Scheduler {
-    const scheduler = Context.get(context, Scheduler.Scheduler)
-    if (scheduler === this.lastScheduler) return this.lastShared!
-    let shared = this.shared.get(scheduler)
-    if (shared === undefined) this.shared.set(scheduler, shared = new SharedDispatcher(scheduler))
-    this.lastScheduler = scheduler
-    this.lastShared = shared
-    return shared
-  }
-  private readonly shared = new WeakMap<Scheduler.Scheduler, SharedDispatcher>()
-  private lastScheduler: Scheduler.Scheduler | undefined
-  private lastShared: SharedDispatcher | undefined
+  private readonly callers = new Callers()
 
   /**
    * Launches a managed task from inside a step: it starts after the step,
@@ -227,9 +201,10 @@ export class Supervisor {
       owner.starting = false
       this.ending.starting--
       if (isTerminal(task.record.state) || !task.held || this.steps.isClosed()) return
+      const caller = this.callerOf(launch.context)
       // a closing host starts nothing: the task ends cancelled, as its fiber would have
-      if (this.steps.isOpen()) this.run(task, owner, launch)
-      else this.ending.markCancelled(task, this.steps.nowIn(launch.context))
+      if (this.steps.isOpen()) this.run(task, owner, launch, caller)
+      else this.ending.markCancelled(task, this.steps.nowBy(caller.clock))
     }
     const dispatcher = Fiber.getCurrent()?.currentDispatcher
     if (dispatcher !== undefined) dispatcher.scheduleTask(start, 0)
@@ -237,7 +212,7 @@ export class Supervisor {
   }
 
   /** Runs a managed task's fiber; its exit handler makes the terminal move. */
-  private run(task: Task, owner: Managed, launch: Launch): void {
+  private run(task: Task, owner: Managed, launch: Launch, caller: Caller): void {
     const { maxAttempts } = task.record.attempt
     // one attempt allowed: no retry loop to run
     const single = Option.isNone(maxAttempts) || maxAttempts.value <= 1
@@ -246,11 +221,11 @@ export class Supervisor {
     // closes and the span ends as it exits — what `attempt` does, without an
     // operation of its own for each. (A tracer gets `attempt`'s span, as made
     // by `Effect.withSpan`.)
-    let context = Context.add(launch.context, Scheduler.Scheduler, this.sharedScheduler(launch.context))
+    let context = Context.add(launch.context, Scheduler.Scheduler, caller.scheduler)
     let span: TaskSpan | undefined
     let scope: Scope.Closeable | undefined
-    if (single && launch.timeout === undefined && this.untraced(launch.context)) {
-      span = new TaskSpan(task.record, context)
+    if (single && launch.timeout === undefined && caller.untraced) {
+      span = new TaskSpan(task.record, caller)
       scope = Scope.makeUnsafe()
       context = Context.add(
         Context.add(Context.add(context, TaskContext, new ManagedTaskContext(this, task, owner)), Scope.Scope, scope),
@@ -264,20 +239,19 @@ export class Supervisor {
       if (span !== undefined) return launch.run as Effect.Effect<unknown, unknown>
       return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
     })
-    const exitContext = context
     Effect.runForkWith(context)(Effect.onExitPrimitive(body, (exit): Effect.Effect<void> | undefined => {
-      if (scope === undefined) return this.finish(task, owner, exit, exitContext)
+      if (scope === undefined) return this.finish(task, owner, exit, caller)
       // the scope closes (its finalizers run), then the span ends, then the record
       const closing = Scope.closeUnsafe(scope, exit)
       if (closing === undefined) {
-        span!.endWith(exit, exitContext)
-        return this.finish(task, owner, exit, exitContext)
+        span!.endWith(exit)
+        return this.finish(task, owner, exit, caller)
       }
       return Effect.andThen(
         closing,
         Effect.suspend(() => {
-          span!.endWith(exit, exitContext)
-          return this.finish(task, owner, exit, exitContext) ?? Effect.void
+          span!.endWith(exit)
+          return this.finish(task, owner, exit, caller) ?? Effect.void
         })
       )
     }))
@@ -379,7 +353,7 @@ export class Supervisor {
     task: Task,
     owner: Managed,
     exit: Exit.Exit<unknown, unknown>,
-    context: Context.Context<never>
+    caller: Caller
   ): Effect.Effect<void> | undefined {
     if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
     owner.fiber = undefined
@@ -408,83 +382,8 @@ export class Supervisor {
       )
     }
     // no child to wait for: the end is this very step
-    if (!this.steps.isClosed()) end(this.steps.nowIn(context))
+    if (!this.steps.isClosed()) end(this.steps.nowBy(caller.clock))
     return undefined
-  }
-}
-
-/**
- * A scheduler as the caller's, except that every fiber running on it shares
- * one dispatcher: the managed tasks' fibers. A fiber makes its own dispatcher
- * the first time it yields (with a timer of its own); these queue their
- * resumptions together, run in order in one macrotask, as one fiber's would.
- */
-class SharedDispatcher implements Scheduler.Scheduler {
-  readonly executionMode: "sync" | "async"
-  private readonly scheduler: Scheduler.Scheduler
-  private dispatcher: Scheduler.SchedulerDispatcher | undefined
-
-  constructor(scheduler: Scheduler.Scheduler) {
-    this.scheduler = scheduler
-    this.executionMode = scheduler.executionMode
-  }
-
-  shouldYield(fiber: Fiber.Fiber<unknown, unknown>): boolean {
-    return this.scheduler.shouldYield(fiber)
-  }
-
-  makeDispatcher(): Scheduler.SchedulerDispatcher {
-    return this.dispatcher ??= this.scheduler.makeDispatcher()
-  }
-}
-
-const noAnnotations = Context.empty()
-
-/**
- * The `background_task` span of a task no tracer sees: the span Effect's
- * native tracer would make (`Effect.currentSpan` in the task reads it, a
- * child of the caller's span), its attributes filled only when read.
- */
-class TaskSpan extends Tracer.NativeSpan {
-  private readonly record: BackgroundTaskRecord
-
-  constructor(record: BackgroundTaskRecord, context: Context.Context<never>) {
-    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
-    super({
-      name: "background_task",
-      parent: parent === undefined ? Option.none() : Option.some(parent),
-      annotations: noAnnotations,
-      links: [],
-      startTime: Context.get(context, References.TracerTimingEnabled)
-        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
-        : BigInt(0),
-      kind: "internal",
-      sampled: parent?.sampled !== false
-    })
-    this.record = record
-  }
-
-  override get attributes(): Map<string, unknown> {
-    if (this._attributes === undefined) {
-      const { record } = this
-      this._attributes = new Map<string, unknown>([
-        ["task_id", record.id],
-        ["kind", record.kind],
-        ["session_id", record.scope.sessionId],
-        ["producer", record.producer],
-        ["attempt", record.attempt.attempt]
-      ])
-    }
-    return this._attributes
-  }
-
-  endWith(exit: Exit.Exit<unknown, unknown>, context: Context.Context<never>): void {
-    this.end(
-      Context.get(context, References.TracerTimingEnabled)
-        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
-        : BigInt(0),
-      exit
-    )
   }
 }
 
@@ -527,105 +426,5 @@ class ManagedTaskContext implements TaskContextService {
 
   get isCancelRequested(): Effect.Effect<boolean> {
     return Effect.sync(() => this.task.control.requested)
-  }
-}
-
-// -----------------------------------------------------------------------------
-// the end of a task
-// -----------------------------------------------------------------------------
-
-/** What ending a task means beyond its record: the terminal bookkeeping, in the step that ends it. */
-export class Ending {
-  private readonly steps: Steps
-  private readonly registry: RegistryService
-  readonly slots: Slots<Task>
-  private readonly telemetry: Telemetry
-  /** The grace timers running now (`cancellation.ts` starts them; a terminal move stops its task's). */
-  readonly timers = new Set<Fiber.Fiber<void>>()
-  /** Managed tasks launched whose fiber is not made yet (it will be, after the step). */
-  starting = 0
-
-  constructor(steps: Steps, registry: RegistryService, slots: Slots<Task>, telemetry: Telemetry) {
-    this.steps = steps
-    this.registry = registry
-    this.slots = slots
-    this.telemetry = telemetry
-  }
-
-  /** Moves a record (inside a step); a terminal move does its bookkeeping in the same step. */
-  move(
-    task: Task,
-    to: TaskState,
-    now: DateTime.Utc,
-    options?: { readonly summary?: Option.Option<string>; readonly reason?: Option.Option<string> }
-  ): Result.Result<BackgroundTaskRecord, InvalidTransition> {
-    const wasLive = !isTerminal(task.record.state)
-    const moved = this.registry.move(task, to, now, options)
-    if (wasLive && Result.isSuccess(moved) && isTerminal(moved.success.state)) this.ended(task, now)
-    return moved
-  }
-
-  /** Ends a live record `cancelled`, saying why when the host knows. */
-  markCancelled(task: Task, now: DateTime.Utc): void {
-    if (!isTerminal(task.record.state)) {
-      this.move(task, "cancelled", now, { summary: Option.fromUndefinedOr(task.control.stopReason) })
-    }
-  }
-
-  /** Stops a task's grace timer, if one runs. */
-  stopTimer(task: Task): void {
-    const timer = task.control.timer
-    if (timer === undefined) return
-    task.control.timer = undefined
-    this.timers.delete(timer)
-    timer.interruptUnsafe()
-  }
-
-  /** Waits until a record is terminal (or no longer held). */
-  awaitEnd(task: Task): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (isTerminal(task.record.state) || !task.held) return Effect.void
-      return Deferred.await(task.control.ended ??= Deferred.makeUnsafe<void>())
-    })
-  }
-
-  /** Starts the queued tasks that fit now that a slot is free (inside a step). */
-  startQueued(now: DateTime.Utc): void {
-    for (const task of this.slots.takeStartable()) {
-      const owner = task.owner
-      if (owner._tag !== "Managed") continue
-      owner.slot = { sessionId: task.record.scope.sessionId, kind: task.record.kind }
-      this.registry.move(task, "running", now)
-      owner.launch?.()
-    }
-  }
-
-  /** A task was let go of without ending (`unregisterExternal`): wake whoever waits for it. */
-  released(task: Task): void {
-    this.stopTimer(task)
-    this.wakeWaiters(task)
-  }
-
-  private ended(task: Task, now: DateTime.Utc): void {
-    this.stopTimer(task)
-    this.wakeWaiters(task)
-    this.telemetry.ended(task.record)
-    const owner = task.owner
-    if (owner._tag === "Managed" && owner.starting) {
-      // ended before its fiber was made: it never will be
-      owner.starting = false
-      this.starting--
-    }
-    if (owner._tag === "Managed" && owner.slot !== undefined) {
-      this.slots.release(owner.slot)
-      owner.slot = undefined
-      // a closing host starts nothing: queued tasks end cancelled, never run
-      if (this.steps.isOpen()) this.startQueued(now)
-    }
-  }
-
-  private wakeWaiters(task: Task): void {
-    const ended = task.control.ended
-    if (ended !== undefined) afterStep(() => Deferred.doneUnsafe(ended, Effect.void))
   }
 }

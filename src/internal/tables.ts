@@ -167,6 +167,22 @@ export interface SessionIndex {
 
 const emptyList = new TaskList(0)
 
+/** The live one of the records an id names (`Tables.ids`). */
+export const liveIn = (same: Task | Array<Task> | undefined): Task | undefined => {
+  if (same === undefined) return undefined
+  if (!Array.isArray(same)) return isTerminal(same.record.state) ? undefined : same
+  for (const task of same) if (!isTerminal(task.record.state)) return task
+  return undefined
+}
+
+/** The one in `sessionId` of the records an id names (`Tables.ids`). */
+export const inSession = (same: Task | Array<Task> | undefined, sessionId: string): Task | undefined => {
+  if (same === undefined) return undefined
+  if (!Array.isArray(same)) return same.record.scope.sessionId === sessionId ? same : undefined
+  for (const task of same) if (task.record.scope.sessionId === sessionId) return task
+  return undefined
+}
+
 export const empty: ReadonlySet<never> = new Set()
 
 /** The counters behind `stats`, moved by the steps that end and evict records. */
@@ -198,20 +214,12 @@ export class Tables {
 
   /** The live record with this id. */
   findLive(taskId: string): Task | undefined {
-    const same = this.ids.get(taskId)
-    if (same === undefined) return undefined
-    if (!Array.isArray(same)) return isTerminal(same.record.state) ? undefined : same
-    for (const task of same) if (!isTerminal(task.record.state)) return task
-    return undefined
+    return liveIn(this.ids.get(taskId))
   }
 
   /** The session's record with this id (one at most). */
   find(sessionId: string, taskId: string): Task | undefined {
-    const same = this.ids.get(taskId)
-    if (same === undefined) return undefined
-    if (!Array.isArray(same)) return same.record.scope.sessionId === sessionId ? same : undefined
-    for (const task of same) if (task.record.scope.sessionId === sessionId) return task
-    return undefined
+    return inSession(this.ids.get(taskId), sessionId)
   }
 
   /** A kind's records: all of them, or the live ones. */
@@ -244,7 +252,11 @@ export class Tables {
     return index
   }
 
-  index(task: Task): void {
+  /**
+   * Adds a record to every index; `same` is what `ids` held for its id, when
+   * the caller has just read it (and changed nothing since).
+   */
+  index(task: Task, same: Task | Array<Task> | undefined = this.ids.get(task.record.id)): void {
     const { attempt, id, kind, state } = task.record
     task.held = true
     const kindLists = this.kindLists(kind)
@@ -254,7 +266,6 @@ export class Tables {
       kindLists.live.push(task)
       if (Option.isSome(attempt.idempotencyKey)) this.keys.set(attempt.idempotencyKey.value, task)
     }
-    const same = this.ids.get(id)
     if (same === undefined) this.ids.set(id, task)
     else if (Array.isArray(same)) same.push(task)
     else this.ids.set(id, [same, task])
