@@ -25,7 +25,7 @@ import type { InvalidTransition } from "../PluginError.ts"
 import type { Ending } from "./ending.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { afterStep, type Steps } from "./state.ts"
-import { isQueued, type Task } from "./task.ts"
+import { isQueued, requestCancel as requestSignal, type Task } from "./task.ts"
 
 /** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
 export type Mode = "policy" | "now"
@@ -207,10 +207,7 @@ export class Cancellation {
     if (Result.isFailure(moved)) return Result.fail(moved.failure)
     const { control, owner } = task
     control.requested = true
-    if (owner._tag === "Managed") {
-      const signal = owner.signal
-      afterStep(() => Deferred.doneUnsafe(signal, Effect.succeed(reason)))
-    }
+    if (owner._tag === "Managed") requestSignal(owner, reason, afterStep)
     if (Option.isSome(reason)) control.stopReason ??= reason.value
     // a queued managed task never started: nothing to wait for (a launched
     // one about to start runs, and sees the request)

@@ -98,9 +98,12 @@ export const moveEvent = (record: BackgroundTaskRecord, reason: Option.Option<st
   }
 }
 
+/** How a managed task's fiber exited. */
+export type Outcome = "success" | "failure" | "interrupt"
+
 /** The terminal state a managed task reaches when its fiber exits. */
 export const exitState = (
-  outcome: "success" | "failure" | "interrupt",
+  outcome: Outcome,
   current: TaskState
 ): TerminalState => {
   switch (outcome) {

@@ -167,7 +167,7 @@ export class RegistryService {
   remove(task: Task): void {
     if (!task.held || this.t.find(task.record.scope.sessionId, task.record.id) !== task) return
     this.t.delete(task)
-    this.publishEvicted([task], "unregistered")
+    this.publishEvictedOne(task, "unregistered")
   }
 
   /** The live record with this id, else the most recently updated terminal one. */
@@ -469,20 +469,20 @@ export class RegistryService {
 
   // internal
 
+  private publishEvictedOne({ record }: Task, reason: EvictionReason): void {
+    this.sink.emit({
+      _tag: "Evicted",
+      seq: ++this.t.seq,
+      sessionId: record.scope.sessionId,
+      kind: record.kind,
+      taskIds: [record.id],
+      reason
+    }, undefined)
+  }
+
   private publishEvicted(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {
     const t = this.t
-    if (tasks.length === 1) {
-      const { record } = tasks[0]!
-      this.sink.emit({
-        _tag: "Evicted",
-        seq: ++t.seq,
-        sessionId: record.scope.sessionId,
-        kind: record.kind,
-        taskIds: [record.id],
-        reason
-      }, undefined)
-      return
-    }
+    if (tasks.length === 1) return this.publishEvictedOne(tasks[0]!, reason)
     // one event per (session, kind), in the order of each group's first record
     const groups = new Map<string, { sessionId: string; kind: TaskKind; taskIds: Array<string> }>()
     for (const { record } of tasks) {
@@ -516,6 +516,14 @@ export class RegistryService {
       onRetire()
     }
     if (terminal.size <= this.retention.maxTerminal) return
+    if (terminal.size === this.retention.maxTerminal + 1) {
+      // the common case once the limit is reached: one in, one out
+      const oldest = terminal.shift()!
+      this.t.delete(oldest)
+      this.t.counts.evicted++
+      this.publishEvictedOne(oldest, "max_terminal")
+      return
+    }
     const excess: Array<Task> = []
     while (terminal.size > this.retention.maxTerminal) excess.push(terminal.shift()!)
     this.evict(excess, "max_terminal")
@@ -524,7 +532,7 @@ export class RegistryService {
   /** A terminal record gives way to a new one with its id in its session. */
   private replace(task: Task): void {
     this.t.delete(task)
-    this.publishEvicted([task], "replaced")
+    this.publishEvictedOne(task, "replaced")
   }
 
   private evict(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {

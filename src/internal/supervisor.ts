@@ -44,7 +44,7 @@ import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
 import type { Slot } from "./slots.ts"
 import type { Steps } from "./state.ts"
-import { isQueued, type Managed, type Task } from "./task.ts"
+import { cancelSignal, isQueued, type Managed, type Task } from "./task.ts"
 
 /**
  * How a failed or cancelled parent's children are cancelled before it ends
@@ -330,7 +330,7 @@ export class Supervisor {
         )
         if (task.record.state !== "waiting") return yield* Effect.interrupt
         // a cancel request ends the wait at once
-        yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(owner.signal)))
+        yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(cancelSignal(owner))))
         const resumed = yield* Effect.withFiber((fiber) =>
           Effect.sync(() => {
             if (task.record.state !== "waiting" || !self.steps.isOpen() || !task.held) return false
@@ -360,30 +360,32 @@ export class Supervisor {
     this.ending.stopTimer(task)
     if (isTerminal(task.record.state) || !task.held) return undefined
     const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
-    const end = (now: DateTime.Utc) => {
-      if (isTerminal(task.record.state)) return
-      const to = Lifecycle.exitState(outcome, task.record.state)
-      // the task's own summary (a string result, a failure's message), if it gave one
-      const own = Exit.isSuccess(exit)
-        ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
-        : outcome === "failure"
-        ? Option.some(causeMessage(exit.cause))
-        : Option.none()
-      // a task that ends cancelled without a summary of its own says why the host stopped it
-      const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
-      this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
-    }
     // a failed or cancelled parent (a task that returns after a cancel request
     // ends cancelled) ends after its children
     if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
       return Effect.andThen(
         this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
-        this.steps.internal((now) => Effect.sync(() => end(now)))
+        this.steps.internal((now) => Effect.sync(() => this.end(task, exit, outcome, now)))
       )
     }
     // no child to wait for: the end is this very step
-    if (!this.steps.isClosed()) end(this.steps.nowBy(caller.clock))
+    if (!this.steps.isClosed()) this.end(task, exit, outcome, this.steps.nowBy(caller.clock))
     return undefined
+  }
+
+  /** The terminal move of a managed task whose fiber has exited, unless someone else moved first. */
+  private end(task: Task, exit: Exit.Exit<unknown, unknown>, outcome: Lifecycle.Outcome, now: DateTime.Utc): void {
+    if (isTerminal(task.record.state)) return
+    const to = Lifecycle.exitState(outcome, task.record.state)
+    // the task's own summary (a string result, a failure's message), if it gave one
+    const own = Exit.isSuccess(exit)
+      ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
+      : outcome === "failure"
+      ? Option.some(causeMessage(exit.cause))
+      : Option.none()
+    // a task that ends cancelled without a summary of its own says why the host stopped it
+    const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
+    this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
   }
 }
 
@@ -417,7 +419,7 @@ class ManagedTaskContext implements TaskContextService {
   }
 
   get cancelRequested(): Effect.Effect<Option.Option<string>> {
-    return Deferred.await(this.owner.signal)
+    return Effect.suspend(() => Deferred.await(cancelSignal(this.owner)))
   }
 
   get fencingToken(): Effect.Effect<number> {

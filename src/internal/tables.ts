@@ -313,7 +313,8 @@ export class Tables {
     }
     this.terminal.delete(task)
     this.kinds.get(kind)?.all.remove(task)
-    this.unindexLive(task)
+    // a terminal record left the live indexes when it ended
+    if (!isTerminal(task.record.state)) this.unindexLive(task)
     const same = this.ids.get(id)
     if (same === task) this.ids.delete(id)
     else if (Array.isArray(same)) {
