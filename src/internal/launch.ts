@@ -3,7 +3,7 @@
  *
  * Owns: `Caller` (what the host reads once from a context that launches
  * tasks: whether a tracer would see a span made there, the caller's span,
- * the clock and the shared scheduler), `SharedDispatcher`, and `TaskSpan`,
+ * the clock, and the context a task fiber starts from, with the shared scheduler), `SharedDispatcher`, and `TaskSpan`,
  * the `background_task` span of a task no tracer sees. Part of the
  * supervisor's room (`supervisor.ts`); calls nothing but Effect.
  *
@@ -35,8 +35,8 @@ export interface Caller {
   /** Whether spans record their times (`References.TracerTimingEnabled`). */
   readonly timing: boolean
   readonly clock: Clock.Clock
-  /** The caller's scheduler, with one dispatcher for every task fiber. */
-  readonly scheduler: Scheduler.Scheduler
+  /** The caller's context with its scheduler replaced by one whose fibers share one dispatcher: a task fiber's. */
+  readonly context: Context.Context<never>
 }
 
 /** Reads `Caller`s; one `SharedDispatcher` per caller's scheduler. */
@@ -60,7 +60,7 @@ export class Callers {
       sampled: parent?.sampled !== false,
       timing: Context.get(context, References.TracerTimingEnabled),
       clock: Context.get(context, Clock.Clock),
-      scheduler: shared
+      context: Context.add(context, Scheduler.Scheduler, shared)
     }
   }
 }

@@ -52,6 +52,10 @@ export const checkMove = (taskId: string, from: TaskState, to: unknown): Invalid
 export const describeState = (to: unknown): string =>
   typeof to === "string" ? to : (JSON.stringify(to) ?? String(to))
 
+const noSummary: Option.Option<{ readonly summary: Option.Option<string> }> = Option.some({ summary: Option.none() })
+let lastEnd: DateTime.Utc | undefined
+let lastEndAt: Option.Option<DateTime.Utc> = Option.none()
+
 /**
  * The record after a move to `to` at `now`, by the event numbered `revision`;
  * `summary` goes to `failure` when `to` is `failed`.
@@ -64,13 +68,18 @@ export const moveRecord = (
   summary: Option.Option<string> = Option.none()
 ): BackgroundTaskRecord => {
   if (!isTerminal(to)) return { ...record, state: to, updatedAt: now, revision }
-  const outcome = Option.some({ summary })
+  // immutable values, shared: the outcome without a summary, the end time of the records ended at `now`
+  const outcome = Option.isNone(summary) ? noSummary : Option.some({ summary })
+  if (now !== lastEnd) {
+    lastEnd = now
+    lastEndAt = Option.some(now)
+  }
   return {
     ...record,
     state: to,
     updatedAt: now,
     revision,
-    completedAt: Option.some(now),
+    completedAt: lastEndAt,
     result: to === "failed" ? record.result : outcome,
     failure: to === "failed" ? outcome : record.failure
   }

@@ -31,7 +31,6 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
-import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
@@ -221,7 +220,7 @@ export class Supervisor {
     // closes and the span ends as it exits — what `attempt` does, without an
     // operation of its own for each. (A tracer gets `attempt`'s span, as made
     // by `Effect.withSpan`.)
-    let context = Context.add(launch.context, Scheduler.Scheduler, caller.scheduler)
+    let context = caller.context
     let span: TaskSpan | undefined
     let scope: Scope.Closeable | undefined
     if (single && launch.timeout === undefined && caller.untraced) {
