@@ -34,6 +34,14 @@ export type Mode = "policy" | "now"
 export const interruptFiber = (fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.withFiber((current) => current === fiber ? Effect.interrupt : Fiber.interrupt(fiber))
 
+/** Whether a live task is registered under this one. */
+export const hasLiveChildren = (task: Task): boolean => {
+  if (task.children !== undefined) {
+    for (const child of task.children) if (!isTerminal(child.record.state)) return true
+  }
+  return false
+}
+
 /** The live tasks registered under this one. */
 export const liveChildren = (task: Task): Array<Task> => {
   const out: Array<Task> = []
@@ -232,7 +240,7 @@ export class Cancellation {
     const others: Array<Task> = []
     for (const task of tasks) {
       const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
-      if (fiber !== undefined && liveChildren(task).length === 0) fibers.push(fiber)
+      if (fiber !== undefined && !hasLiveChildren(task)) fibers.push(fiber)
       else others.push(task)
     }
     return Effect.andThen(

@@ -54,14 +54,13 @@ import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
   BackgroundTaskHostStoreOptions,
-  RecoveryReport,
-  RegisterError
+  RecoveryReport
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
 import { Pace, Steps } from "./state.ts"
 import { Retention } from "./retention.ts"
-import { spawner } from "./spawn.ts"
+import { type SpawnDeps, spawner } from "./spawn.ts"
 import { Subscriptions } from "./subscriptions.ts"
 import { Ending } from "./ending.ts"
 import { Supervisor } from "./supervisor.ts"
@@ -135,12 +134,10 @@ export const makeWith = (
       (task, mode, reason) => cancellation.cancelChildren(task, mode, reason)
     )
     /** Registers a task (see `RegistryService.register`), its input within `maxInputBytes`; a new one counts in the metrics. */
-    const register = (
-      ...args: Parameters<RegistryService["register"]>
-    ): Result.Result<{ readonly task: T.Task; readonly existing: boolean }, RegisterError> => {
-      const tooLarge = inputTooLarge(args[1].id, args[1].input, maxInputBytes)
+    const register: SpawnDeps["register"] = (sessionId, spec, state, now, owner, control) => {
+      const tooLarge = spec.input === undefined ? undefined : inputTooLarge(spec.id, spec.input, maxInputBytes)
       if (tooLarge !== undefined) return Result.fail(tooLarge)
-      const added = registry.register(...args)
+      const added = registry.register(sessionId, spec, state, now, owner, control)
       if (Result.isSuccess(added) && !added.success.existing) telemetry.registered(added.success.task.record)
       return added
     }

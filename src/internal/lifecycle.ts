@@ -139,6 +139,8 @@ const attemptOf = (spec: Spec): TaskAttempt => {
   }
 }
 
+let lastScope: { readonly sessionId: string } = { sessionId: "" }
+
 /** A new record, as registered. */
 export const newRecord = (
   sessionId: string,
@@ -147,11 +149,13 @@ export const newRecord = (
   now: DateTime.Utc,
   revision: number
 ): BackgroundTaskRecord => {
+  // the scope is immutable: the records of a burst in one session share one
+  if (sessionId !== lastScope.sessionId) lastScope = { sessionId }
   const record: BackgroundTaskRecord = {
     id: spec.id,
     kind: spec.kind,
     producer: spec.producer,
-    scope: { sessionId },
+    scope: lastScope,
     parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
     childSessionId: Option.fromUndefinedOr(spec.childSessionId),
     state,

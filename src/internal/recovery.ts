@@ -203,7 +203,7 @@ const respawn = (
   const stored = task.record
   const { attempt } = stored
   const next = released ? attempt.attempt : attempt.attempt + 1
-  const slot = supervisor.tryAcquire({ sessionId: stored.scope.sessionId, kind: stored.kind })
+  const slot = supervisor.tryAcquire(stored.scope.sessionId, stored.kind)
   registry.update(task, (record) => ({
     ...record,
     state: slot !== undefined ? "running" : "pending",

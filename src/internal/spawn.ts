@@ -71,7 +71,7 @@ export const spawner = (deps: SpawnDeps) => {
     const control = T.control(
       valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod)
     )
-    const slot = supervisor.tryAcquire({ sessionId, kind: valid.kind })
+    const slot = supervisor.tryAcquire(sessionId, valid.kind)
     const added = register(sessionId, valid, slot !== undefined ? "running" : "pending", now, owner, control)
     if (Result.isFailure(added)) {
       supervisor.releaseUnused(slot)

@@ -33,7 +33,7 @@ import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, type TaskKind } from "../BackgroundTask.ts"
 import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
 import type { Ending } from "./ending.ts"
@@ -82,9 +82,12 @@ export class Supervisor {
    * The slot a new task would run in, taken now if a limit allows (or no
    * limit is set); `undefined` when the task must queue.
    */
-  tryAcquire(slot: Slot): Slot | undefined {
+  tryAcquire(sessionId: string, kind: TaskKind): Slot | undefined {
     const slots = this.ending.slots
-    return !slots.limited || slots.tryAcquire(slot) ? slot : undefined
+    // no limit: every task runs, and none holds a slot of its own
+    if (!slots.limited) return unlimited
+    const slot = { sessionId, kind }
+    return slots.tryAcquire(slot) ? slot : undefined
   }
 
   /** Gives back a slot taken for a task that was not registered after all. */
@@ -387,6 +390,9 @@ export class Supervisor {
     this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
   }
 }
+
+/** The slot of every task of a host without limits (never held: `owner.slot` is set only with limits). */
+const unlimited: Slot = { sessionId: "", kind: "other" }
 
 /** A managed task's `TaskContext`: its effects are made when the task asks for them. */
 type TaskContextService = TaskContext["Service"]
