@@ -368,7 +368,7 @@ export class RegistryService {
       candidates = t.live
     } else {
       // every record: the kind indexes are sorted runs, which sort merges in linear time
-      candidates = TaskKind.literals.flatMap((kind) => Array.from(t.ofKind(kind, true)))
+      candidates = TaskKind.literals.flatMap((kind) => t.ofKind(kind, true).toArray())
       ordered = false
     }
     const out: Array<Task> = []
@@ -391,18 +391,18 @@ export class RegistryService {
   /** Every record of a session, terminal ones included, oldest first. */
   session(sessionId: string): Array<Task> {
     const session = this.t.ofSession(sessionId, true)
-    return session === undefined ? [] : sortByOrder(Array.from(session))
+    return session === undefined ? [] : sortByOrder(session.toArray())
   }
 
   /** The live records of a session, oldest first. */
   liveInSession(sessionId: string): Array<Task> {
     const live = this.t.ofSession(sessionId, false)
-    return live === undefined ? [] : sortByOrder(Array.from(live))
+    return live === undefined ? [] : sortByOrder(live.toArray())
   }
 
   /** Every live record, oldest first. */
   liveTasks(): Array<Task> {
-    return Array.from(this.t.live)
+    return this.t.live.toArray()
   }
 
   /** The registry's part of `stats`; the rest comes from the rooms that know it. */

@@ -145,6 +145,14 @@ export class TaskList implements Iterable<Task> {
     this.size--
   }
 
+  /** The tasks, in list order, as an array (without an iterator's result objects). */
+  toArray(): Array<Task> {
+    const out: Array<Task> = new Array(this.size)
+    let i = 0
+    for (let task = this.head; task !== undefined; task = task.links[this.next]) out[i++] = task
+    return out
+  }
+
   [Symbol.iterator](): Iterator<Task> {
     let task = this.head
     const next = this.next

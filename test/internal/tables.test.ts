@@ -53,6 +53,7 @@ describe("TaskList", () => {
     assert.deepStrictEqual(Array.from(list, (t) => t.record.id), ["a", "b", "c", "d"])
     list.remove(b!)
     assert.deepStrictEqual(Array.from(list, (t) => t.record.id), ["a", "c", "d"])
+    assert.deepStrictEqual(list.toArray(), [a!, c!, d!])
     list.remove(a!)
     list.remove(d!)
     assert.deepStrictEqual(Array.from(list, (t) => t.record.id), ["c"])
@@ -163,6 +164,7 @@ describe("Tables", () => {
           const ids = (tasks: Iterable<T.Task>) => Array.from(tasks, (x) => x.order)
           const isLive = (e: Entry) => !isTerminal(e.task.record.state)
           assert.deepStrictEqual(ids(t.live), held.filter(isLive).map((e) => e.task.order), "live")
+          assert.deepStrictEqual(ids(t.live.toArray()), ids(t.live))
           assert.strictEqual(t.live.size, held.filter(isLive).length)
           for (const kind of TaskKind.literals) {
             const ofKind = held.filter((e) => e.task.record.kind === kind)
