@@ -8,7 +8,7 @@
  *
  * The rooms, and what each may touch (see docs/design.md):
  * - `state.ts`: the state union in its `Ref`, the atomic step
- * - `registry.ts` (+ `tables.ts`, `lifecycle.ts`): records, indexes, `seq`, retention
+ * - `registry.ts` (+ `tables.ts`, `links.ts`, `lifecycle.ts`): records, indexes, `seq`, retention
  * - `supervisor.ts` (+ `slots.ts`, `ending.ts`, `launch.ts`): managed fibers,
  *   attempts, `TaskContext`, limits and the queue, and what a terminal move
  *   means beyond the record
@@ -148,7 +148,7 @@ export const makeWith = (
     const allFibers = (): Array<Fiber.Fiber<unknown, unknown>> => [
       ...ending.timers,
       ...hidden.fibers(),
-      ...supervisor.fibers
+      ...supervisor.fibers()
     ]
 
     /**
@@ -407,7 +407,7 @@ export const makeWith = (
           for (const task of registry.liveTasks()) if (T.isQueued(task)) queued++
           return registry.stats({
             subscribers: hub.subscriberCount,
-            fibers: supervisor.fibers.size + ending.starting + ending.timers.size + hidden.fibers().length,
+            fibers: supervisor.fiberCount + ending.starting + ending.timers.size + hidden.fibers().length,
             queued,
             commits: durability.commits()
           })

@@ -27,7 +27,8 @@ import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginErr
 import * as Lifecycle from "./lifecycle.ts"
 import type { Spec } from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
-import { empty, inSession, liveIn, noLinks, Tables } from "./tables.ts"
+import { noLinks } from "./links.ts"
+import { empty, inSession, liveIn, Tables } from "./tables.ts"
 import type { TaskTree } from "./service.ts"
 import type { Control, Owner, Task } from "./task.ts"
 

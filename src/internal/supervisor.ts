@@ -5,10 +5,10 @@
  * `TaskContext` and scope), its attempts (timeouts, retries after the
  * schedule's backoff), its exit (one terminal move, whoever moves first
  * wins), concurrency slots and the queue of tasks waiting for one, and the
- * set of running managed fibers. What ending a task means beyond its record
- * is `ending.ts`'s `Ending`; what a task fiber starts with (its span, the
- * shared dispatcher, the facts read from the caller's context) is
- * `launch.ts`'s. Calls the registry, `Ending`, `launch.ts`, `slots.ts` and
+ * running managed tasks (a list through the tasks, `links.ts`). What ending
+ * a task means beyond its record is `ending.ts`'s `Ending`; what a task
+ * fiber starts with (its span, the shared dispatcher, the facts read from
+ * the caller's context) is `launch.ts`'s. Calls the registry, `Ending`, `launch.ts`, `slots.ts` and
  * `state.ts`; a failed parent's children are cancelled through the
  * `CancelChildren` it is given.
  *
@@ -43,6 +43,7 @@ import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
 import type { Slot } from "./slots.ts"
 import type { Steps } from "./state.ts"
+import { RUNNING, TaskList } from "./links.ts"
 import { cancelSignal, isQueued, type Managed, type Task } from "./task.ts"
 
 /**
@@ -65,8 +66,26 @@ export class Supervisor {
   private readonly registry: RegistryService
   private readonly ending: Ending
   private readonly cancelChildren: CancelChildren
+  /**
+   * The managed tasks whose fiber runs now (from its first operation to its
+   * exit, even once the registry has let go of the record), linked through
+   * the tasks themselves.
+   */
+  private readonly running = new TaskList(RUNNING)
+
   /** The managed fibers running now. */
-  readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
+  fibers(): Array<Fiber.Fiber<unknown, unknown>> {
+    const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+    for (const { owner } of this.running.toArray()) {
+      if (owner._tag === "Managed" && owner.fiber !== undefined) fibers.push(owner.fiber)
+    }
+    return fibers
+  }
+
+  /** How many managed fibers run now. */
+  get fiberCount(): number {
+    return this.running.size
+  }
 
   /** The store lease's fencing token (0 in memory), for `TaskContext.fencingToken`; set by the host once it holds the lease. */
   fencingToken = 0
@@ -237,7 +256,7 @@ export class Supervisor {
     }
     const body = Effect.withFiber((fiber): Effect.Effect<unknown, unknown> => {
       owner.fiber = fiber
-      this.fibers.add(fiber)
+      this.running.push(task)
       if (span !== undefined) return launch.run as Effect.Effect<unknown, unknown>
       return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
     })
@@ -357,7 +376,7 @@ export class Supervisor {
     exit: Exit.Exit<unknown, unknown>,
     caller: Caller
   ): Effect.Effect<void> | undefined {
-    if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
+    this.running.remove(task)
     owner.fiber = undefined
     this.ending.stopTimer(task)
     if (isTerminal(task.record.state) || !task.held) return undefined

@@ -84,7 +84,7 @@ export interface Task {
   children: Set<Task> | undefined
   /** Whether the record is in the queue of held terminal records. */
   retained: boolean
-  /** The registry's links threading it into its indexes (`tables.ts`). */
+  /** Its links in the lists threaded through the tasks (`links.ts`): the registry's indexes, the running tasks. */
   readonly links: Array<Task | undefined>
   /**
    * Whether the registry still holds this incarnation. Once it is evicted,

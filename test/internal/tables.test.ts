@@ -7,7 +7,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { DateTime, Effect, Option, Schema } from "effect"
 import { type BackgroundTaskRecord, defaultAttempt, isTerminal, TaskKind } from "../../src/index.ts"
-import { noLinks, Tables, TaskList } from "../../src/internal/tables.ts"
+import { noLinks, TaskList } from "../../src/internal/links.ts"
+import { Tables } from "../../src/internal/tables.ts"
 import * as T from "../../src/internal/task.ts"
 
 const now = DateTime.makeUnsafe(0)
