@@ -91,6 +91,36 @@ describe("BackgroundTaskHost concurrency", () => {
     }))
 })
 
+describe("BackgroundTaskHost task fibers and the event loop", () => {
+  /** Resolves after a `setTimeout` of `ms`: a timer set outside every task. */
+  const timer = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+  it.live("managed tasks that yield in a loop take turns, and a timer set outside them still fires", () =>
+    Effect.gen(function*() {
+      const { host, close } = yield* makeTestHost()
+      const turns = Array.from({ length: 50 }, () => 0)
+      for (let i = 0; i < turns.length; i++) {
+        yield* host.spawnManaged(
+          "s1",
+          spec(`y${i}`),
+          Effect.forever(Effect.sync(() => turns[i]!++).pipe(Effect.andThen(Effect.yieldNow)))
+        )
+      }
+      // the task fibers share one dispatcher: a yield resumes in a later turn of
+      // the event loop, never in the same one, so the timer phase comes round
+      yield* timer(20)
+      const first = [...turns]
+      assert.isTrue(first.every((n) => n > 0), `every task ran: ${first.join(",")}`)
+      yield* timer(20)
+      assert.isTrue(turns.every((n, i) => n > first[i]!), "every task ran again between the two timers")
+      // and shutdown stops them
+      yield* close
+      const stopped = [...turns]
+      yield* timer(5)
+      assert.deepStrictEqual(turns, stopped)
+    }))
+})
+
 describe("BackgroundTaskHost shutdown under load", () => {
   // close after a varying number of scheduler turns: from "before anything ran" to "mid-way"
   it.effect.each([0, 1, 3, 10, 15])(

@@ -286,6 +286,43 @@ describe("BackgroundTaskHost telemetry", () => {
         })
       }))
 
+    it.effect("a host built with its own metric registry and attributes updates its series there, labelled with both", () =>
+      Effect.gen(function*() {
+        const registry: Metric.MetricRegistry = new Map()
+        const inHostContext = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+          effect.pipe(
+            Effect.provideService(Metric.CurrentMetricAttributes, { service: "billing" }),
+            Effect.provideService(Metric.MetricRegistry, registry)
+          )
+        const { close, host } = yield* inHostContext(makeTestHost())
+        const watch = yield* host.subscribe()
+        const global = yield* read("monitor")
+        yield* host.spawnManaged("s1", spec("a", { kind: "monitor" }), Effect.sleep("2 seconds"))
+        yield* host.spawnManaged("s1", spec("b", { kind: "monitor" }), Effect.never)
+        yield* TestClock.adjust("2 seconds")
+        yield* terminalEvents(watch, ["a"])
+        // the series carry the layer's attributes and `kind`, in the layer's registry
+        const inRegistry = yield* inHostContext(read("monitor"))
+        assert.deepStrictEqual(inRegistry, { ...zero, started: 2, completed: 1, live: 1, durations: 1, durationSum: 2 })
+        assert.isTrue(
+          Array.from(registry.values()).some((series) =>
+            series.id === "background_tasks_started" && series.attributes?.["service"] === "billing" &&
+            series.attributes?.["kind"] === "monitor"
+          )
+        )
+        // and not in the process-wide registry
+        assert.deepStrictEqual(yield* delta("monitor", global), zero)
+        yield* close
+        assert.deepStrictEqual(yield* inHostContext(read("monitor")), {
+          ...zero,
+          started: 2,
+          completed: 1,
+          cancelled: 1,
+          durations: 2,
+          durationSum: 4
+        })
+      }))
+
     it.effect("two hosts in one process add up on the gauge", () =>
       Effect.gen(function*() {
         const one = yield* makeTestHost()

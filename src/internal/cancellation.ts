@@ -22,10 +22,10 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import type { InvalidTransition } from "../PluginError.ts"
-import type { Ending } from "./supervisor.ts"
+import type { Ending } from "./ending.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { afterStep, type Steps } from "./state.ts"
-import type { Task } from "./task.ts"
+import { isQueued, requestCancel as requestSignal, type Task } from "./task.ts"
 
 /** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
 export type Mode = "policy" | "now"
@@ -33,6 +33,14 @@ export type Mode = "policy" | "now"
 /** Interrupts a fiber and waits for it; a fiber that cancels itself just stops. */
 export const interruptFiber = (fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.withFiber((current) => current === fiber ? Effect.interrupt : Fiber.interrupt(fiber))
+
+/** Whether a live task is registered under this one. */
+export const hasLiveChildren = (task: Task): boolean => {
+  if (task.children !== undefined) {
+    for (const child of task.children) if (!isTerminal(child.record.state)) return true
+  }
+  return false
+}
 
 /** The live tasks registered under this one. */
 export const liveChildren = (task: Task): Array<Task> => {
@@ -95,7 +103,7 @@ export class Cancellation {
       switch (owner._tag) {
         case "Managed": {
           if (owner.fiber !== undefined) return interruptFiber(owner.fiber)
-          // queued, not launched: it never will be
+          // queued, or launched with its fiber not made yet: it never will be
           this.ending.markCancelled(task, now)
           return Effect.void
         }
@@ -207,13 +215,11 @@ export class Cancellation {
     if (Result.isFailure(moved)) return Result.fail(moved.failure)
     const { control, owner } = task
     control.requested = true
-    if (owner._tag === "Managed") {
-      const signal = owner.signal
-      afterStep(() => Deferred.doneUnsafe(signal, Effect.succeed(reason)))
-    }
+    if (owner._tag === "Managed") requestSignal(owner, reason, afterStep)
     if (Option.isSome(reason)) control.stopReason ??= reason.value
-    // a queued managed task never started: nothing to wait for
-    const queued = owner._tag === "Managed" && owner.fiber === undefined
+    // a queued managed task never started: nothing to wait for (a launched
+    // one about to start runs, and sees the request)
+    const queued = isQueued(task)
     // cooperative: the record as the request left it (the task may end itself at once);
     // otherwise the record once the policy has acted
     return Result.succeed(
@@ -234,7 +240,7 @@ export class Cancellation {
     const others: Array<Task> = []
     for (const task of tasks) {
       const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
-      if (fiber !== undefined && liveChildren(task).length === 0) fibers.push(fiber)
+      if (fiber !== undefined && !hasLiveChildren(task)) fibers.push(fiber)
       else others.push(task)
     }
     return Effect.andThen(

@@ -8,9 +8,11 @@
  *
  * The rooms, and what each may touch (see docs/design.md):
  * - `state.ts`: the state union in its `Ref`, the atomic step
- * - `registry.ts` (+ `tables.ts`, `lifecycle.ts`): records, indexes, `seq`, retention
- * - `supervisor.ts` (+ `slots.ts`): managed fibers, attempts, `TaskContext`,
- *   limits and the queue, and what a terminal move means beyond the record
+ * - `registry.ts` (+ `tables.ts`, `links.ts`, `lifecycle.ts`): records, indexes, `seq`, retention
+ * - `supervisor.ts` (+ `slots.ts`, `ending.ts`, `launch.ts`): managed fibers,
+ *   attempts, `TaskContext`, limits and the queue, and what a terminal move
+ *   means beyond the record
+ * - `spawn.ts`: `spawnManaged` as one operation (budget, checks, step)
  * - `cancellation.ts`: cancel policies, trees, grace timers
  * - `sessions.ts`: open, close, handoff, the handle
  * - `events.ts`: the `PubSub` and its subscriptions
@@ -38,7 +40,6 @@ import {
   SessionError,
   TaskNotFound
 } from "../PluginError.ts"
-import type { TaskContext } from "../TaskContext.ts"
 import { HostStopped, type LeaseHeld, TaskStoreError } from "../TaskStoreError.ts"
 import { type StoredState, type TaskStoreService } from "./store.ts"
 import { Cancellation, liveChildren } from "./cancellation.ts"
@@ -46,22 +47,23 @@ import { type Durability, flushAtShutdown, holdLease, type Journal, journaled, t
 import { EventHub } from "./events.ts"
 import { HiddenTasks } from "./hidden.ts"
 import * as Lifecycle from "./lifecycle.ts"
-import { backoffSchedule, optionsOf, storeOptionsOf } from "./options.ts"
+import { optionsOf, storeOptionsOf } from "./options.ts"
 import { copyReport, recover } from "./recovery.ts"
 import { Registry, RegistryService } from "./registry.ts"
 import type {
   BackgroundTaskHostOptions,
   BackgroundTaskHostService,
   BackgroundTaskHostStoreOptions,
-  RecoveryReport,
-  RegisterError
+  RecoveryReport
 } from "./service.ts"
 import { Sessions } from "./sessions.ts"
 import { Slots } from "./slots.ts"
 import { Pace, Steps } from "./state.ts"
 import { Retention } from "./retention.ts"
+import { type SpawnDeps, spawner } from "./spawn.ts"
 import { Subscriptions } from "./subscriptions.ts"
-import { Ending, Supervisor } from "./supervisor.ts"
+import { Ending } from "./ending.ts"
+import { Supervisor } from "./supervisor.ts"
 import * as T from "./task.ts"
 import { Telemetry } from "./telemetry.ts"
 import {
@@ -133,12 +135,10 @@ export const makeWith = (
       (task, mode, reason) => cancellation.cancelChildren(task, mode, reason)
     )
     /** Registers a task (see `RegistryService.register`), its input within `maxInputBytes`; a new one counts in the metrics. */
-    const register = (
-      ...args: Parameters<RegistryService["register"]>
-    ): Result.Result<{ readonly task: T.Task; readonly existing: boolean }, RegisterError> => {
-      const tooLarge = inputTooLarge(args[1].id, args[1].input, maxInputBytes)
+    const register: SpawnDeps["register"] = (sessionId, spec, state, now, owner, control) => {
+      const tooLarge = spec.input === undefined ? undefined : inputTooLarge(spec.id, spec.input, maxInputBytes)
       if (tooLarge !== undefined) return Result.fail(tooLarge)
-      const added = registry.register(...args)
+      const added = registry.register(sessionId, spec, state, now, owner, control)
       if (Result.isSuccess(added) && !added.success.existing) telemetry.registered(added.success.task.record)
       return added
     }
@@ -149,7 +149,7 @@ export const makeWith = (
     const allFibers = (): Array<Fiber.Fiber<unknown, unknown>> => [
       ...ending.timers,
       ...hidden.fibers(),
-      ...supervisor.fibers
+      ...supervisor.fibers()
     ]
 
     /**
@@ -286,39 +286,6 @@ export const makeWith = (
       )
     }
 
-    const spawnManaged = <A, E, R>(sessionId: unknown, spec: unknown, body: Effect.Effect<A, E, R>) =>
-      steps.atomicWith(
-          () =>
-            checkAll(
-              sessionIdOf(sessionId),
-              registrationOf(spec),
-              effectOf(body, "task", (message) => new RegistrationError({ message }))
-            ),
-          ([sessionId, valid, body], now, context) => {
-            // a live task holding the key is the answer: no slot, no new task
-            const holder = valid.idempotencyKey === undefined ? undefined : registry.findByKey(valid.idempotencyKey)
-            if (holder !== undefined) return Effect.succeed(holder.record)
-            const owner = T.managed()
-            const control = T.control(
-              valid.cancelGracePeriod === undefined ? grace : Duration.fromInputUnsafe(valid.cancelGracePeriod)
-            )
-            const slot = supervisor.tryAcquire({ sessionId, kind: valid.kind })
-            const added = register(sessionId, valid, slot !== undefined ? "running" : "pending", now, owner, control)
-            if (Result.isFailure(added)) {
-              supervisor.releaseUnused(slot)
-              return Effect.fail(added.failure)
-            }
-            const { task } = added.success
-            supervisor.startOrQueue(task, owner, {
-              // its own `TaskContext` and scope are given at launch (`launchTask`)
-              run: body as Effect.Effect<unknown, unknown, TaskContext | Scope.Scope>,
-              timeout: valid.timeout === undefined ? undefined : Duration.fromInputUnsafe(valid.timeout),
-              schedule: valid.retry ?? (valid.backoff === undefined ? retrySchedule : backoffSchedule(valid.backoff)),
-              context
-            }, slot)
-            return Effect.succeed(task.record)
-          }
-        ) as Effect.Effect<BackgroundTaskRecord, RegisterError, Exclude<R, TaskContext | Scope.Scope>>
 
     // a burst of writes lets readers and timers run (see `Pace`)
     const pace = new Pace(
@@ -360,6 +327,17 @@ export const makeWith = (
       if (progress !== undefined) registry.progress(task, progress)
       return Effect.succeed(task.record)
     }
+
+    const spawnManaged = spawner({
+      steps,
+      pace,
+      write: durability.write,
+      registry,
+      register,
+      supervisor,
+      grace,
+      retrySchedule
+    })
 
     const service: BackgroundTaskHostService = {
       register: (request) =>
@@ -441,7 +419,7 @@ export const makeWith = (
           for (const task of registry.liveTasks()) if (T.isQueued(task)) queued++
           return registry.stats({
             subscribers: hub.subscriberCount,
-            fibers: supervisor.fibers.size + ending.timers.size + hidden.fibers().length,
+            fibers: supervisor.fiberCount + ending.starting + ending.timers.size + hidden.fibers().length,
             queued,
             commits: durability.commits()
           })
@@ -463,7 +441,7 @@ export const makeWith = (
       awaitHidden: (sessionId) =>
         checked(() => sessionIdOf(sessionId), (sessionId) => steps.whenOpen(() => hidden.await(sessionId))),
 
-      spawnManaged: (sessionId, spec, task) => write(spawnManaged(sessionId, spec, task)),
+      spawnManaged: (sessionId, spec, task) => spawnManaged(sessionId, spec, task),
 
       registerExternal: (sessionId, spec, cancel) =>
         write(steps.atomicWith(

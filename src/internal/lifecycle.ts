@@ -1,15 +1,25 @@
 /**
  * The task lifecycle as plain functions: which moves are legal (docs/contract.md §4.2),
- * which event a move publishes (§6.1), and how a record changes. No fibers,
+ * which event a move publishes (§6.1), how a record is made and how it changes. No fibers,
  * no clock, no state: the registry calls these inside its atomic steps and
  * the tests call them directly.
  *
  * @internal
  */
 import type * as DateTime from "effect/DateTime"
+import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import { type TaskEvent } from "../TaskEvent.ts"
-import { type BackgroundTaskRecord, isTerminal, TaskState, type TerminalState } from "../BackgroundTask.ts"
+import {
+  type BackgroundTaskRecord,
+  defaultAttempt,
+  isTerminal,
+  type TaskAttempt,
+  type TaskRegistration,
+  type TaskSettings,
+  TaskState,
+  type TerminalState
+} from "../BackgroundTask.ts"
 import { InvalidTransition } from "../PluginError.ts"
 
 const states: ReadonlySet<string> = new Set(TaskState.literals)
@@ -42,6 +52,10 @@ export const checkMove = (taskId: string, from: TaskState, to: unknown): Invalid
 export const describeState = (to: unknown): string =>
   typeof to === "string" ? to : (JSON.stringify(to) ?? String(to))
 
+const noSummary: Option.Option<{ readonly summary: Option.Option<string> }> = Option.some({ summary: Option.none() })
+let lastEnd: DateTime.Utc | undefined
+let lastEndAt: Option.Option<DateTime.Utc> = Option.none()
+
 /**
  * The record after a move to `to` at `now`, by the event numbered `revision`;
  * `summary` goes to `failure` when `to` is `failed`.
@@ -54,13 +68,18 @@ export const moveRecord = (
   summary: Option.Option<string> = Option.none()
 ): BackgroundTaskRecord => {
   if (!isTerminal(to)) return { ...record, state: to, updatedAt: now, revision }
-  const outcome = Option.some({ summary })
+  // immutable values, shared: the outcome without a summary, the end time of the records ended at `now`
+  const outcome = Option.isNone(summary) ? noSummary : Option.some({ summary })
+  if (now !== lastEnd) {
+    lastEnd = now
+    lastEndAt = Option.some(now)
+  }
   return {
     ...record,
     state: to,
     updatedAt: now,
     revision,
-    completedAt: Option.some(now),
+    completedAt: lastEndAt,
     result: to === "failed" ? record.result : outcome,
     failure: to === "failed" ? outcome : record.failure
   }
@@ -72,24 +91,28 @@ export const moveRecord = (
  * `cancel_requested`, else `StateChanged`.
  */
 export const moveEvent = (record: BackgroundTaskRecord, reason: Option.Option<string>): TaskEvent => {
-  const base = { seq: record.revision, taskId: record.id, sessionId: record.scope.sessionId, kind: record.kind, record }
-  switch (record.state) {
+  // one object per event (a spread of a shared base would make two)
+  const { id: taskId, kind, revision: seq, scope: { sessionId }, state } = record
+  switch (state) {
     case "completed":
-      return { _tag: "Completed", ...base }
+      return { _tag: "Completed", seq, taskId, sessionId, kind, record }
     case "failed":
-      return { _tag: "Failed", ...base }
+      return { _tag: "Failed", seq, taskId, sessionId, kind, record }
     case "cancelled":
-      return { _tag: "Cancelled", ...base }
+      return { _tag: "Cancelled", seq, taskId, sessionId, kind, record }
     case "cancel_requested":
-      return { _tag: "CancelRequested", ...base, reason }
+      return { _tag: "CancelRequested", seq, taskId, sessionId, kind, record, reason }
     default:
-      return { _tag: "StateChanged", ...base, state: record.state }
+      return { _tag: "StateChanged", seq, taskId, sessionId, kind, record, state }
   }
 }
 
+/** How a managed task's fiber exited. */
+export type Outcome = "success" | "failure" | "interrupt"
+
 /** The terminal state a managed task reaches when its fiber exits. */
 export const exitState = (
-  outcome: "success" | "failure" | "interrupt",
+  outcome: Outcome,
   current: TaskState
 ): TerminalState => {
   switch (outcome) {
@@ -101,4 +124,72 @@ export const exitState = (
     case "interrupt":
       return "cancelled"
   }
+}
+
+/** A registration, with the attempt a recovered task resumes from. */
+export type Spec = TaskRegistration & { readonly attempt?: TaskAttempt }
+
+const attemptOf = (spec: Spec): TaskAttempt => {
+  const base = spec.attempt ?? defaultAttempt
+  if (spec.maxAttempts === undefined && spec.idempotencyKey === undefined) return base
+  return {
+    attempt: base.attempt,
+    maxAttempts: spec.maxAttempts === undefined ? base.maxAttempts : Option.some(spec.maxAttempts),
+    idempotencyKey: spec.idempotencyKey === undefined ? base.idempotencyKey : Option.some(spec.idempotencyKey)
+  }
+}
+
+let lastScope: { readonly sessionId: string } = { sessionId: "" }
+
+/** A new record, as registered. */
+export const newRecord = (
+  sessionId: string,
+  spec: Spec,
+  state: TaskState,
+  now: DateTime.Utc,
+  revision: number
+): BackgroundTaskRecord => {
+  // the scope is immutable: the records of a burst in one session share one
+  if (sessionId !== lastScope.sessionId) lastScope = { sessionId }
+  const record: BackgroundTaskRecord = {
+    id: spec.id,
+    kind: spec.kind,
+    producer: spec.producer,
+    scope: lastScope,
+    parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
+    childSessionId: Option.fromUndefinedOr(spec.childSessionId),
+    state,
+    cancelPolicy: spec.cancelPolicy ?? "cooperative",
+    closePolicy: spec.closePolicy ?? "keep",
+    attempt: attemptOf(spec),
+    result: Option.none(),
+    failure: Option.none(),
+    createdAt: now,
+    updatedAt: now,
+    completedAt: Option.none(),
+    progress: Option.none(),
+    revision
+  }
+  // the common registration has neither: no object is made for them
+  if (spec.input === undefined && spec.timeout === undefined && spec.cancelGracePeriod === undefined && spec.backoff === undefined) {
+    return record
+  }
+  return { ...record, ...(spec.input === undefined ? {} : { input: spec.input }), ...settingsOf(spec) }
+}
+
+/** The per-task options a record keeps (finite durations in milliseconds), when the registration gave any. */
+const settingsOf = (spec: Spec): { readonly settings?: TaskSettings } => {
+  const millis = (input: Duration.Input | undefined) => {
+    if (input === undefined) return undefined
+    const duration = Duration.fromInputUnsafe(input)
+    return Duration.isFinite(duration) ? Math.round(Duration.toMillis(duration)) : undefined
+  }
+  const timeoutMillis = millis(spec.timeout)
+  const cancelGracePeriodMillis = millis(spec.cancelGracePeriod)
+  const settings: TaskSettings = {
+    ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
+    ...(cancelGracePeriodMillis === undefined ? {} : { cancelGracePeriodMillis }),
+    ...(spec.backoff === undefined ? {} : { backoff: spec.backoff })
+  }
+  return Object.keys(settings).length === 0 ? {} : { settings }
 }

@@ -19,7 +19,7 @@ import type * as Schedule from "effect/Schedule"
 import { type BackgroundTaskRecord, isTerminal } from "../BackgroundTask.ts"
 import { backoffSchedule } from "./options.ts"
 import type { StoredState } from "./store.ts"
-import type { Ending } from "./supervisor.ts"
+import type { Ending } from "./ending.ts"
 import type { RegistryService } from "./registry.ts"
 import type * as Scope from "effect/Scope"
 import type { TaskContext } from "../TaskContext.ts"
@@ -203,7 +203,7 @@ const respawn = (
   const stored = task.record
   const { attempt } = stored
   const next = released ? attempt.attempt : attempt.attempt + 1
-  const slot = supervisor.tryAcquire({ sessionId: stored.scope.sessionId, kind: stored.kind })
+  const slot = supervisor.tryAcquire(stored.scope.sessionId, stored.kind)
   registry.update(task, (record) => ({
     ...record,
     state: slot !== undefined ? "running" : "pending",

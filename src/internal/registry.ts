@@ -18,16 +18,17 @@
  */
 import * as Context from "effect/Context"
 import type * as DateTime from "effect/DateTime"
-import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
 import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
-import { type BackgroundTaskRecord, defaultAttempt, isTerminal, matchesRecord, type TaskAttempt, type TaskFilter, TaskKind, type TaskRegistration, type TaskSettings, type TaskState, type TaskStats } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, matchesRecord, type TaskFilter, TaskKind, type TaskState, type TaskStats } from "../BackgroundTask.ts"
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
+import type { Spec } from "./lifecycle.ts"
 import type { Steps } from "./state.ts"
-import { empty, Tables } from "./tables.ts"
+import { noLinks } from "./links.ts"
+import { empty, inSession, liveIn, Tables } from "./tables.ts"
 import type { TaskTree } from "./service.ts"
 import type { Control, Owner, Task } from "./task.ts"
 
@@ -91,31 +92,33 @@ export class RegistryService {
     const key = spec.idempotencyKey ?? Option.getOrUndefined(spec.attempt?.idempotencyKey ?? Option.none())
     const holder = key === undefined ? undefined : this.findByKey(key)
     if (holder !== undefined) return Result.succeed({ task: holder, existing: true })
-    const parent = this.parentOf(spec)
-    if (Result.isFailure(parent)) return Result.fail(parent.failure)
+    let parent: Task | undefined
+    if (spec.parentTaskId !== undefined) {
+      const found = this.parentOf(spec.id, spec.parentTaskId)
+      if (Result.isFailure(found)) return Result.fail(found.failure)
+      parent = found.success
+    }
     const added = this.add(
-      (revision) => newRecord(sessionId, spec, state, now, revision),
+      (revision) => Lifecycle.newRecord(sessionId, spec, state, now, revision),
       spec.id,
       sessionId,
       owner,
       control,
-      parent.success
+      parent
     )
     if (Result.isFailure(added)) return Result.fail(added.failure)
     return Result.succeed({ task: added.success, existing: false })
   }
 
   /** The live parent a registration names, or why it cannot be one. */
-  private parentOf(spec: Spec): Result.Result<Task | undefined, TaskNotFound | InvalidTransition> {
-    const parentId = spec.parentTaskId
-    if (parentId === undefined) return Result.succeed(undefined)
+  private parentOf(taskId: string, parentId: string): Result.Result<Task, TaskNotFound | InvalidTransition> {
     const parent = this.findLive(parentId)
     if (parent !== undefined) return Result.succeed(parent)
     const ended = this.resolve(parentId)
     return Result.fail(
       ended === undefined
         ? new TaskNotFound({ taskId: parentId })
-        : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${spec.id}` })
+        : new InvalidTransition({ taskId: parentId, from: ended.record.state, to: `parent of ${taskId}` })
     )
   }
 
@@ -132,12 +135,16 @@ export class RegistryService {
     parent?: Task
   ): Result.Result<Task, TaskAlreadyExists> {
     const t = this.t
-    const live = t.live.get(id)
+    let same = t.ids.get(id)
+    const live = liveIn(same)
     if (live !== undefined) {
       return Result.fail(new TaskAlreadyExists({ taskId: id, sessionId: live.record.scope.sessionId }))
     }
-    const replaced = t.find(sessionId, id)
-    if (replaced !== undefined) this.replace(replaced)
+    const replaced = inSession(same, sessionId)
+    if (replaced !== undefined) {
+      this.replace(replaced)
+      same = t.ids.get(id)
+    }
     const seq = ++t.seq
     const record = make(seq)
     const task: Task = {
@@ -148,10 +155,11 @@ export class RegistryService {
       parent,
       children: undefined,
       retained: false,
-      held: false
+      held: false,
+      links: noLinks()
     }
     if (parent !== undefined) (parent.children ??= new Set()).add(task)
-    t.index(task)
+    t.index(task, same)
     this.sink.emit({ _tag: "Registered", seq, taskId: id, sessionId, kind: record.kind, record }, task)
     return Result.succeed(task)
   }
@@ -160,18 +168,16 @@ export class RegistryService {
   remove(task: Task): void {
     if (!task.held || this.t.find(task.record.scope.sessionId, task.record.id) !== task) return
     this.t.delete(task)
-    this.publishEvicted([task], "unregistered")
+    this.publishEvictedOne(task, "unregistered")
   }
 
   /** The live record with this id, else the most recently updated terminal one. */
   resolve(taskId: string): Task | undefined {
-    const t = this.t
-    const live = t.live.get(taskId)
-    if (live !== undefined) return live
-    const same = t.ids.get(taskId)
+    const same = this.t.ids.get(taskId)
     if (same === undefined || !Array.isArray(same)) return same
     let found: Task | undefined
     for (const task of same) {
+      if (!isTerminal(task.record.state)) return task
       if (found === undefined || task.record.revision > found.record.revision) found = task
     }
     return found
@@ -183,7 +189,7 @@ export class RegistryService {
 
   /** The live record with this id. */
   findLive(taskId: string): Task | undefined {
-    return this.t.live.get(taskId)
+    return this.t.findLive(taskId)
   }
 
   /** The live record holding this idempotency key. */
@@ -273,9 +279,8 @@ export class RegistryService {
     now: DateTime.Utc
   ): Result.Result<ReadonlyArray<BackgroundTaskRecord>, TaskAlreadyExists> {
     const t = this.t
-    const target = t.sessions.get(to)
     for (const task of tasks) {
-      const there = target?.get(task.record.id)
+      const there = t.find(to, task.record.id)
       if (there !== undefined && there !== task && !isTerminal(there.record.state)) {
         return Result.fail(new TaskAlreadyExists({ taskId: task.record.id, sessionId: to }))
       }
@@ -348,23 +353,23 @@ export class RegistryService {
     let candidates: Iterable<Task>
     let ordered = true
     if (sessionId !== undefined) {
-      const session = all ? t.sessions.get(sessionId) : t.liveBySession.get(sessionId)
-      candidates = session?.values() ?? empty
+      const session = t.ofSession(sessionId, all)
+      candidates = session ?? empty
       ordered = false
       if (kind !== undefined) {
-        const ofKind = (all ? t.byKind : t.liveByKind).get(kind)
+        const ofKind = t.ofKind(kind, all)
         if (ofKind.size < (session?.size ?? 0)) {
           candidates = ofKind
           ordered = true
         }
       }
     } else if (kind !== undefined) {
-      candidates = (all ? t.byKind : t.liveByKind).get(kind)
+      candidates = t.ofKind(kind, all)
     } else if (!all) {
-      candidates = t.live.values()
+      candidates = t.live
     } else {
       // every record: the kind indexes are sorted runs, which sort merges in linear time
-      candidates = TaskKind.literals.flatMap((kind) => Array.from(t.byKind.get(kind)))
+      candidates = TaskKind.literals.flatMap((kind) => t.ofKind(kind, true).toArray())
       ordered = false
     }
     const out: Array<Task> = []
@@ -386,18 +391,19 @@ export class RegistryService {
 
   /** Every record of a session, terminal ones included, oldest first. */
   session(sessionId: string): Array<Task> {
-    const session = this.t.sessions.get(sessionId)
-    return session === undefined ? [] : sortByOrder(Array.from(session.values()))
+    const session = this.t.ofSession(sessionId, true)
+    return session === undefined ? [] : sortByOrder(session.toArray())
   }
 
   /** The live records of a session, oldest first. */
   liveInSession(sessionId: string): Array<Task> {
-    return sortByOrder(Array.from(this.t.liveBySession.get(sessionId)))
+    const live = this.t.ofSession(sessionId, false)
+    return live === undefined ? [] : sortByOrder(live.toArray())
   }
 
   /** Every live record, oldest first. */
   liveTasks(): Array<Task> {
-    return Array.from(this.t.live.values())
+    return this.t.live.toArray()
   }
 
   /** The registry's part of `stats`; the rest comes from the rooms that know it. */
@@ -430,16 +436,26 @@ export class RegistryService {
     t.seq = Math.max(t.seq, lastSeq)
     const restored: Array<Task> = []
     for (const { control, order, owner, record } of records) {
-      if (t.live.has(record.id) && !isTerminal(record.state)) continue
-      if (t.sessions.get(record.scope.sessionId)?.has(record.id) === true) continue
-      const task: Task = { order, record, owner, control, parent: undefined, children: undefined, retained: false, held: false }
+      if (t.findLive(record.id) !== undefined && !isTerminal(record.state)) continue
+      if (t.find(record.scope.sessionId, record.id) !== undefined) continue
+      const task: Task = {
+        order,
+        record,
+        owner,
+        control,
+        parent: undefined,
+        children: undefined,
+        retained: false,
+        held: false,
+        links: noLinks()
+      }
       t.seq = Math.max(t.seq, record.revision, order)
       t.index(task)
       restored.push(task)
     }
     for (const task of restored) {
       const parentId = Option.getOrUndefined(task.record.parentTaskId)
-      const parent = parentId === undefined || isTerminal(task.record.state) ? undefined : t.live.get(parentId)
+      const parent = parentId === undefined || isTerminal(task.record.state) ? undefined : t.findLive(parentId)
       if (parent !== undefined && parent !== task) {
         task.parent = parent
         ;(parent.children ??= new Set()).add(task)
@@ -454,20 +470,20 @@ export class RegistryService {
 
   // internal
 
+  private publishEvictedOne({ record }: Task, reason: EvictionReason): void {
+    this.sink.emit({
+      _tag: "Evicted",
+      seq: ++this.t.seq,
+      sessionId: record.scope.sessionId,
+      kind: record.kind,
+      taskIds: [record.id],
+      reason
+    }, undefined)
+  }
+
   private publishEvicted(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {
     const t = this.t
-    if (tasks.length === 1) {
-      const { record } = tasks[0]!
-      this.sink.emit({
-        _tag: "Evicted",
-        seq: ++t.seq,
-        sessionId: record.scope.sessionId,
-        kind: record.kind,
-        taskIds: [record.id],
-        reason
-      }, undefined)
-      return
-    }
+    if (tasks.length === 1) return this.publishEvictedOne(tasks[0]!, reason)
     // one event per (session, kind), in the order of each group's first record
     const groups = new Map<string, { sessionId: string; kind: TaskKind; taskIds: Array<string> }>()
     for (const { record } of tasks) {
@@ -501,6 +517,14 @@ export class RegistryService {
       onRetire()
     }
     if (terminal.size <= this.retention.maxTerminal) return
+    if (terminal.size === this.retention.maxTerminal + 1) {
+      // the common case once the limit is reached: one in, one out
+      const oldest = terminal.shift()!
+      this.t.delete(oldest)
+      this.t.counts.evicted++
+      this.publishEvictedOne(oldest, "max_terminal")
+      return
+    }
     const excess: Array<Task> = []
     while (terminal.size > this.retention.maxTerminal) excess.push(terminal.shift()!)
     this.evict(excess, "max_terminal")
@@ -509,7 +533,7 @@ export class RegistryService {
   /** A terminal record gives way to a new one with its id in its session. */
   private replace(task: Task): void {
     this.t.delete(task)
-    this.publishEvicted([task], "replaced")
+    this.publishEvictedOne(task, "replaced")
   }
 
   private evict(tasks: ReadonlyArray<Task>, reason: EvictionReason): void {
@@ -519,64 +543,6 @@ export class RegistryService {
     t.counts.evicted += tasks.length
     this.publishEvicted(tasks, reason)
   }
-}
-
-/** A registration, with the attempt a recovered task resumes from. */
-export type Spec = TaskRegistration & { readonly attempt?: TaskAttempt }
-
-const attemptOf = (spec: Spec): TaskAttempt => {
-  const base = spec.attempt ?? defaultAttempt
-  if (spec.maxAttempts === undefined && spec.idempotencyKey === undefined) return base
-  return {
-    attempt: base.attempt,
-    maxAttempts: spec.maxAttempts === undefined ? base.maxAttempts : Option.some(spec.maxAttempts),
-    idempotencyKey: spec.idempotencyKey === undefined ? base.idempotencyKey : Option.some(spec.idempotencyKey)
-  }
-}
-
-const newRecord = (
-  sessionId: string,
-  spec: Spec,
-  state: TaskState,
-  now: DateTime.Utc,
-  revision: number
-): BackgroundTaskRecord => ({
-  id: spec.id,
-  kind: spec.kind,
-  producer: spec.producer,
-  scope: { sessionId },
-  parentTaskId: Option.fromUndefinedOr(spec.parentTaskId),
-  childSessionId: Option.fromUndefinedOr(spec.childSessionId),
-  state,
-  cancelPolicy: spec.cancelPolicy ?? "cooperative",
-  closePolicy: spec.closePolicy ?? "keep",
-  attempt: attemptOf(spec),
-  result: Option.none(),
-  failure: Option.none(),
-  createdAt: now,
-  updatedAt: now,
-  completedAt: Option.none(),
-  progress: Option.none(),
-  revision,
-  ...(spec.input === undefined ? {} : { input: spec.input }),
-  ...settingsOf(spec)
-})
-
-/** The per-task options a record keeps (finite durations in milliseconds), when the registration gave any. */
-const settingsOf = (spec: Spec): { readonly settings?: TaskSettings } => {
-  const millis = (input: Duration.Input | undefined) => {
-    if (input === undefined) return undefined
-    const duration = Duration.fromInputUnsafe(input)
-    return Duration.isFinite(duration) ? Math.round(Duration.toMillis(duration)) : undefined
-  }
-  const timeoutMillis = millis(spec.timeout)
-  const cancelGracePeriodMillis = millis(spec.cancelGracePeriod)
-  const settings: TaskSettings = {
-    ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
-    ...(cancelGracePeriodMillis === undefined ? {} : { cancelGracePeriodMillis }),
-    ...(spec.backoff === undefined ? {} : { backoff: spec.backoff })
-  }
-  return Object.keys(settings).length === 0 ? {} : { settings }
 }
 
 /** The registry as a service: the rooms that read or change records get it from their context. */

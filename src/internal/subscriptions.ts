@@ -24,7 +24,7 @@ import type { EventHub } from "./events.ts"
 import type { RegistryService } from "./registry.ts"
 import type { TaskWatch } from "./service.ts"
 import type { Steps } from "./state.ts"
-import type { Ending } from "./supervisor.ts"
+import type { Ending } from "./ending.ts"
 import {
   awaitOptionsOf,
   checkAll,

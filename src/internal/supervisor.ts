@@ -4,20 +4,19 @@
  * Owns: launching a task's fiber (with the caller's context, its own
  * `TaskContext` and scope), its attempts (timeouts, retries after the
  * schedule's backoff), its exit (one terminal move, whoever moves first
- * wins), concurrency slots and the queue of tasks waiting for one, the set
- * of running managed fibers, and `Ending`: the path every move takes, and
- * what ending a task means beyond its record (its grace timer stops, its
- * waiters wake, the metrics count it, its slot frees and the queued tasks
- * that now fit start). Calls the registry, `slots.ts`, `telemetry.ts` and
+ * wins), concurrency slots and the queue of tasks waiting for one, and the
+ * running managed tasks (a list through the tasks, `links.ts`). What ending
+ * a task means beyond its record is `ending.ts`'s `Ending`; what a task
+ * fiber starts with (its span, the shared dispatcher, the facts read from
+ * the caller's context) is `launch.ts`'s. Calls the registry, `Ending`, `launch.ts`, `slots.ts` and
  * `state.ts`; a failed parent's children are cancelled through the
  * `CancelChildren` it is given; on a durable store a task's first run and
  * each next attempt pass the lease's gate it is given (`durable.ts`).
  *
- * A fiber exists as soon as its record runs: it is launched in the step that
- * registers the task (or frees a slot for it), so shutdown and cancellation
- * can reach it at once, and it starts running after that step. Its first
- * action checks that its record is still live and the host still open: a
- * task cancelled before it ran never runs.
+ * A task is launched in the step that registers it (or frees a slot for
+ * it) and starts after that step: its fiber is made then, only if its
+ * record is still live and the host still open, so a task ended before it
+ * started never runs.
  *
  * @internal
  */
@@ -31,23 +30,23 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
-import type { SchedulerDispatcher } from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
-import { type InvalidTransition, type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
+import { type BackgroundTaskRecord, isTerminal, type TaskKind } from "../BackgroundTask.ts"
+import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
 import type { LeaseGate } from "./durable.ts"
+import type { Ending } from "./ending.ts"
+import { type Caller, Callers, TaskSpan } from "./launch.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
-import type { Slot, Slots } from "./slots.ts"
-import { afterStep, type Steps } from "./state.ts"
-import type { Telemetry } from "./telemetry.ts"
-import { isQueued, type Managed, type Task } from "./task.ts"
+import type { Slot } from "./slots.ts"
+import type { Steps } from "./state.ts"
+import { RUNNING, TaskList } from "./links.ts"
+import { cancelSignal, isQueued, type Managed, type Task } from "./task.ts"
 
 /**
  * How a failed or cancelled parent's children are cancelled before it ends
@@ -69,8 +68,26 @@ export class Supervisor {
   private readonly registry: RegistryService
   private readonly ending: Ending
   private readonly cancelChildren: CancelChildren
+  /**
+   * The managed tasks whose fiber runs now (from its first operation to its
+   * exit, even once the registry has let go of the record), linked through
+   * the tasks themselves.
+   */
+  private readonly running = new TaskList(RUNNING)
+
   /** The managed fibers running now. */
-  readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
+  fibers(): Array<Fiber.Fiber<unknown, unknown>> {
+    const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+    for (const { owner } of this.running.toArray()) {
+      if (owner._tag === "Managed" && owner.fiber !== undefined) fibers.push(owner.fiber)
+    }
+    return fibers
+  }
+
+  /** How many managed fibers run now. */
+  get fiberCount(): number {
+    return this.running.size
+  }
 
   /** The store lease's fencing token (0 in memory), for `TaskContext.fencingToken`; set by the host once it holds the lease. */
   fencingToken = 0
@@ -93,9 +110,12 @@ export class Supervisor {
    * The slot a new task would run in, taken now if a limit allows (or no
    * limit is set); `undefined` when the task must queue.
    */
-  tryAcquire(slot: Slot): Slot | undefined {
+  tryAcquire(sessionId: string, kind: TaskKind): Slot | undefined {
     const slots = this.ending.slots
-    return !slots.limited || slots.tryAcquire(slot) ? slot : undefined
+    // no limit: every task runs, and none holds a slot of its own
+    if (!slots.limited) return unlimited
+    const slot = { sessionId, kind }
+    return slots.tryAcquire(slot) ? slot : undefined
   }
 
   /** Gives back a slot taken for a task that was not registered after all. */
@@ -108,13 +128,13 @@ export class Supervisor {
    * it until one frees (`slot` undefined); inside a step.
    */
   startOrQueue(task: Task, owner: Managed, launch: Launch, slot: Slot | undefined): void {
-    owner.launch = () => this.launchTask(task, owner, launch)
     if (slot !== undefined) {
       if (this.ending.slots.limited) owner.slot = slot
-      owner.launch()
+      this.launchTask(task, owner, launch)
     } else {
+      owner.launch = () => this.launchTask(task, owner, launch)
       this.ending.slots.enqueue(task, () =>
-        task.record.state === "pending" && owner.fiber === undefined && task.held
+        task.record.state === "pending" && owner.launch !== undefined && task.held
           ? { sessionId: task.record.scope.sessionId, kind: task.record.kind }
           : undefined)
     }
@@ -175,37 +195,54 @@ export class Supervisor {
     return this.steps.internal((now) => Effect.sync(() => this.moveLive(task, liveState, now)))
   }
 
-  /** The last context judged by `untraced`, and the answer (the callers of a burst of spawns share one). */
+  /** The caller's context last read (a burst of spawns shares one), and what was read from it. */
   private lastContext: Context.Context<never> | undefined
-  private lastUntraced = false
+  private lastCaller: Caller | undefined
 
-  /**
-   * Whether no tracer would see a span made in this context: the tracer is
-   * Effect's native one (which exports nothing), tracing is on (off, a span
-   * would be a no-op one, which the general path makes), the caller's span
-   * does not stop propagation, and the context adds no span annotations or
-   * links (the native span would carry them).
-   */
-  private untraced(context: Context.Context<never>): boolean {
-    if (context === this.lastContext) return this.lastUntraced
-    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
-    const untraced = Context.get(context, Tracer.Tracer) === Tracer.nativeTracer &&
-      Context.get(context, References.TracerEnabled) &&
-      // a parent that stops propagation: `Effect.withSpan` looks past it
-      (parent === undefined || parent._tag !== "Span" || !Context.get(parent.annotations, Tracer.DisablePropagation)) &&
-      Object.keys(Context.get(context, References.TracerSpanAnnotations)).length === 0 &&
-      Context.get(context, References.TracerSpanLinks).length === 0
+  /** What a task launched from `context` needs to know about it (read once per context). */
+  private callerOf(context: Context.Context<never>): Caller {
+    if (context === this.lastContext) return this.lastCaller!
+    const caller = this.callers.of(context)
     this.lastContext = context
-    this.lastUntraced = untraced
-    return untraced
+    this.lastCaller = caller
+    return caller
   }
+  private readonly callers = new Callers()
 
   /**
-   * Launches a managed task's fiber, from inside a step: the fiber exists at
-   * once and starts running after the step, with the caller's context.
+   * Launches a managed task from inside a step: it starts after the step,
+   * from the dispatcher of the fiber running the step (one for a burst of
+   * starts, as `FiberMap.run`'s forks), with the caller's context. Its fiber
+   * is made as it starts, and only if its record is still live and the host
+   * still open: a task ended (cancelled, completed by a call, its host
+   * closed) before it started never runs, and until then there is no fiber
+   * to stop (`Cancellation` ends such a record itself). A cancel request
+   * leaves it to start, and to see the request. The fiber is the record's
+   * from its first operation, so a cancellation reaches it even while its
+   * first run is still on the stack.
    */
   private launchTask(task: Task, owner: Managed, launch: Launch): void {
     owner.launch = undefined
+    owner.starting = true
+    this.ending.starting++
+    const start = () => {
+      // the record ended meanwhile (`Ending` counted it out)
+      if (!owner.starting) return
+      owner.starting = false
+      this.ending.starting--
+      if (isTerminal(task.record.state) || !task.held || this.steps.isClosed()) return
+      const caller = this.callerOf(launch.context)
+      // a closing host starts nothing: the task ends cancelled, as its fiber would have
+      if (this.steps.isOpen()) this.run(task, owner, launch, caller)
+      else this.ending.markCancelled(task, this.steps.nowBy(caller.clock))
+    }
+    const dispatcher = Fiber.getCurrent()?.currentDispatcher
+    if (dispatcher !== undefined) dispatcher.scheduleTask(start, 0)
+    else setImmediate(start)
+  }
+
+  /** Runs a managed task's fiber; its exit handler makes the terminal move. */
+  private run(task: Task, owner: Managed, launch: Launch, caller: Caller): void {
     const { maxAttempts } = task.record.attempt
     // one attempt allowed: no retry loop to run
     const single = Option.isNone(maxAttempts) || maxAttempts.value <= 1
@@ -214,49 +251,49 @@ export class Supervisor {
     // closes and the span ends as it exits — what `attempt` does, without an
     // operation of its own for each. (A tracer gets `attempt`'s span, as made
     // by `Effect.withSpan`.)
-    let context = launch.context
-    let untraced: { readonly span: TaskSpan; readonly scope: Scope.Closeable } | undefined
-    if (single && launch.timeout === undefined && this.untraced(context)) {
-      const span = new TaskSpan(task.record, context)
-      const scope = Scope.makeUnsafe()
-      untraced = { span, scope }
+    let context = caller.context
+    let span: TaskSpan | undefined
+    let scope: Scope.Closeable | undefined
+    if (single && launch.timeout === undefined && caller.untraced) {
+      span = new TaskSpan(task.record, caller)
+      scope = Scope.makeUnsafe()
       context = Context.add(
-        Context.add(Context.add(context, Tracer.ParentSpan, span), TaskContext, this.taskContext(task, owner)),
-        Scope.Scope,
-        scope
+        Context.add(Context.add(context, TaskContext, new ManagedTaskContext(this, task, owner)), Scope.Scope, scope),
+        Tracer.ParentSpan,
+        span
       )
     }
-    const start = (): Effect.Effect<unknown, unknown> => {
-      // a task cancelled, or a host closed, before its fiber ran never runs
-      if (!this.steps.isOpen() || isTerminal(task.record.state) || !task.held) return Effect.interrupt
-      // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host stops)
+    const body = Effect.withFiber((fiber): Effect.Effect<unknown, unknown> => {
+      owner.fiber = fiber
+      this.running.push(task)
+      const run = (): Effect.Effect<unknown, unknown> => {
+        if (span !== undefined) return launch.run as Effect.Effect<unknown, unknown>
+        return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
+      }
+      // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host
+      // stops); a task ended or a host closed meanwhile does not run
       const confirming = this.lease?.check()
-      if (confirming !== undefined) return Effect.andThen(confirming, Effect.suspend(start))
-      if (untraced !== undefined) return launch.run as Effect.Effect<unknown, unknown>
-      return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
-    }
-    const body = Effect.suspend(start)
-    // it starts after the step, queued on the dispatcher of the fiber running
-    // the step (one for a burst of spawns, as `FiberMap.run` does)
-    const dispatcher = Fiber.getCurrent()?.currentDispatcher
-    const fiber = Effect.runForkWith(context)(
-      Effect.andThen(dispatcher === undefined ? Effect.yieldNow : after(dispatcher), body).pipe(
-        Effect.onExit((exit) => {
-          if (untraced === undefined) return this.finish(task, owner, exit)
-          // the scope closes (its finalizers run), then the span ends, then the record
-          const closing = Scope.closeUnsafe(untraced.scope, exit)
-          const end = () => {
-            untraced.span.endWith(exit, context)
-            return this.finish(task, owner, exit)
-          }
-          return closing === undefined ? end() : Effect.andThen(closing, Effect.suspend(end))
+      return confirming === undefined ? run() : Effect.andThen(
+        confirming,
+        Effect.suspend(() => !this.steps.isOpen() || isTerminal(task.record.state) || !task.held ? Effect.interrupt : run())
+      )
+    })
+    Effect.runForkWith(context)(Effect.onExitPrimitive(body, (exit): Effect.Effect<void> | undefined => {
+      if (scope === undefined) return this.finish(task, owner, exit, caller)
+      // the scope closes (its finalizers run), then the span ends, then the record
+      const closing = Scope.closeUnsafe(scope, exit)
+      if (closing === undefined) {
+        span!.endWith(exit)
+        return this.finish(task, owner, exit, caller)
+      }
+      return Effect.andThen(
+        closing,
+        Effect.suspend(() => {
+          span!.endWith(exit)
+          return this.finish(task, owner, exit, caller) ?? Effect.void
         })
       )
-    )
-    if (fiber.pollUnsafe() === undefined) {
-      owner.fiber = fiber
-      this.fibers.add(fiber)
-    }
+    }))
   }
 
   /**
@@ -332,7 +369,7 @@ export class Supervisor {
         )
         if (task.record.state !== "waiting") return yield* Effect.interrupt
         // a cancel request ends the wait at once
-        yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(owner.signal)))
+        yield* Effect.raceFirst(Effect.sleep(delay), Effect.asVoid(Deferred.await(cancelSignal(owner))))
         // the next attempt is work the host starts: past its lease, the lease is confirmed first
         const confirming = self.lease?.check()
         if (confirming !== undefined) yield* confirming
@@ -349,97 +386,53 @@ export class Supervisor {
     })
   }
 
-  /** A managed fiber's exit: one terminal move, unless someone else moved first. */
-  private finish(task: Task, owner: Managed, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    return Effect.withFiber((fiber) => {
-      if (owner.fiber !== undefined) this.fibers.delete(owner.fiber)
-      owner.fiber = undefined
-      this.ending.stopTimer(task)
-      if (isTerminal(task.record.state) || !task.held) return Effect.void
-      const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
-      // the task's own summary (a string result, a failure's message), if it gave one
-      const own = Exit.isSuccess(exit)
-        ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
-        : outcome === "failure"
-        ? Option.some(causeMessage(exit.cause))
-        : Option.none()
-      const end = (now: DateTime.Utc) => {
-        if (isTerminal(task.record.state)) return
-        const to = Lifecycle.exitState(outcome, task.record.state)
-        // a task that ends cancelled without a summary of its own says why the host stopped it
-        const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
-        this.ending.move(task, to, now, { summary })
-      }
-      // a failed or cancelled parent (a task that returns after a cancel request
-      // ends cancelled) ends after its children
-      if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
-        return Effect.andThen(
-          this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
-          this.steps.internal((now) => Effect.sync(() => end(now)))
-        )
-      }
-      // no child to wait for: the end is this very step
-      if (!this.steps.isClosed()) end(this.steps.nowOf(fiber))
-      return Effect.void
-    })
-  }
-}
-
-/** Resumes the fiber from `dispatcher`'s queue: the `Effect.yieldNow` of a fiber that has none yet. */
-const after = (dispatcher: SchedulerDispatcher): Effect.Effect<void> =>
-  Effect.callback<void>((resume) => {
-    dispatcher.scheduleTask(() => resume(Effect.void), 0)
-  })
-
-const noAnnotations = Context.empty()
-
-/**
- * The `background_task` span of a task no tracer sees: the span Effect's
- * native tracer would make (`Effect.currentSpan` in the task reads it, a
- * child of the caller's span), its attributes filled only when read.
- */
-class TaskSpan extends Tracer.NativeSpan {
-  private readonly record: BackgroundTaskRecord
-
-  constructor(record: BackgroundTaskRecord, context: Context.Context<never>) {
-    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
-    super({
-      name: "background_task",
-      parent: parent === undefined ? Option.none() : Option.some(parent),
-      annotations: noAnnotations,
-      links: [],
-      startTime: Context.get(context, References.TracerTimingEnabled)
-        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
-        : BigInt(0),
-      kind: "internal",
-      sampled: parent?.sampled !== false
-    })
-    this.record = record
-  }
-
-  override get attributes(): Map<string, unknown> {
-    if (this._attributes === undefined) {
-      const { record } = this
-      this._attributes = new Map<string, unknown>([
-        ["task_id", record.id],
-        ["kind", record.kind],
-        ["session_id", record.scope.sessionId],
-        ["producer", record.producer],
-        ["attempt", record.attempt.attempt]
-      ])
+  /**
+   * A managed fiber's exit, in its exit handler: one terminal move, unless
+   * someone else moved first. The move is made right there (the handler is a
+   * step); an effect is returned only when the children must end first.
+   */
+  private finish(
+    task: Task,
+    owner: Managed,
+    exit: Exit.Exit<unknown, unknown>,
+    caller: Caller
+  ): Effect.Effect<void> | undefined {
+    this.running.remove(task)
+    owner.fiber = undefined
+    this.ending.stopTimer(task)
+    if (isTerminal(task.record.state) || !task.held) return undefined
+    const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
+    // a failed or cancelled parent (a task that returns after a cancel request
+    // ends cancelled) ends after its children
+    if (Lifecycle.exitState(outcome, task.record.state) !== "completed" && task.children !== undefined) {
+      return Effect.andThen(
+        this.cancelChildren(task, "policy", outcome === "failure" ? "parent failed" : "parent cancelled"),
+        this.steps.internal((now) => Effect.sync(() => this.end(task, exit, outcome, now)))
+      )
     }
-    return this._attributes
+    // no child to wait for: the end is this very step
+    if (!this.steps.isClosed()) this.end(task, exit, outcome, this.steps.nowBy(caller.clock))
+    return undefined
   }
 
-  endWith(exit: Exit.Exit<unknown, unknown>, context: Context.Context<never>): void {
-    this.end(
-      Context.get(context, References.TracerTimingEnabled)
-        ? Context.get(context, Clock.Clock).currentTimeNanosUnsafe()
-        : BigInt(0),
-      exit
-    )
+  /** The terminal move of a managed task whose fiber has exited, unless someone else moved first. */
+  private end(task: Task, exit: Exit.Exit<unknown, unknown>, outcome: Lifecycle.Outcome, now: DateTime.Utc): void {
+    if (isTerminal(task.record.state)) return
+    const to = Lifecycle.exitState(outcome, task.record.state)
+    // the task's own summary (a string result, a failure's message), if it gave one
+    const own = Exit.isSuccess(exit)
+      ? (typeof exit.value === "string" ? Option.some(exit.value) : Option.none())
+      : outcome === "failure"
+      ? Option.some(causeMessage(exit.cause))
+      : Option.none()
+    // a task that ends cancelled without a summary of its own says why the host stopped it
+    const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
+    this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
   }
 }
+
+/** The slot of every task of a host without limits (never held: `owner.slot` is set only with limits). */
+const unlimited: Slot = { sessionId: "", kind: "other" }
 
 /** A managed task's `TaskContext`: its effects are made when the task asks for them. */
 type TaskContextService = TaskContext["Service"]
@@ -471,7 +464,7 @@ class ManagedTaskContext implements TaskContextService {
   }
 
   get cancelRequested(): Effect.Effect<Option.Option<string>> {
-    return Deferred.await(this.owner.signal)
+    return Effect.suspend(() => Deferred.await(cancelSignal(this.owner)))
   }
 
   get fencingToken(): Effect.Effect<number> {
@@ -487,98 +480,5 @@ class ManagedTaskContext implements TaskContextService {
 
   get isCancelRequested(): Effect.Effect<boolean> {
     return Effect.sync(() => this.task.control.requested)
-  }
-}
-
-// -----------------------------------------------------------------------------
-// the end of a task
-// -----------------------------------------------------------------------------
-
-/** What ending a task means beyond its record: the terminal bookkeeping, in the step that ends it. */
-export class Ending {
-  private readonly steps: Steps
-  private readonly registry: RegistryService
-  readonly slots: Slots<Task>
-  private readonly telemetry: Telemetry
-  /** The grace timers running now (`cancellation.ts` starts them; a terminal move stops its task's). */
-  readonly timers = new Set<Fiber.Fiber<void>>()
-
-  constructor(steps: Steps, registry: RegistryService, slots: Slots<Task>, telemetry: Telemetry) {
-    this.steps = steps
-    this.registry = registry
-    this.slots = slots
-    this.telemetry = telemetry
-  }
-
-  /** Moves a record (inside a step); a terminal move does its bookkeeping in the same step. */
-  move(
-    task: Task,
-    to: TaskState,
-    now: DateTime.Utc,
-    options?: { readonly summary?: Option.Option<string>; readonly reason?: Option.Option<string> }
-  ): Result.Result<BackgroundTaskRecord, InvalidTransition> {
-    const wasLive = !isTerminal(task.record.state)
-    const moved = this.registry.move(task, to, now, options)
-    if (wasLive && Result.isSuccess(moved) && isTerminal(moved.success.state)) this.ended(task, now)
-    return moved
-  }
-
-  /** Ends a live record `cancelled`, saying why when the host knows. */
-  markCancelled(task: Task, now: DateTime.Utc): void {
-    if (!isTerminal(task.record.state)) {
-      this.move(task, "cancelled", now, { summary: Option.fromUndefinedOr(task.control.stopReason) })
-    }
-  }
-
-  /** Stops a task's grace timer, if one runs. */
-  stopTimer(task: Task): void {
-    const timer = task.control.timer
-    if (timer === undefined) return
-    task.control.timer = undefined
-    this.timers.delete(timer)
-    timer.interruptUnsafe()
-  }
-
-  /** Waits until a record is terminal (or no longer held). */
-  awaitEnd(task: Task): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (isTerminal(task.record.state) || !task.held) return Effect.void
-      return Deferred.await(task.control.ended ??= Deferred.makeUnsafe<void>())
-    })
-  }
-
-  /** Starts the queued tasks that fit now that a slot is free (inside a step). */
-  startQueued(now: DateTime.Utc): void {
-    for (const task of this.slots.takeStartable()) {
-      const owner = task.owner
-      if (owner._tag !== "Managed") continue
-      owner.slot = { sessionId: task.record.scope.sessionId, kind: task.record.kind }
-      this.registry.move(task, "running", now)
-      owner.launch?.()
-    }
-  }
-
-  /** A task was let go of without ending (`unregisterExternal`): wake whoever waits for it. */
-  released(task: Task): void {
-    this.stopTimer(task)
-    this.wakeWaiters(task)
-  }
-
-  private ended(task: Task, now: DateTime.Utc): void {
-    this.stopTimer(task)
-    this.wakeWaiters(task)
-    this.telemetry.ended(task.record)
-    const owner = task.owner
-    if (owner._tag === "Managed" && owner.slot !== undefined) {
-      this.slots.release(owner.slot)
-      owner.slot = undefined
-      // a closing host starts nothing: queued tasks end cancelled, never run
-      if (this.steps.isOpen()) this.startQueued(now)
-    }
-  }
-
-  private wakeWaiters(task: Task): void {
-    const ended = task.control.ended
-    if (ended !== undefined) afterStep(() => Deferred.doneUnsafe(ended, Effect.void))
   }
 }

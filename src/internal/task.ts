@@ -15,6 +15,7 @@
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as Option from "effect/Option"
 import type { BackgroundTaskRecord } from "../BackgroundTask.ts"
@@ -25,12 +26,19 @@ export interface Managed {
   readonly _tag: "Managed"
   /** The task's fiber, from its launch until it has exited. */
   fiber: Fiber.Fiber<unknown, unknown> | undefined
-  /** Completed with the reason once cancellation is requested (after the step that requested it). */
-  readonly signal: Deferred.Deferred<Option.Option<string>>
+  /**
+   * Completed with the reason once cancellation is requested (after the step
+   * that requested it); made when first awaited (`cancelSignal`).
+   */
+  signal: Deferred.Deferred<Option.Option<string>> | undefined
+  /** The reason of the cancel request, once one was made. */
+  requested: Option.Option<string> | undefined
   /** The concurrency slot it holds while it runs (only when limits are set). */
   slot: Slot | undefined
   /** Starts the fiber; set while the task waits in the queue for a slot. */
   launch: (() => void) | undefined
+  /** Launched, its fiber not made yet: it starts after the step that launched it (counted in `stats.fibers`). */
+  starting: boolean
 }
 
 /** Work owned elsewhere: the host runs its cancel effect, at most once. */
@@ -76,6 +84,8 @@ export interface Task {
   children: Set<Task> | undefined
   /** Whether the record is in the queue of held terminal records. */
   retained: boolean
+  /** Its links in the lists threaded through the tasks (`links.ts`): the registry's indexes, the running tasks. */
+  readonly links: Array<Task | undefined>
   /**
    * Whether the registry still holds this incarnation. Once it is evicted,
    * replaced or unregistered, every late completion (a cancel effect, a grace
@@ -87,10 +97,30 @@ export interface Task {
 export const managed = (): Managed => ({
   _tag: "Managed",
   fiber: undefined,
-  signal: Deferred.makeUnsafe<Option.Option<string>>(),
+  signal: undefined,
+  requested: undefined,
   slot: undefined,
-  launch: undefined
+  launch: undefined,
+  starting: false
 })
+
+/**
+ * The managed task's cancel signal, made when first awaited: one made after
+ * the request is completed at once.
+ */
+export const cancelSignal = (owner: Managed): Deferred.Deferred<Option.Option<string>> => {
+  if (owner.signal !== undefined) return owner.signal
+  const signal = owner.signal = Deferred.makeUnsafe<Option.Option<string>>()
+  if (owner.requested !== undefined) Deferred.doneUnsafe(signal, Exit.succeed(owner.requested))
+  return signal
+}
+
+/** A cancel request for a managed task: its signal completes after the step (when someone waits on it). */
+export const requestCancel = (owner: Managed, reason: Option.Option<string>, after: (f: () => void) => void): void => {
+  owner.requested = reason
+  const signal = owner.signal
+  if (signal !== undefined) after(() => Deferred.doneUnsafe(signal, Exit.succeed(reason)))
+}
 
 export const external = (cancel: Effect.Effect<void> | undefined): External => ({
   _tag: "External",

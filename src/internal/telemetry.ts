@@ -20,7 +20,9 @@ import { TaskMetrics as metrics } from "../TaskMetrics.ts"
  * One kind's series: the metrics, and the context that labels them with the
  * kind (`Metric.withAttributes` would add the attribute to the context on
  * every update; here it is added once per kind, and every update addresses
- * the same series it would).
+ * the same series it would). That context holds only what an update reads:
+ * the layer's metric registry and its attributes plus `kind` (an update
+ * looks both up, and a lookup in the layer's whole context walks it).
  */
 type Series = {
   readonly [K in keyof typeof metrics]: (typeof metrics)[K]
@@ -31,10 +33,11 @@ export class Telemetry {
   private readonly byKind: ReadonlyMap<string, Series>
 
   constructor(context: Context.Context<never>) {
+    const registry = Context.make(Metric.MetricRegistry, Context.get(context, Metric.MetricRegistry))
     this.byKind = new Map(
       TaskKind.literals.map((kind): [string, Series] => {
         const attributes = { ...Context.get(context, Metric.CurrentMetricAttributes), kind }
-        return [kind, { ...metrics, context: Context.add(context, Metric.CurrentMetricAttributes, attributes) }]
+        return [kind, { ...metrics, context: Context.add(registry, Metric.CurrentMetricAttributes, attributes) }]
       })
     )
   }

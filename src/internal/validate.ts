@@ -36,8 +36,14 @@ const closePolicies: ReadonlySet<unknown> = new Set(ClosePolicy.literals)
 /** The same check as `BackgroundTask.Id`'s: a surrogate without its pair. */
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
+/** Whether a string has no lone surrogate (`String.prototype.isWellFormed` where the runtime has it). */
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === "function"
+    ? (s) => (s as string & { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !loneSurrogate.test(s)
+
 /** An id (`BackgroundTask.Id`): a non-empty string of well-formed Unicode. */
-const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0 && !loneSurrogate.test(u)
+const isId = (u: unknown): u is string => typeof u === "string" && u.length > 0 && wellFormed(u)
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -67,6 +73,19 @@ export const isPlainRegistration = (input: unknown): input is TaskRegistration =
   optional(input, "childSessionId", isId) &&
   optional(input, "cancelPolicy", (u) => cancelPolicies.has(u)) &&
   optional(input, "closePolicy", (u) => closePolicies.has(u))
+
+/**
+ * Whether `spawnManaged`'s arguments are a session id, a registration of the
+ * plain shape and an Effect: the common call, checked without allocating.
+ * Anything else (including a bad argument) goes through the full checks.
+ */
+export const isPlainSpawn = (sessionId: unknown, spec: unknown, body: unknown): boolean => {
+  try {
+    return isId(sessionId) && isPlainRegistration(spec) && Effect.isEffect(body)
+  } catch {
+    return false
+  }
+}
 
 /** The plain shape of a `RegisterRequest` (see `isPlainRegistration`). */
 export const isPlainRegisterRequest = (input: unknown): input is RegisterRequest =>

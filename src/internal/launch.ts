@@ -1,0 +1,135 @@
+/**
+ * What a managed task's fiber starts with, read from its caller's context.
+ *
+ * Owns: `Caller` (what the host reads once from a context that launches
+ * tasks: whether a tracer would see a span made there, the caller's span,
+ * the clock, and the context a task fiber starts from, with the shared scheduler), `SharedDispatcher`, and `TaskSpan`,
+ * the `background_task` span of a task no tracer sees. Part of the
+ * supervisor's room (`supervisor.ts`); calls nothing but Effect.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as References from "effect/References"
+import * as Scheduler from "effect/Scheduler"
+import * as Tracer from "effect/Tracer"
+import type { BackgroundTaskRecord } from "../BackgroundTask.ts"
+
+/** What a task launched from a context needs to know about it (read once per context). */
+export interface Caller {
+  /**
+   * Whether no tracer would see a span made in this context: the tracer is
+   * Effect's native one (which exports nothing), tracing is on (off, a span
+   * would be a no-op one, which the general path makes), the caller's span
+   * does not stop propagation, and the context adds no span annotations or
+   * links (the native span would carry them).
+   */
+  readonly untraced: boolean
+  /** The caller's span, the parent of the task's. */
+  readonly parent: Option.Option<Tracer.AnySpan>
+  readonly sampled: boolean
+  /** Whether spans record their times (`References.TracerTimingEnabled`). */
+  readonly timing: boolean
+  readonly clock: Clock.Clock
+  /** The caller's context with its scheduler replaced by one whose fibers share one dispatcher: a task fiber's. */
+  readonly context: Context.Context<never>
+}
+
+/** Reads `Caller`s; one `SharedDispatcher` per caller's scheduler. */
+export class Callers {
+  private readonly shared = new WeakMap<Scheduler.Scheduler, SharedDispatcher>()
+
+  of(context: Context.Context<never>): Caller {
+    const parent = Context.getOrUndefined(context, Tracer.ParentSpan)
+    const untraced = Context.get(context, Tracer.Tracer) === Tracer.nativeTracer &&
+      Context.get(context, References.TracerEnabled) &&
+      // a parent that stops propagation: `Effect.withSpan` looks past it
+      (parent === undefined || parent._tag !== "Span" || !Context.get(parent.annotations, Tracer.DisablePropagation)) &&
+      Object.keys(Context.get(context, References.TracerSpanAnnotations)).length === 0 &&
+      Context.get(context, References.TracerSpanLinks).length === 0
+    const scheduler = Context.get(context, Scheduler.Scheduler)
+    let shared = this.shared.get(scheduler)
+    if (shared === undefined) this.shared.set(scheduler, shared = new SharedDispatcher(scheduler))
+    return {
+      untraced,
+      parent: parent === undefined ? Option.none() : Option.some(parent),
+      sampled: parent?.sampled !== false,
+      timing: Context.get(context, References.TracerTimingEnabled),
+      clock: Context.get(context, Clock.Clock),
+      context: Context.add(context, Scheduler.Scheduler, shared)
+    }
+  }
+}
+
+/**
+ * A scheduler as the caller's, except that every fiber running on it shares
+ * one dispatcher: the managed tasks' fibers. A fiber makes its own dispatcher
+ * the first time it yields (with a timer of its own); these queue their
+ * resumptions together, run in order in one macrotask, as one fiber's would.
+ */
+export class SharedDispatcher implements Scheduler.Scheduler {
+  readonly executionMode: "sync" | "async"
+  private readonly scheduler: Scheduler.Scheduler
+  private dispatcher: Scheduler.SchedulerDispatcher | undefined
+
+  constructor(scheduler: Scheduler.Scheduler) {
+    this.scheduler = scheduler
+    this.executionMode = scheduler.executionMode
+  }
+
+  shouldYield(fiber: Fiber.Fiber<unknown, unknown>): boolean {
+    return this.scheduler.shouldYield(fiber)
+  }
+
+  makeDispatcher(): Scheduler.SchedulerDispatcher {
+    return this.dispatcher ??= this.scheduler.makeDispatcher()
+  }
+}
+
+const noAnnotations = Context.empty()
+
+/**
+ * The `background_task` span of a task no tracer sees: the span Effect's
+ * native tracer would make (`Effect.currentSpan` in the task reads it, a
+ * child of the caller's span), its attributes filled only when read.
+ */
+export class TaskSpan extends Tracer.NativeSpan {
+  private readonly record: BackgroundTaskRecord
+  private readonly caller: Caller
+
+  constructor(record: BackgroundTaskRecord, caller: Caller) {
+    super({
+      name: "background_task",
+      parent: caller.parent,
+      annotations: noAnnotations,
+      links: [],
+      startTime: caller.timing ? caller.clock.currentTimeNanosUnsafe() : BigInt(0),
+      kind: "internal",
+      sampled: caller.sampled
+    })
+    this.record = record
+    this.caller = caller
+  }
+
+  override get attributes(): Map<string, unknown> {
+    if (this._attributes === undefined) {
+      const { record } = this
+      this._attributes = new Map<string, unknown>([
+        ["task_id", record.id],
+        ["kind", record.kind],
+        ["session_id", record.scope.sessionId],
+        ["producer", record.producer],
+        ["attempt", record.attempt.attempt]
+      ])
+    }
+    return this._attributes
+  }
+
+  endWith(exit: Exit.Exit<unknown, unknown>): void {
+    this.end(this.caller.timing ? this.caller.clock.currentTimeNanosUnsafe() : BigInt(0), exit)
+  }
+}
