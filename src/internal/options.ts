@@ -19,7 +19,7 @@ import type {
   BackgroundTaskHostStoreOptions,
   ExternalRecoveryHandler,
   RecoveryHandler
-} from "../BackgroundTaskHost.ts"
+} from "./service.ts"
 import { InvalidOptions } from "../PluginError.ts"
 import type { Limits } from "./slots.ts"
 
