@@ -162,7 +162,7 @@ const leaseName = "host"
 /** Rows per multi-row statement: well under SQLite's and PostgreSQL's parameter limits. */
 const chunkSize = 500
 
-const chunks = <A>(items: ReadonlyArray<A>): Array<readonly [A, ...Array<A>]> => {
+export const chunks = <A>(items: ReadonlyArray<A>): Array<readonly [A, ...Array<A>]> => {
   const out: Array<readonly [A, ...Array<A>]> = []
   for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize) as [A, ...Array<A>])
   return out
@@ -203,7 +203,7 @@ const sqlMessage = (error: SqlError.SqlError): string => {
 }
 
 /** A failure of `operation` as a `TaskStoreError`: an unreachable database is told apart from a refused statement. */
-const storeError = (operation: string) => (cause: unknown) => {
+export const storeError = (operation: string) => (cause: unknown) => {
   const message = SqlError.isSqlError(cause) ? sqlMessage(cause) : causeMessage(cause)
   if (SqlError.isSqlError(cause)) {
     return new TaskStoreError({
@@ -250,7 +250,7 @@ const rowText = (row: object): string =>
   JSON.stringify(row, (_, value) => typeof value === "bigint" ? value.toString() : value)
 
 /** An integer column: PostgreSQL's `bigint` arrives as a string or a `BigInt`. */
-const int = (value: unknown): number => typeof value === "number" ? value : Number(value)
+export const int = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 interface TaskRow {
   readonly task_key: string

@@ -44,18 +44,24 @@ import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
-import * as SqlError from "effect/sql/SqlError"
 import { BackgroundTaskRecord, isTerminal } from "../../BackgroundTask.ts"
 import { BackgroundTaskEvent } from "../../TaskEvent.ts"
 import {
   CorruptRecord,
   LeaseHeld,
   StoreMisconfigured,
-  StoreRejected,
-  StoreUnreachable,
   TaskStoreError
 } from "../../TaskStoreError.ts"
-import { type StoredTask, storeFailures, type TaskOwner, type TaskStoreBatch, type TaskStoreService } from "../store.ts"
+import {
+  chunks,
+  int,
+  storeError,
+  type StoredTask,
+  storeFailures,
+  type TaskOwner,
+  type TaskStoreBatch,
+  type TaskStoreService
+} from "../store.ts"
 import { eventJson, recordJson } from "../wire.ts"
 
 /** The cluster's tables and reads. */
@@ -105,31 +111,8 @@ const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTa
 const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
 const owners: ReadonlyArray<string> = ["host", "external", "caller"]
 const liveStates = ["pending", "running", "waiting", "cancel_requested"] as const
-const chunkSize = 500
 /** Seqs read per statement while looking for the age floor. */
 const agePage = 5_000
-
-const chunks = <A>(items: ReadonlyArray<A>): Array<readonly [A, ...Array<A>]> => {
-  const out: Array<readonly [A, ...Array<A>]> = []
-  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize) as [A, ...Array<A>])
-  return out
-}
-
-const int = (value: unknown): number => typeof value === "number" ? value : Number(value)
-
-const messageOf = (cause: unknown): string =>
-  typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string"
-    ? cause.message
-    : String(cause)
-
-const storeError = (operation: string) => (cause: unknown): TaskStoreError =>
-  new TaskStoreError({
-    reason: operation === "migrate"
-      ? new StoreMisconfigured({ operation, message: messageOf(cause) })
-      : SqlError.isSqlError(cause) && cause.isRetryable
-      ? new StoreUnreachable({ operation, message: messageOf(cause) })
-      : new StoreRejected({ operation, message: messageOf(cause) })
-  })
 
 interface TaskRow {
   readonly session_id: string
