@@ -4,10 +4,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/long/**/*.test.ts"],
-    // finds (or starts) PostgreSQL for the long suites that need it, as `npm test` does
-    globalSetup: ["test/utils/postgres.global.ts"],
     testTimeout: 60_000,
-    // finds (or starts) PostgreSQL for the suites that need it (the deploy test): test/utils/postgres.ts
+    // finds (or starts) PostgreSQL for the long suites that need it, as `npm test` does: test/utils/postgres.ts
     globalSetup: ["test/utils/postgres.global.ts"],
     hookTimeout: 60_000
   }
