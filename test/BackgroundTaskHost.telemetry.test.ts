@@ -81,7 +81,8 @@ const delta = (kind: TaskKind, before: Reading) =>
     cancelled: after.cancelled - before.cancelled,
     live: after.live - before.live,
     durations: after.durations - before.durations,
-    durationSum: after.durationSum - before.durationSum
+    // the process-wide sum may hold fractions from other files' tasks: a difference of floats, to the microsecond
+    durationSum: Math.round((after.durationSum - before.durationSum) * 1e6) / 1e6
   }))
 
 describe("BackgroundTaskHost telemetry", () => {
