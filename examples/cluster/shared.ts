@@ -3,9 +3,12 @@
  * timings, and the `TaskCluster` options (the handler that builds a "work"
  * task's body on whichever runner owns its session).
  */
+import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted, Stream } from "effect"
+import { Effect, Layer, Option, Redacted, Stream } from "effect"
+import { RunnerAddress } from "effect/cluster"
 import { TaskContext } from "../../src/index.ts"
+import * as TaskCluster from "../../src/TaskCluster.ts"
 
 /** PostgreSQL from the libpq variables the demo sets (`scripts/postgres.sh start` prints them). */
 export const pgLayer = (app: string) =>
@@ -51,3 +54,25 @@ export const work = (runner: string) => (record: { readonly input?: unknown }) =
     }
     return `done on ${runner}`
   })
+
+/**
+ * A runner named `name` on 127.0.0.1:`port` with these `handlers`: it joins
+ * the cluster (its state in PostgreSQL, its connections named `cluster
+ * <name>`) and runs the sessions placed on it.
+ */
+export const runnerLayer = (name: string, port: number, handlers: TaskCluster.TaskClusterOptions["handlers"]) =>
+  TaskCluster.layer({
+    runnerName: name,
+    handlers,
+    // at most the shard lock's expiration: it has run out when the shard moves
+    sessionLease: { ttl: "4 seconds" },
+    listen,
+    orphanScan: "2 seconds",
+    shutdown: { flushTimeout: "3 seconds" }
+  }).pipe(
+    Layer.provide(NodeClusterSocket.layer({
+      storage: "sql",
+      shardingConfig: { ...shardingConfig, runnerAddress: Option.some(RunnerAddress.make("127.0.0.1", port)) }
+    })),
+    Layer.provideMerge(pgLayer(`cluster ${name}`))
+  )
