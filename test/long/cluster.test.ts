@@ -302,8 +302,11 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
       assert.strictEqual(report.audit.stamped, report.audit.rows)
       // the faults did move sessions: the count above looked at writes by successive owners
       assert.isAbove(sessionsRetaken, 0)
-      // each fault hit a runner that held sessions
-      for (const f of report.failover) assert.isAbove(f.sessions, 0, f.fault)
+      // each injected fault hit a runner that held sessions (each picks the busiest runner)
+      for (const f of report.failover) if (!f.fault.startsWith("SIGTERM")) assert.isAbove(f.sessions, 0, f.fault)
+      // the rolling restart stops every runner in turn, whatever it holds by then (the shard manager may
+      // have moved all of a runner's sessions away meanwhile), and hands sessions over
+      assert.isAbove(report.handover.reduce((n, h) => n + h.sessions, 0), 0)
       assert.lengthOf(report.handover, runnerNames.length)
     }).pipe(Effect.scoped), 420_000)
 }, { excludeTestServices: true })
