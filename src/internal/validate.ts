@@ -282,22 +282,29 @@ export const outcomeOf = (
   input: unknown,
   field: "progress" | "summary"
 ): Result.Result<{ readonly state: string | undefined; readonly text: string | undefined }, InvokeError> => {
-  const refuse = (why: string) => new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
+  // `update` is called in bursts: no closure is made unless the input is refused
   if (typeof input !== "object" || input === null) {
-    return Result.fail(refuse(`expected an object, got ${describeValue(input)}`))
+    return Result.fail(outcomeError(name, `expected an object, got ${describeValue(input)}`))
   }
-  return guarded(() => {
-    const { [field]: text, state } = input as Record<string, unknown>
-    // a completion names the state it ends in; an update may leave it as it is
-    if ((state !== undefined || name === "completion") && typeof state !== "string") {
-      return Result.fail(refuse(`state must be a string, got ${describeValue(state)}`))
-    }
-    if (text !== undefined && typeof text !== "string") {
-      return Result.fail(refuse(`${field} must be a string, got ${describeValue(text)}`))
-    }
-    return Result.succeed({ state, text })
-  }, refuse)
+  let text: unknown
+  let state: unknown
+  try {
+    ;({ [field]: text, state } = input as Record<string, unknown>)
+  } catch (error) {
+    return Result.fail(outcomeError(name, unreadable(error)))
+  }
+  // a completion names the state it ends in; an update may leave it as it is
+  if ((state !== undefined || name === "completion") && typeof state !== "string") {
+    return Result.fail(outcomeError(name, `state must be a string, got ${describeValue(state)}`))
+  }
+  if (text !== undefined && typeof text !== "string") {
+    return Result.fail(outcomeError(name, `${field} must be a string, got ${describeValue(text)}`))
+  }
+  return Result.succeed({ state: state as string | undefined, text })
 }
+
+const outcomeError = (name: "update" | "completion", why: string) =>
+  new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
 
 /**
  * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
