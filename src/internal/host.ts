@@ -80,6 +80,7 @@ import {
   inputTooLarge,
   taskIdOf,
   taskIdsOf,
+  type UpdateArgs,
   updateArgsOf,
   checked
 } from "./validate.ts"
@@ -297,7 +298,7 @@ export const makeWith = (
       durability.write(pace.gate(call))
     /** `update`'s step (made once: `update` is called in bursts): a move, if asked, and the progress message. */
     const updateStep = (
-      [taskId, { state: to, text: progress }]: readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
+      { taskId, state: to, text: progress }: UpdateArgs,
       fiber: Fiber.Fiber<unknown, unknown>
     ): Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError> => {
       const task = registry.resolve(taskId)

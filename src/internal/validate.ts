@@ -281,45 +281,63 @@ export const outcomeOf = (
   name: "update" | "completion",
   input: unknown,
   field: "progress" | "summary"
-): Result.Result<{ readonly state: string | undefined; readonly text: string | undefined }, InvokeError> => {
-  // `update` is called in bursts: no closure is made unless the input is refused
+): Result.Result<Outcome, InvokeError> => {
+  const outcome = outcomeFieldsOf(name, input, field)
+  return outcome instanceof InvokeError ? Result.fail(outcome) : Result.succeed(outcome)
+}
+
+/** A checked `update` or `completion`: its state, and its progress or summary. */
+export interface Outcome {
+  readonly state: string | undefined
+  readonly text: string | undefined
+}
+
+/**
+ * `outcomeOf` without its `Result`: the outcome, or the error. No closure
+ * is made unless the input is refused (`update` is called in bursts).
+ */
+const outcomeFieldsOf = (
+  name: "update" | "completion",
+  input: unknown,
+  field: "progress" | "summary"
+): Outcome | InvokeError => {
   if (typeof input !== "object" || input === null) {
-    return Result.fail(outcomeError(name, `expected an object, got ${describeValue(input)}`))
+    return outcomeError(name, `expected an object, got ${describeValue(input)}`)
   }
   let text: unknown
   let state: unknown
   try {
     ;({ [field]: text, state } = input as Record<string, unknown>)
   } catch (error) {
-    return Result.fail(outcomeError(name, unreadable(error)))
+    return outcomeError(name, unreadable(error))
   }
   // a completion names the state it ends in; an update may leave it as it is
   if ((state !== undefined || name === "completion") && typeof state !== "string") {
-    return Result.fail(outcomeError(name, `state must be a string, got ${describeValue(state)}`))
+    return outcomeError(name, `state must be a string, got ${describeValue(state)}`)
   }
   if (text !== undefined && typeof text !== "string") {
-    return Result.fail(outcomeError(name, `${field} must be a string, got ${describeValue(text)}`))
+    return outcomeError(name, `${field} must be a string, got ${describeValue(text)}`)
   }
-  return Result.succeed({ state: state as string | undefined, text })
+  return { state: state as string | undefined, text }
 }
 
 const outcomeError = (name: "update" | "completion", why: string) =>
   new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
 
+/** `update(taskId, update)`'s arguments, checked. */
+export interface UpdateArgs extends Outcome {
+  readonly taskId: string
+}
+
 /**
  * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
- * "progress"))` checks them (the same errors), without its intermediate results: `update` is called in bursts.
+ * "progress"))` checks them (the same errors), in one object: `update` is called in bursts.
  */
-export const updateArgsOf = (
-  taskId: unknown,
-  update: unknown
-): Result.Result<
-  readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
-  SessionError | InvokeError
-> => {
+export const updateArgsOf = (taskId: unknown, update: unknown): Result.Result<UpdateArgs, SessionError | InvokeError> => {
   if (typeof taskId !== "string") return taskIdOf(taskId) as Result.Failure<never, SessionError>
-  const outcome = outcomeOf("update", update, "progress")
-  return Result.isFailure(outcome) ? Result.fail(outcome.failure) : Result.succeed([taskId, outcome.success])
+  const outcome = outcomeFieldsOf("update", update, "progress")
+  if (outcome instanceof InvokeError) return Result.fail(outcome)
+  return Result.succeed({ taskId, state: outcome.state, text: outcome.text })
 }
 
 /**
