@@ -154,9 +154,18 @@ export class Steps {
       const valid = input(a, b)
       if (Result.isFailure(valid)) return Effect.fail(valid.failure)
       if (pace.take()) return this.isOpen() ? f(valid.success, fiber) : Effect.fail(this.closedReason)
-      return Effect.andThen(pace.step, this.open((fiber) => f(valid.success, fiber)))
+      return this.afterTurn(pace, valid.success, f)
     }
     return (a, b) => Effect.withFiber((fiber) => step(a, b, fiber))
+  }
+
+  /** `paced`'s step once the budget is spent: after the next turn (apart, so the common call makes no closure). */
+  private afterTurn<I, A, E>(
+    pace: Pace,
+    valid: I,
+    f: (input: I, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E | SessionError> {
+    return Effect.andThen(pace.step, this.open((fiber) => f(valid, fiber)))
   }
 
   /** A step of the open host: `f` gets the fiber, to read the time (`nowOf`) only if it needs it. */

@@ -282,8 +282,10 @@ export const outcomeOf = (
   input: unknown,
   field: "progress" | "summary"
 ): Result.Result<Outcome, InvokeError> => {
-  const outcome = outcomeFieldsOf(name, input, field)
-  return outcome instanceof InvokeError ? Result.fail(outcome) : Result.succeed(outcome)
+  const checked = checkOutcome(name, input, field, "")
+  return checked instanceof InvokeError
+    ? Result.fail(checked)
+    : Result.succeed({ state: checked.state, text: checked.text })
 }
 
 /** A checked `update` or `completion`: its state, and its progress or summary. */
@@ -292,15 +294,22 @@ export interface Outcome {
   readonly text: string | undefined
 }
 
+/** `update(taskId, update)`'s arguments, checked. */
+export interface UpdateArgs extends Outcome {
+  readonly taskId: string
+}
+
 /**
- * `outcomeOf` without its `Result`: the outcome, or the error. No closure
- * is made unless the input is refused (`update` is called in bursts).
+ * `outcomeOf`'s check, without its `Result`: the outcome (beside `taskId`,
+ * in one object), or the error. No closure is made unless the input is
+ * refused (`update` is called in bursts).
  */
-const outcomeFieldsOf = (
+const checkOutcome = (
   name: "update" | "completion",
   input: unknown,
-  field: "progress" | "summary"
-): Outcome | InvokeError => {
+  field: "progress" | "summary",
+  taskId: string
+): UpdateArgs | InvokeError => {
   if (typeof input !== "object" || input === null) {
     return outcomeError(name, `expected an object, got ${describeValue(input)}`)
   }
@@ -318,16 +327,11 @@ const outcomeFieldsOf = (
   if (text !== undefined && typeof text !== "string") {
     return outcomeError(name, `${field} must be a string, got ${describeValue(text)}`)
   }
-  return { state: state as string | undefined, text }
+  return { taskId, state: state as string | undefined, text }
 }
 
 const outcomeError = (name: "update" | "completion", why: string) =>
   new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
-
-/** `update(taskId, update)`'s arguments, checked. */
-export interface UpdateArgs extends Outcome {
-  readonly taskId: string
-}
 
 /**
  * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
@@ -335,9 +339,8 @@ export interface UpdateArgs extends Outcome {
  */
 export const updateArgsOf = (taskId: unknown, update: unknown): Result.Result<UpdateArgs, SessionError | InvokeError> => {
   if (typeof taskId !== "string") return taskIdOf(taskId) as Result.Failure<never, SessionError>
-  const outcome = outcomeFieldsOf("update", update, "progress")
-  if (outcome instanceof InvokeError) return Result.fail(outcome)
-  return Result.succeed({ taskId, state: outcome.state, text: outcome.text })
+  const checked = checkOutcome("update", update, "progress", taskId)
+  return checked instanceof InvokeError ? Result.fail(checked) : Result.succeed(checked)
 }
 
 /**
