@@ -87,14 +87,15 @@ export const moveRecord = (
 
 /**
  * The record with `message` as its latest progress, by the event numbered
- * `revision`. Written field by field rather than spread (a record without
- * `input` and `settings`, the common one): it is about twice as fast, and a
- * record made by a literal gets the same V8 allocation site treatment as
- * the event literal that carries it. While a subscriber holds a burst of
- * events V8 moves both sites to the old generation together; a spread
- * record stayed young behind its old event, and each young-generation
- * collection copied the records of every event published since the last one
- * (dead or not), which tripled its pauses.
+ * `revision`. Written field by field rather than spread when the record has
+ * neither `input` nor `settings` (the common one): about twice as fast, and
+ * it changes how V8 treats the record while a subscriber holds events.
+ * Measured with a never-reading subscriber (100k progress updates): with the
+ * spread record each young-generation collection kept about 15 MB alive
+ * against about 3 MB written out, and the collections' pauses halved. (It
+ * seems V8 tenured the event literals while the spread records they point
+ * to stayed young, so each collection copied every record published since
+ * the last one, dead or not.)
  */
 export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord =>
   "input" in record || "settings" in record
