@@ -738,5 +738,25 @@ describe("BackgroundTaskHost hardening", () => {
 
     it.effect("on a durable store, an active subscriber reads every event of 10,000 concurrent calls and a timer runs during them", () =>
       burst("sqlite"), 30_000)
+
+    it.effect("a subscriber with a small buffer joining in the middle of a burst slows the burst down at once: it reads every event", () =>
+      Effect.gen(function*() {
+        // the default buffer (4,096): a burst takes 1,024 steps between two turns
+        const { host, close } = yield* makeTestHost()
+        yield* host.register({ scope: { sessionId: "s" }, id: "t", kind: "other", producer: "p" })
+        for (let i = 0; i < 100; i++) yield* host.update("t", { progress: `before ${i}` })
+        // still in the same turn: from here on at most 2 steps between two turns (a quarter of 8)
+        const stream = yield* host.subscribe({ buffer: 8, types: ["Progress"] })
+        const reader = yield* Effect.forkChild(Stream.runCollect(stream))
+        const n = 200
+        for (let i = 0; i < n; i++) yield* host.update("t", { progress: `after ${i}` })
+        yield* close
+        const events = yield* Fiber.join(reader)
+        assert.deepStrictEqual(
+          events.map((event) => event._tag === "Progress" ? event.message : event._tag),
+          Array.from({ length: n }, (_, i) => `after ${i}`),
+          "the reader lagged"
+        )
+      }))
   })
 })

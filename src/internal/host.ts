@@ -80,6 +80,7 @@ import {
   inputTooLarge,
   taskIdOf,
   taskIdsOf,
+  type UpdateArgs,
   updateArgsOf,
   checked
 } from "./validate.ts"
@@ -297,8 +298,8 @@ export const makeWith = (
       durability.write(pace.gate(call))
     /** `update`'s step (made once: `update` is called in bursts): a move, if asked, and the progress message. */
     const updateStep = (
-      [taskId, { state: to, text: progress }]: readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
-      now: () => DateTime.Utc
+      { taskId, state: to, text: progress }: UpdateArgs,
+      fiber: Fiber.Fiber<unknown, unknown>
     ): Effect.Effect<BackgroundTaskRecord, TaskNotFound | InvalidTransition | SessionError> => {
       const task = registry.resolve(taskId)
       if (task === undefined) return Effect.fail(new TaskNotFound({ taskId }))
@@ -309,9 +310,9 @@ export const makeWith = (
       if (to === "cancel_requested" && from !== to) {
         if (liveChildren(task).length > 0) {
           if (progress !== undefined) registry.progress(task, progress)
-          return cancellation.requestCancel(task, Option.none(), now())
+          return cancellation.requestCancel(task, Option.none(), steps.nowOf(fiber))
         }
-        const begun = cancellation.beginCancel(task, Option.none(), now())
+        const begun = cancellation.beginCancel(task, Option.none(), steps.nowOf(fiber))
         if (Result.isFailure(begun)) return Effect.fail(begun.failure)
         if (progress !== undefined) registry.progress(task, progress)
         return begun.success
@@ -321,7 +322,7 @@ export const makeWith = (
         if (T.isQueued(task) && to !== from) {
           return Effect.fail(new InvalidTransition({ taskId, from, to }))
         }
-        const moved = ending.move(task, to, now())
+        const moved = ending.move(task, to, steps.nowOf(fiber))
         if (Result.isFailure(moved)) return Effect.fail(moved.failure)
       }
       if (progress !== undefined) registry.progress(task, progress)
@@ -356,10 +357,9 @@ export const makeWith = (
 
       // in memory, the input check, the pace and the step are one primitive; on a durable store the call
       // then waits for the commit
-      update: (taskId, update) =>
-        journal === undefined
-          ? steps.paced(pace, () => updateArgsOf(taskId, update), updateStep)
-          : checked(() => updateArgsOf(taskId, update), (args) => write(steps.atomic((now) => updateStep(args, () => now)))),
+      update: journal === undefined
+        ? steps.paced(pace, updateArgsOf, updateStep)
+        : (taskId, update) => checked(() => updateArgsOf(taskId, update), (args) => write(steps.open((fiber) => updateStep(args, fiber)))),
 
       complete: (taskId, completion) =>
         checked(

@@ -86,6 +86,41 @@ export const moveRecord = (
 }
 
 /**
+ * The record with `message` as its latest progress, by the event numbered
+ * `revision`. Written field by field rather than spread when the record has
+ * neither `input` nor `settings` (the common one): about twice as fast, and
+ * it changes how V8 treats the record while a subscriber holds events.
+ * Measured with a never-reading subscriber (100k progress updates): with the
+ * spread record each young-generation collection kept about 15 MB alive
+ * against about 3 MB written out, and the collections' pauses halved. (It
+ * seems V8 tenured the event literals while the spread records they point
+ * to stayed young, so each collection copied every record published since
+ * the last one, dead or not.)
+ */
+export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord =>
+  "input" in record || "settings" in record
+    ? { ...record, progress: Option.some(message), revision }
+    : {
+      id: record.id,
+      kind: record.kind,
+      producer: record.producer,
+      scope: record.scope,
+      parentTaskId: record.parentTaskId,
+      childSessionId: record.childSessionId,
+      state: record.state,
+      cancelPolicy: record.cancelPolicy,
+      closePolicy: record.closePolicy,
+      attempt: record.attempt,
+      result: record.result,
+      failure: record.failure,
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+      completedAt: record.completedAt,
+      progress: Option.some(message),
+      revision
+    }
+
+/**
  * The one event a real move publishes, numbered by the moved record's
  * `revision`: a terminal event for a terminal state, `CancelRequested` for
  * `cancel_requested`, else `StateChanged`.

@@ -231,7 +231,7 @@ export class RegistryService {
    */
   progress(task: Task, message: string): void {
     if (!task.held) return
-    const record: BackgroundTaskRecord = { ...task.record, progress: Option.some(message), revision: ++this.t.seq }
+    const record = Lifecycle.progressRecord(task.record, message, ++this.t.seq)
     task.record = record
     this.sink.emit({
       _tag: "Progress",

@@ -137,31 +137,42 @@ export class Steps {
   }
 
   /**
-   * A public write call in one primitive, for a host whose calls return when
-   * their step is done: decodes the input (bad input fails first), takes one
-   * step of `pace`'s budget (past it, waits for the next turn), then runs `f`
-   * as a step of the open host. `f` reads the time through `now`, only if it
-   * needs it.
+   * A public write call of two arguments in one primitive, for a host whose
+   * calls return when their step is done: decodes the input (`input(a, b)`:
+   * bad input fails first), takes one step of `pace`'s budget (past it,
+   * waits for the next turn), then runs `f` as a step of the open host. `f`
+   * gets the fiber, to read the time (`nowOf`) only if it needs it. Made
+   * once: a call allocates nothing beyond its primitive and what `input`
+   * and `f` make (`update` is called in bursts).
    */
-  paced<I, E1, A, E>(
+  paced<X, Y, I, E1, A, E>(
     pace: Pace,
-    input: () => Result.Result<I, E1>,
-    f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
-  ): Effect.Effect<A, E1 | E | SessionError> {
-    return Effect.withFiber((fiber): Effect.Effect<A, E1 | E | SessionError> => {
-      const valid = input()
+    input: (a: X, b: Y) => Result.Result<I, E1>,
+    f: (input: I, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>
+  ): (a: X, b: Y) => Effect.Effect<A, E1 | E | SessionError> {
+    const step = (a: X, b: Y, fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<A, E1 | E | SessionError> => {
+      const valid = input(a, b)
       if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-      if (pace.take()) return this.stepWith(valid.success, fiber, f)
-      return Effect.andThen(pace.step, Effect.withFiber((fiber) => this.stepWith(valid.success, fiber, f)))
-    })
+      if (pace.take()) return this.isOpen() ? f(valid.success, fiber) : Effect.fail(this.closedReason)
+      return this.afterTurn(pace, valid.success, f)
+    }
+    return (a, b) => Effect.withFiber((fiber) => step(a, b, fiber))
   }
 
-  private stepWith<I, A, E>(
+  /** `paced`'s step once the budget is spent: after the next turn (apart, so the common call makes no closure). */
+  private afterTurn<I, A, E>(
+    pace: Pace,
     valid: I,
-    fiber: Fiber.Fiber<unknown, unknown>,
-    f: (input: I, now: () => DateTime.Utc) => Effect.Effect<A, E>
+    f: (input: I, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>
   ): Effect.Effect<A, E | SessionError> {
-    return this.isOpen() ? f(valid, () => this.nowOf(fiber)) : Effect.fail(this.closedReason)
+    return Effect.andThen(pace.step, this.open((fiber) => f(valid, fiber)))
+  }
+
+  /** A step of the open host: `f` gets the fiber, to read the time (`nowOf`) only if it needs it. */
+  open<A, E>(f: (fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>): Effect.Effect<A, E | SessionError> {
+    return Effect.withFiber((fiber): Effect.Effect<A, E | SessionError> =>
+      this.isOpen() ? f(fiber) : Effect.fail(this.closedReason)
+    )
   }
 
   /** An internal step (a fiber's exit, a cancel effect's end): also runs while closing, never once closed. */

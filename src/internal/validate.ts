@@ -281,38 +281,66 @@ export const outcomeOf = (
   name: "update" | "completion",
   input: unknown,
   field: "progress" | "summary"
-): Result.Result<{ readonly state: string | undefined; readonly text: string | undefined }, InvokeError> => {
-  const refuse = (why: string) => new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
-  if (typeof input !== "object" || input === null) {
-    return Result.fail(refuse(`expected an object, got ${describeValue(input)}`))
-  }
-  return guarded(() => {
-    const { [field]: text, state } = input as Record<string, unknown>
-    // a completion names the state it ends in; an update may leave it as it is
-    if ((state !== undefined || name === "completion") && typeof state !== "string") {
-      return Result.fail(refuse(`state must be a string, got ${describeValue(state)}`))
-    }
-    if (text !== undefined && typeof text !== "string") {
-      return Result.fail(refuse(`${field} must be a string, got ${describeValue(text)}`))
-    }
-    return Result.succeed({ state, text })
-  }, refuse)
+): Result.Result<Outcome, InvokeError> => {
+  const checked = checkOutcome(name, input, field, "")
+  return checked instanceof InvokeError
+    ? Result.fail(checked)
+    : Result.succeed({ state: checked.state, text: checked.text })
+}
+
+/** A checked `update` or `completion`: its state, and its progress or summary. */
+export interface Outcome {
+  readonly state: string | undefined
+  readonly text: string | undefined
+}
+
+/** `update(taskId, update)`'s arguments, checked. */
+export interface UpdateArgs extends Outcome {
+  readonly taskId: string
 }
 
 /**
- * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
- * "progress"))` checks them (the same errors), without its intermediate results: `update` is called in bursts.
+ * `outcomeOf`'s check, without its `Result`: the outcome (beside `taskId`,
+ * in one object), or the error. No closure is made unless the input is
+ * refused (`update` is called in bursts).
  */
-export const updateArgsOf = (
-  taskId: unknown,
-  update: unknown
-): Result.Result<
-  readonly [string, { readonly state: string | undefined; readonly text: string | undefined }],
-  SessionError | InvokeError
-> => {
+const checkOutcome = (
+  name: "update" | "completion",
+  input: unknown,
+  field: "progress" | "summary",
+  taskId: string
+): UpdateArgs | InvokeError => {
+  if (typeof input !== "object" || input === null) {
+    return outcomeError(name, `expected an object, got ${describeValue(input)}`)
+  }
+  let text: unknown
+  let state: unknown
+  try {
+    ;({ [field]: text, state } = input as Record<string, unknown>)
+  } catch (error) {
+    return outcomeError(name, unreadable(error))
+  }
+  // a completion names the state it ends in; an update may leave it as it is
+  if ((state !== undefined || name === "completion") && typeof state !== "string") {
+    return outcomeError(name, `state must be a string, got ${describeValue(state)}`)
+  }
+  if (text !== undefined && typeof text !== "string") {
+    return outcomeError(name, `${field} must be a string, got ${describeValue(text)}`)
+  }
+  return { taskId, state: state as string | undefined, text }
+}
+
+const outcomeError = (name: "update" | "completion", why: string) =>
+  new InvokeError({ message: bounded(`invalid ${name}: ${why}`) })
+
+/**
+ * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
+ * "progress"))` checks them (the same errors), in one object: `update` is called in bursts.
+ */
+export const updateArgsOf = (taskId: unknown, update: unknown): Result.Result<UpdateArgs, SessionError | InvokeError> => {
   if (typeof taskId !== "string") return taskIdOf(taskId) as Result.Failure<never, SessionError>
-  const outcome = outcomeOf("update", update, "progress")
-  return Result.isFailure(outcome) ? Result.fail(outcome.failure) : Result.succeed([taskId, outcome.success])
+  const checked = checkOutcome("update", update, "progress", taskId)
+  return checked instanceof InvokeError ? Result.fail(checked) : Result.succeed(checked)
 }
 
 /**

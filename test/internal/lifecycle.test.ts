@@ -8,7 +8,7 @@ import {
   isTerminal,
   TaskState
 } from "../../src/index.ts"
-import { canMove, checkMove, exitState, isTaskState, moveEvent, moveRecord } from "../../src/internal/lifecycle.ts"
+import { canMove, checkMove, exitState, isTaskState, moveEvent, moveRecord, progressRecord } from "../../src/internal/lifecycle.ts"
 
 const allStates: ReadonlyArray<TaskState> = TaskState.literals
 
@@ -224,6 +224,23 @@ describe("moveRecord", () => {
     assert.isTrue(Option.isNone(before.completedAt))
     assert.isTrue(Option.isNone(before.failure))
     assert.isTrue(Equal.equals(before.updatedAt, t0))
+  })
+})
+
+describe("progressRecord", () => {
+  it("changes progress and revision only, for a record with or without input and settings", () => {
+    const plain = record("running", { parentTaskId: Option.some("parent"), progress: Option.some("old") })
+    const withInput = record("waiting", { input: { file: "a.txt" } })
+    const withSettings = record("pending", { settings: { timeoutMillis: 1_000 } })
+    const withBoth = record("running", { input: [1, 2], settings: { cancelGracePeriodMillis: 5 } })
+    for (const before of [plain, withInput, withSettings, withBoth]) {
+      const copy = { ...before }
+      const after = progressRecord(before, "halfway", 7)
+      assert.deepStrictEqual(after, { ...before, progress: Option.some("halfway"), revision: 7 })
+      assert.deepStrictEqual(Object.keys(after).sort(), Object.keys(before).sort())
+      // the record it is given is not changed
+      assert.deepStrictEqual(before, copy)
+    }
   })
 })
 

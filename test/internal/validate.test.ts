@@ -101,7 +101,12 @@ describe("update's arguments", () => {
     for (const [taskId, update] of cases) {
       assert.deepStrictEqual(
         shown(updateArgsOf(taskId, update)),
-        shown(checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")))
+        shown(
+          Result.map(
+            checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")),
+            ([taskId, { state, text }]) => ({ taskId, state, text })
+          )
+        )
       )
     }
   })
