@@ -21,15 +21,26 @@ const optionalText = (value: Option.Option<string>): string => value._tag === "S
 
 const optionalInt = (value: Option.Option<number>): string => value._tag === "Some" ? String(value.value) : "null"
 
-// the host shares one DateTime per millisecond among the records a step writes
-let lastTime: DateTime.Utc | undefined
+// a record's times are few and repeat from record to record (created, then updated, at a few
+// milliseconds): the texts of the last two are kept, by their epoch milliseconds
+let lastMillis = Number.NaN
 let lastTimeText = ""
+let otherMillis = Number.NaN
+let otherTimeText = ""
 const time = (value: DateTime.Utc): string => {
-  if (value !== lastTime) {
-    lastTime = value
-    lastTimeText = `"${new Date(value.epochMilliseconds).toISOString()}"`
+  const millis = value.epochMilliseconds
+  if (millis === lastMillis) return lastTimeText
+  if (millis !== otherMillis) {
+    otherMillis = millis
+    otherTimeText = `"${new Date(millis).toISOString()}"`
   }
-  return lastTimeText
+  // the one just used becomes the first looked at
+  const text = otherTimeText
+  otherMillis = lastMillis
+  otherTimeText = lastTimeText
+  lastMillis = millis
+  lastTimeText = text
+  return text
 }
 
 const outcome = (value: Option.Option<TaskOutcome>): string =>
