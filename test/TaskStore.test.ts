@@ -338,6 +338,27 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         ])
       }))
 
+    test("a record both deleted and put in one batch is kept as put (deletes come first), under a lease too", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        yield* store.acquireLease("a", 0, 10_000)
+        const a = recordOf({ id: "a", state: "running", seq: 1 })
+        const b = recordOf({ id: "b", state: "running", seq: 2 })
+        yield* store.write({ events: [registeredOf(a), registeredOf(b)], puts: [stored(1, "host", a), stored(2, "host", b)], deletes: [] }, noLease)
+        const aDone: BackgroundTaskRecord = { ...a, state: "completed", revision: 3, completedAt: Option.some(a.createdAt) }
+        const completed: BackgroundTaskEvent = { _tag: "Completed", seq: 3, taskId: "a", sessionId: "s-old", kind: "subagent", record: aDone }
+        yield* store.write({
+          events: [completed],
+          puts: [stored(1, "caller", aDone)],
+          deletes: [{ sessionId: "s-old", taskId: "a" }, { sessionId: "s-old", taskId: "b" }]
+        }, { owner: "a", expiresAt: 11_000 })
+        const state = yield* store.load
+        assert.deepStrictEqual(wire(state.tasks), wire([stored(1, "caller", aDone)]))
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1, 2, 3])
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 11_000)
+      }))
+
     test("lastSeq is at least every record's revision and order, even without their events", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -482,8 +503,13 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 12_000)
 
         const r2 = recordOf({ id: "r2", state: "running", seq: 2 })
+        // nothing of it is written, its delete neither
         const error = yield* Effect.flip(
-          store.write({ events: [registeredOf(r2)], puts: [stored(2, "host", r2)], deletes: [] }, { owner: "b", expiresAt: 50_000 })
+          store.write({
+            events: [registeredOf(r2)],
+            puts: [stored(2, "host", r2)],
+            deletes: [{ sessionId: "s-old", taskId: "r1" }]
+          }, { owner: "b", expiresAt: 50_000 })
         )
         assert.instanceOf(error, LeaseHeld)
         assert.deepStrictEqual(error._tag === "LeaseHeld" ? [error.holder, error.expiresAt] : error, ["a", 12_000])
