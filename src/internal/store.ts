@@ -25,7 +25,7 @@ import {
   StoreUnreachable,
   TaskStoreError
 } from "../TaskStoreError.ts"
-import { batchWriter, renewal } from "./storeRows.ts"
+import { rowWriters } from "./storeRows.ts"
 
 /** Options of `TaskStore.layerSql`. */
 export interface SqlStoreOptions {
@@ -452,25 +452,32 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
     // -- writes -----------------------------------------------------------------
 
     const renew = (owner: string, expiresAt: number) =>
-      Effect.map(renewal(sql, { lease, leaseName }, { owner, expiresAt }), (rows) => rows.length === 1)
+      Effect.map(
+        // never shortened: a renewal computed earlier can land after a commit's later one
+        sql<{ readonly owner: string }>`UPDATE ${lease}
+          SET expires_at = CASE WHEN expires_at < ${expiresAt} THEN ${expiresAt} ELSE expires_at END
+          WHERE name = ${leaseName} AND owner = ${owner} AND expires_at > 0 RETURNING owner`,
+        (rows) => rows.length === 1
+      )
 
     const holder = sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${lease}
       WHERE name = ${leaseName}`
 
-    const writeBatch = batchWriter(sql, { tasks, events, lease, leaseName }, isPg)
+    const writes = rowWriters(sql, { tasks, events }, isPg)
 
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
       Effect.gen(function*() {
         // when the batch is committed, for pruning by age
         const at = yield* Clock.currentTimeMillis
-        if (!(yield* writeBatch(batch, held, at))) {
-          // not renewed, so nothing written
+        if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
           const [row] = yield* holder
           return yield* Effect.fail(
             new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
           )
         }
-      }).pipe(storeFailures("write"))
+        yield* writes.deletes(batch.deletes)
+        yield* writes.rows(batch.puts, batch.events, at)
+      }).pipe(sql.withTransaction, storeFailures("write"))
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {

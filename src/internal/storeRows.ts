@@ -68,53 +68,27 @@ const perSize = (f: (size: number) => string): (size: number) => string => {
   }
 }
 
-/** A batch to write (the store's `TaskStoreBatch`). */
-interface BatchInput {
-  readonly events: ReadonlyArray<BackgroundTaskEvent>
-  readonly puts: ReadonlyArray<TaskRowInput>
-  readonly deletes: ReadonlyArray<DeleteInput>
+/** The statements that write a batch's rows, on `tasks` and `events`; `at` is the batch's commit time. */
+export interface RowWriters {
+  readonly deletes: (deletes: ReadonlyArray<DeleteInput>) => Effect.Effect<unknown, unknown>
+  /** The records, then the events. */
+  readonly rows: (
+    puts: ReadonlyArray<TaskRowInput>,
+    events: ReadonlyArray<BackgroundTaskEvent>,
+    at: number
+  ) => Effect.Effect<unknown, unknown>
 }
 
-/** The lease a write checks and renews. */
-interface HeldLease {
-  readonly owner: string
-  readonly expiresAt: number
-}
-
-/**
- * Writes a batch, all or nothing: with `held`, only if that lease is renewed
- * in the same transaction (`false`, and nothing written, when it is not held);
- * `at` is the batch's commit time, kept with each event.
- */
-export type BatchWriter = (batch: BatchInput, held: HeldLease | undefined, at: number) => Effect.Effect<boolean, unknown>
-
-export interface StoreTables {
-  readonly tasks: Statement.Identifier
-  readonly events: Statement.Identifier
-  readonly lease: Statement.Identifier
-  /** The lease row's name. */
-  readonly leaseName: string
-}
-
-export const batchWriter = (sql: SqlClient.SqlClient, tables: StoreTables, isPg: boolean): BatchWriter =>
-  isPg ? pgWriter(sql, tables) : sqliteWriter(sql, tables)
-
-/** The renewal of a lease: never shortened (a renewal computed earlier can land after a commit's later one). */
-export const renewal = (
+export const rowWriters = (
   sql: SqlClient.SqlClient,
-  { lease, leaseName }: Pick<StoreTables, "lease" | "leaseName">,
-  held: HeldLease
-) =>
-  sql<{ readonly owner: string }>`UPDATE ${lease}
-    SET expires_at = CASE WHEN expires_at < ${held.expiresAt} THEN ${held.expiresAt} ELSE expires_at END
-    WHERE name = ${leaseName} AND owner = ${held.owner} AND expires_at > 0 RETURNING owner`
+  tables: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier },
+  isPg: boolean
+): RowWriters => isPg ? pgWriters(sql, tables) : sqliteWriters(sql, tables)
 
-/**
- * SQLite: one transaction (the lease renewed first), its statements of a few
- * fixed sizes.
- */
-const sqliteWriter = (sql: SqlClient.SqlClient, tables: StoreTables): BatchWriter => {
-  const { events, tasks } = tables
+const sqliteWriters = (
+  sql: SqlClient.SqlClient,
+  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
+): RowWriters => {
   const parts = <A>(
     items: ReadonlyArray<A>,
     text: (size: number) => string,
@@ -144,49 +118,39 @@ const sqliteWriter = (sql: SqlClient.SqlClient, tables: StoreTables): BatchWrite
       sql.insert(placeholders(size, { seq: 0, session_id: "", task_id: "", tag: "", event: "", at: 0 }))
     }`.compile()[0]
   )
-  const deletes = (list: ReadonlyArray<DeleteInput>) =>
-    parts(list, deleteText, (params, d) => void params.push(keyOf(d.sessionId, d.taskId)))
-  const puts = (list: ReadonlyArray<TaskRowInput>) =>
-    parts(list, putText, (params, { order, owner, record, released }) =>
-      void params.push(
-        keyOf(record.scope.sessionId, record.id),
-        record.scope.sessionId,
-        record.id,
-        order,
-        owner,
-        record.state,
-        recordJson(record),
-        released === true ? 1 : 0
-      ))
-  const eventRows = (list: ReadonlyArray<BackgroundTaskEvent>, at: number) =>
-    parts(list, eventText, (params, event) =>
-      void params.push(
-        event.seq,
-        event.sessionId,
-        "taskId" in event ? event.taskId : null,
-        event._tag,
-        eventJson(event),
-        at
-      ))
-  return (batch, held, at) =>
-    Effect.gen(function*() {
-      if (held !== undefined && (yield* renewal(sql, tables, held)).length !== 1) return false
-      yield* deletes(batch.deletes)
-      yield* puts(batch.puts)
-      yield* eventRows(batch.events, at)
-      return true
-    }).pipe(sql.withTransaction)
+  return {
+    deletes: (deletes) => parts(deletes, deleteText, (params, d) => void params.push(keyOf(d.sessionId, d.taskId))),
+    rows: (puts, list, at) =>
+      Effect.andThen(
+        parts(puts, putText, (params, { order, owner, record, released }) =>
+          void params.push(
+            keyOf(record.scope.sessionId, record.id),
+            record.scope.sessionId,
+            record.id,
+            order,
+            owner,
+            record.state,
+            recordJson(record),
+            released === true ? 1 : 0
+          )),
+        parts(list, eventText, (params, event) =>
+          void params.push(
+            event.seq,
+            event.sessionId,
+            "taskId" in event ? event.taskId : null,
+            event._tag,
+            eventJson(event),
+            at
+          ))
+      )
+  }
 }
 
-/**
- * PostgreSQL: one statement, so one round trip and no BEGIN or COMMIT (a
- * statement is a transaction of its own): the lease renewed, and the deletes,
- * records and events written only if it was (data-modifying WITH queries,
- * each part's rows as one array per column).
- */
-const pgWriter = (sql: SqlClient.SqlClient, tables: StoreTables): BatchWriter => {
-  const { events, tasks } = tables
-  const taskColumns = (puts: ReadonlyArray<TaskRowInput>, guard: Statement.Fragment) => {
+const pgWriters = (
+  sql: SqlClient.SqlClient,
+  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
+): RowWriters => {
+  const taskColumns = (puts: ReadonlyArray<TaskRowInput>) => {
     const keys: Array<string> = [], sessions: Array<string> = [], ids: Array<string> = [], orders: Array<number> = []
     const owners: Array<string> = [], states: Array<string> = [], records: Array<string> = [], released: Array<number> = []
     for (const put of puts) {
@@ -202,11 +166,11 @@ const pgWriter = (sql: SqlClient.SqlClient, tables: StoreTables): BatchWriter =>
     }
     return sql`INSERT INTO ${tasks} (task_key, session_id, task_id, ord, owner, state, record, released)
       SELECT * FROM unnest(${keys}::text[], ${sessions}::text[], ${ids}::text[], ${orders}::bigint[],
-        ${owners}::text[], ${states}::text[], ${records}::text[], ${released}::integer[]) ${guard}
+        ${owners}::text[], ${states}::text[], ${records}::text[], ${released}::integer[])
       ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
         state = excluded.state, record = excluded.record, released = excluded.released`
   }
-  const eventColumns = (list: ReadonlyArray<BackgroundTaskEvent>, at: number, guard: Statement.Fragment) => {
+  const eventColumns = (list: ReadonlyArray<BackgroundTaskEvent>, at: number) => {
     const seqs: Array<number> = [], sessions: Array<string> = [], ids: Array<string> = [], tags: Array<string> = []
     const texts: Array<string> = []
     for (const event of list) {
@@ -220,28 +184,18 @@ const pgWriter = (sql: SqlClient.SqlClient, tables: StoreTables): BatchWriter =>
     return sql`INSERT INTO ${events} (seq, session_id, task_id, tag, event, at)
       SELECT seq, session_id, NULLIF(task_id, ''), tag, event, ${at}::bigint
       FROM unnest(${seqs}::bigint[], ${sessions}::text[], ${ids}::text[], ${tags}::text[], ${texts}::text[])
-        AS row (seq, session_id, task_id, tag, event) ${guard}`
+        AS row (seq, session_id, task_id, tag, event)`
   }
-  const deleteRows = (keys: ReadonlyArray<string>, guarded: boolean) =>
-    sql`DELETE FROM ${tasks} WHERE task_key = ANY(${keys}::text[]) ${sql.literal(guarded ? "AND EXISTS (SELECT 1 FROM renewed)" : "")}`
-  return (batch, held, at) => {
-    // with a lease, every part is written only if it was renewed
-    const guard = sql.literal(held === undefined ? "" : "WHERE EXISTS (SELECT 1 FROM renewed)")
-    const parts: Array<Statement.Fragment> = []
-    if (held !== undefined) parts.push(sql`renewed AS (${renewal(sql, tables, held)})`)
-    // the sub-statements of one statement run on one snapshot, so a row must not be both deleted and written:
-    // a record put in the same batch is not deleted first (the put replaces every column its key does not fix)
-    const putKeys = new Set<string>()
-    for (const put of batch.puts) putKeys.add(keyOf(put.record.scope.sessionId, put.record.id))
-    const deleted = batch.deletes.map((d) => keyOf(d.sessionId, d.taskId)).filter((key) => !putKeys.has(key))
-    if (deleted.length > 0) parts.push(sql`deleted AS (${deleteRows(deleted, held !== undefined)})`)
-    if (batch.puts.length > 0) parts.push(sql`written AS (${taskColumns(batch.puts, guard)})`)
-    if (batch.events.length > 0) parts.push(sql`logged AS (${eventColumns(batch.events, at, guard)})`)
-    if (parts.length === 0) return Effect.succeed(true)
-    const result = held === undefined ? sql`SELECT 1 AS renewed` : sql`SELECT COUNT(*) AS renewed FROM renewed`
-    return Effect.map(
-      sql<{ readonly renewed: unknown }>`WITH ${sql.csv(parts)} ${result}`,
-      ([row]) => Number(row?.renewed) === 1
-    )
+  return {
+    deletes: (deletes) =>
+      deletes.length === 0 ? Effect.void : sql`DELETE FROM ${tasks}
+        WHERE task_key = ANY(${deletes.map((d) => keyOf(d.sessionId, d.taskId))}::text[])`,
+    rows: (puts, list, at) =>
+      puts.length === 0
+        ? list.length === 0 ? Effect.void : eventColumns(list, at)
+        : list.length === 0
+        ? taskColumns(puts)
+        // one round trip: the records, and the events beside them
+        : sql`WITH written AS (${taskColumns(puts)}) ${eventColumns(list, at)}`
   }
 }
