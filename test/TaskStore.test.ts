@@ -280,6 +280,85 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
       }))
 
+    test("a batch of any size is written whole (statements of a few fixed sizes, or one per table), with its commit time; Evicted alone too", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        const t0 = yield* Clock.currentTimeMillis
+        let seq = 0
+        const all: Array<BackgroundTaskRecord> = []
+        const released = new Map<string, boolean>()
+        for (const size of [1, 255, 256, 257, 700, 1_100]) {
+          const records = Array.from({ length: size }, () => recordOf({ id: `t${seq + 1}`, state: "running", seq: ++seq }))
+          all.push(...records)
+          yield* store.write({
+            events: records.map(registeredOf),
+            puts: records.map((record, i) => {
+              released.set(record.id, i % 3 === 0)
+              return { ...stored(record.revision, "host", record), released: i % 3 === 0 }
+            }),
+            deletes: []
+          }, noLease)
+          yield* TestClock.adjust("1 second")
+        }
+        // the first 600 deleted in one batch, whose only event is an Evicted (no task id)
+        const gone = all.slice(0, 600).map((record) => record.id)
+        const evicted: BackgroundTaskEvent = {
+          _tag: "Evicted",
+          seq: ++seq,
+          sessionId: "s-old",
+          kind: "subagent",
+          taskIds: gone as unknown as readonly [string, ...Array<string>],
+          reason: "max_terminal"
+        }
+        yield* store.write({ events: [evicted], puts: [], deletes: gone.map((taskId) => ({ sessionId: "s-old", taskId })) }, noLease)
+        const state = yield* store.load
+        assert.deepStrictEqual(wire(state.tasks), wire(all.slice(600).map((record) => stored(record.revision, "host", record))))
+        assert.deepStrictEqual(state.tasks.map((task) => task.released), all.slice(600).map((record) => released.get(record.id)))
+        assert.strictEqual(state.lastSeq, seq)
+        const rows = yield* eventRows(sql)
+        assert.deepStrictEqual(rows.map((row) => row.seq), Array.from({ length: seq }, (_, i) => i + 1))
+        assert.deepStrictEqual(rows.slice(-2).map((row) => [row.tag, row.task_id]), [["Registered", `t${seq - 1}`], ["Evicted", null]])
+        assert.deepStrictEqual(rows[700]!.event, encodeEvent(registeredOf(all[700]!)))
+        // each batch's events carry its commit time
+        const times = yield* sql<{ readonly seq: unknown; readonly at: unknown }>`SELECT seq, at FROM task_host_events
+          WHERE seq IN (1, 2, 256, 257, 513, 514, 770, 1469, 1470, 2569, 2570) ORDER BY seq`.pipe(Effect.orDie)
+        assert.deepStrictEqual(times.map((row) => [Number(row.seq), Number(row.at) - t0]), [
+          [1, 0],
+          [2, 1_000],
+          [256, 1_000],
+          [257, 2_000],
+          [513, 3_000],
+          [514, 3_000],
+          [770, 4_000],
+          [1_469, 4_000],
+          [1_470, 5_000],
+          [2_569, 5_000],
+          [2_570, 6_000]
+        ])
+      }))
+
+    test("a record both deleted and put in one batch is kept as put (deletes come first), under a lease too", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        yield* store.acquireLease("a", 0, 10_000)
+        const a = recordOf({ id: "a", state: "running", seq: 1 })
+        const b = recordOf({ id: "b", state: "running", seq: 2 })
+        yield* store.write({ events: [registeredOf(a), registeredOf(b)], puts: [stored(1, "host", a), stored(2, "host", b)], deletes: [] }, noLease)
+        const aDone: BackgroundTaskRecord = { ...a, state: "completed", revision: 3, completedAt: Option.some(a.createdAt) }
+        const completed: BackgroundTaskEvent = { _tag: "Completed", seq: 3, taskId: "a", sessionId: "s-old", kind: "subagent", record: aDone }
+        yield* store.write({
+          events: [completed],
+          puts: [stored(1, "caller", aDone)],
+          deletes: [{ sessionId: "s-old", taskId: "a" }, { sessionId: "s-old", taskId: "b" }]
+        }, { owner: "a", expiresAt: 11_000 })
+        const state = yield* store.load
+        assert.deepStrictEqual(wire(state.tasks), wire([stored(1, "caller", aDone)]))
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1, 2, 3])
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 11_000)
+      }))
+
     test("lastSeq is at least every record's revision and order, even without their events", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
@@ -424,8 +503,13 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 12_000)
 
         const r2 = recordOf({ id: "r2", state: "running", seq: 2 })
+        // nothing of it is written, its delete neither
         const error = yield* Effect.flip(
-          store.write({ events: [registeredOf(r2)], puts: [stored(2, "host", r2)], deletes: [] }, { owner: "b", expiresAt: 50_000 })
+          store.write({
+            events: [registeredOf(r2)],
+            puts: [stored(2, "host", r2)],
+            deletes: [{ sessionId: "s-old", taskId: "r1" }]
+          }, { owner: "b", expiresAt: 50_000 })
         )
         assert.instanceOf(error, LeaseHeld)
         assert.deepStrictEqual(error._tag === "LeaseHeld" ? [error.holder, error.expiresAt] : error, ["a", 12_000])

@@ -25,7 +25,7 @@ import {
   StoreUnreachable,
   TaskStoreError
 } from "../TaskStoreError.ts"
-import { eventJson, recordJson } from "./wire.ts"
+import { rowWriters } from "./storeRows.ts"
 
 /** Options of `TaskStore.layerSql`. */
 export interface SqlStoreOptions {
@@ -152,9 +152,6 @@ const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTa
 const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
 
 const owners: ReadonlyArray<string> = ["host", "external", "caller"]
-
-/** A record's row key: unambiguous for any two ids. */
-const keyOf = (sessionId: string, taskId: string) => JSON.stringify([sessionId, taskId])
 
 /** The lease row's name: one lease per store. */
 const leaseName = "host"
@@ -357,8 +354,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
       source: "tasks" | "events",
       rows: ReadonlyArray<{ readonly key: string; readonly data: string; readonly error: CorruptRecord }>
     ) =>
-      Effect.gen(function*() {
-        if (rows.length === 0) return
+      // nothing to move: no transaction (an empty one would still take the write lock)
+      rows.length === 0 ? Effect.void : Effect.gen(function*() {
         const now = Date.now()
         for (const part of chunks(rows)) {
           yield* sql`INSERT INTO ${quarantine} ${
@@ -466,6 +463,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
     const holder = sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${lease}
       WHERE name = ${leaseName}`
 
+    const writes = rowWriters(sql, { tasks, events }, isPg)
+
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
       Effect.gen(function*() {
         // when the batch is committed, for pruning by age
@@ -476,36 +475,8 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
             new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
           )
         }
-        for (const part of chunks(batch.deletes)) {
-          yield* sql`DELETE FROM ${tasks} WHERE ${sql.in("task_key", part.map((d) => keyOf(d.sessionId, d.taskId)))}`
-        }
-        for (const part of chunks(batch.puts)) {
-          yield* sql`INSERT INTO ${tasks} ${
-            sql.insert(mapNonEmpty(part, ({ order, owner, record, released }) => ({
-              task_key: keyOf(record.scope.sessionId, record.id),
-              session_id: record.scope.sessionId,
-              task_id: record.id,
-              ord: order,
-              owner,
-              state: record.state,
-              record: recordJson(record),
-              released: released === true ? 1 : 0
-            })))
-          } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
-            state = excluded.state, record = excluded.record, released = excluded.released`
-        }
-        for (const part of chunks(batch.events)) {
-          yield* sql`INSERT INTO ${events} ${
-            sql.insert(mapNonEmpty(part, (event) => ({
-              seq: event.seq,
-              session_id: event.sessionId,
-              task_id: "taskId" in event ? event.taskId : null,
-              tag: event._tag,
-              event: eventJson(event),
-              at
-            })))
-          }`
-        }
+        yield* writes.deletes(batch.deletes)
+        yield* writes.rows(batch.puts, batch.events, at)
       }).pipe(sql.withTransaction, storeFailures("write"))
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>

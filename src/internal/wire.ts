@@ -21,15 +21,26 @@ const optionalText = (value: Option.Option<string>): string => value._tag === "S
 
 const optionalInt = (value: Option.Option<number>): string => value._tag === "Some" ? String(value.value) : "null"
 
-// the host shares one DateTime per millisecond among the records a step writes
-let lastTime: DateTime.Utc | undefined
+// a record's times are few and repeat from record to record (created, then updated, at a few
+// milliseconds): the texts of the last two are kept, by their epoch milliseconds
+let lastMillis = Number.NaN
 let lastTimeText = ""
+let otherMillis = Number.NaN
+let otherTimeText = ""
 const time = (value: DateTime.Utc): string => {
-  if (value !== lastTime) {
-    lastTime = value
-    lastTimeText = `"${new Date(value.epochMilliseconds).toISOString()}"`
+  const millis = value.epochMilliseconds
+  if (millis === lastMillis) return lastTimeText
+  if (millis !== otherMillis) {
+    otherMillis = millis
+    otherTimeText = `"${new Date(millis).toISOString()}"`
   }
-  return lastTimeText
+  // the one just used becomes the first looked at
+  const text = otherTimeText
+  otherMillis = lastMillis
+  otherTimeText = lastTimeText
+  lastMillis = millis
+  lastTimeText = text
+  return text
 }
 
 const outcome = (value: Option.Option<TaskOutcome>): string =>
@@ -55,18 +66,56 @@ const settingsJson = (settings: TaskSettings): string => {
 /** Records are immutable: one text per record object. */
 const recordTexts = new WeakMap<BackgroundTaskRecord, string>()
 
+/**
+ * The parts of a record's text that a task's versions share (its versions are
+ * made by spreading the previous one, so they share these very values): the
+ * fields before `state`, and the policies with the attempt after it. Kept by
+ * task id for the last few thousand tasks (a task's versions are written
+ * close together), and used only while every value they were made from is
+ * the same (`===`).
+ */
+interface Shared {
+  /** What the texts were made from (not the record itself, which may hold a large input). */
+  readonly from: Pick<
+    BackgroundTaskRecord,
+    "attempt" | "kind" | "producer" | "scope" | "parentTaskId" | "childSessionId" | "cancelPolicy" | "closePolicy"
+  >
+  readonly head: string
+  readonly middle: string
+}
+const sharedTexts = new Map<string, Shared>()
+/** Tasks whose shared parts are kept, at most (then they are dropped all at once). */
+const sharedKept = 4_096
+
+const sharedOf = (record: BackgroundTaskRecord): Shared => {
+  const known = sharedTexts.get(record.id)
+  if (
+    known !== undefined && known.from.attempt === record.attempt && known.from.kind === record.kind &&
+    known.from.producer === record.producer && known.from.scope === record.scope &&
+    known.from.parentTaskId === record.parentTaskId && known.from.childSessionId === record.childSessionId &&
+    known.from.cancelPolicy === record.cancelPolicy && known.from.closePolicy === record.closePolicy
+  ) return known
+  const { attempt, cancelPolicy, childSessionId, closePolicy, kind, parentTaskId, producer, scope } = record
+  const shared: Shared = {
+    from: { attempt, cancelPolicy, childSessionId, closePolicy, kind, parentTaskId, producer, scope },
+    head: `{"id":${text(record.id)},"kind":${text(record.kind)},"producer":${text(record.producer)},` +
+      `"scope":{"session_id":${text(record.scope.sessionId)}},` +
+      `"parent_task_id":${optionalText(record.parentTaskId)},"child_session_id":${optionalText(record.childSessionId)},`,
+    middle: `,"cancel_policy":${text(record.cancelPolicy)},"close_policy":${text(record.closePolicy)},` +
+      `"attempt":{"attempt":${attempt.attempt},"max_attempts":${optionalInt(attempt.maxAttempts)},` +
+      `"idempotency_key":${optionalText(attempt.idempotencyKey)}},`
+  }
+  if (sharedTexts.size >= sharedKept) sharedTexts.clear()
+  sharedTexts.set(record.id, shared)
+  return shared
+}
+
 /** A record's wire form, as JSON text. */
 export const recordJson = (record: BackgroundTaskRecord): string => {
   const known = recordTexts.get(record)
   if (known !== undefined) return known
-  const { attempt } = record
-  const json = `{"id":${text(record.id)},"kind":${text(record.kind)},"producer":${text(record.producer)},` +
-    `"scope":{"session_id":${text(record.scope.sessionId)}},` +
-    `"parent_task_id":${optionalText(record.parentTaskId)},"child_session_id":${optionalText(record.childSessionId)},` +
-    `"state":${text(record.state)},"cancel_policy":${text(record.cancelPolicy)},` +
-    `"close_policy":${text(record.closePolicy)},` +
-    `"attempt":{"attempt":${attempt.attempt},"max_attempts":${optionalInt(attempt.maxAttempts)},` +
-    `"idempotency_key":${optionalText(attempt.idempotencyKey)}},` +
+  const { head, middle } = sharedOf(record)
+  const json = `${head}"state":${text(record.state)}${middle}` +
     `"result":${outcome(record.result)},"failure":${outcome(record.failure)},` +
     `"created_at":${time(record.createdAt)},"updated_at":${time(record.updatedAt)},` +
     `"completed_at":${record.completedAt._tag === "Some" ? time(record.completedAt.value) : "null"},` +

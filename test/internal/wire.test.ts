@@ -17,6 +17,31 @@ describe("wire encoders", () => {
     assert.strictEqual(recordJson(record), recordJson(record))
   }, { arbitrary: { runs: 500 } })
 
+  it.prop(
+    "versions of one task (spread from the one before) give Schema.encode's JSON, whichever field a version changes",
+    { record: BackgroundTaskRecord, other: BackgroundTaskRecord },
+    ({ other, record }) => {
+      const versions: Array<BackgroundTaskRecord> = [
+        record,
+        { ...record, state: other.state, revision: record.revision + 1, updatedAt: other.updatedAt },
+        { ...record, kind: other.kind },
+        { ...record, producer: other.producer },
+        { ...record, scope: other.scope },
+        { ...record, parentTaskId: other.parentTaskId },
+        { ...record, childSessionId: other.childSessionId },
+        { ...record, cancelPolicy: other.cancelPolicy },
+        { ...record, closePolicy: other.closePolicy },
+        { ...record, attempt: other.attempt },
+        { ...record, attempt: { ...record.attempt, attempt: record.attempt.attempt + 1 } },
+        // another task with the same id (a session of its own), then the first again
+        { ...other, id: record.id },
+        { ...record, revision: record.revision + 2 }
+      ]
+      for (const version of versions) assert.deepStrictEqual(JSON.parse(recordJson(version)), encodeRecord(version))
+    },
+    { arbitrary: { runs: 300 } }
+  )
+
   const seen = new Map<string, number>()
   it.prop("an event's JSON is Schema.encode's, for every variant", { event: BackgroundTaskEvent }, ({ event }) => {
     seen.set(event._tag, (seen.get(event._tag) ?? 0) + 1)

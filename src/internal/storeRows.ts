@@ -1,0 +1,201 @@
+/**
+ * The rows of a batch, as the SQL store writes them: the statements that
+ * delete records, upsert records and insert events, one set per dialect.
+ *
+ * SQLite: multi-row statements of a few fixed sizes (`ladder`), so the client
+ * prepares each size once and then finds it in its cache (preparing a
+ * statement of a few hundred rows costs about as much as running it, and
+ * almost every batch has a size of its own); each size's text is compiled
+ * once, and a part's rows are bound as one flat array (no row objects).
+ * PostgreSQL: one statement for a batch's records and events whatever its
+ * size (a data-modifying `WITH`), and one for its deletes, the rows passed as
+ * one array per column (`unnest`): one text, prepared once, one round trip.
+ *
+ * Owns nothing; `store.ts` calls it inside a write's transaction.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as SqlClient from "effect/sql/SqlClient"
+import type * as Statement from "effect/sql/Statement"
+import type { BackgroundTaskRecord } from "../BackgroundTask.ts"
+import type { BackgroundTaskEvent } from "../TaskEvent.ts"
+import { eventJson, recordJson } from "./wire.ts"
+
+/** A record to write (the store's `StoredTask`). */
+interface TaskRowInput {
+  readonly order: number
+  readonly owner: string
+  readonly record: BackgroundTaskRecord
+  readonly released?: boolean | undefined
+}
+
+/** A record to delete. */
+interface DeleteInput {
+  readonly sessionId: string
+  readonly taskId: string
+}
+
+/** A record's row key: unambiguous for any two ids. */
+export const keyOf = (sessionId: string, taskId: string) => JSON.stringify([sessionId, taskId])
+
+/** Rows in the largest statement (SQLite): 512 rows of 8 columns, well under its 32,766 parameters. */
+const largest = 512
+
+/**
+ * The parts of `count` rows, as `[offset, size]`: 512, 256, ... 1 rows,
+ * largest first. A statement per part, of one of ten sizes, so a client that
+ * caches prepared statements by their text prepares each size once.
+ */
+export const ladder = (count: number): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = []
+  let size = largest
+  for (let offset = 0; offset < count;) {
+    while (size > count - offset) size >>= 1
+    out.push([offset, size])
+    offset += size
+  }
+  return out
+}
+
+/** `f(size)`, made once per size. */
+const perSize = (f: (size: number) => string): (size: number) => string => {
+  const made = new Map<number, string>()
+  return (size) => {
+    let text = made.get(size)
+    if (text === undefined) made.set(size, text = f(size))
+    return text
+  }
+}
+
+/** The statements that write a batch's rows, on `tasks` and `events`; `at` is the batch's commit time. */
+export interface RowWriters {
+  readonly deletes: (deletes: ReadonlyArray<DeleteInput>) => Effect.Effect<unknown, unknown>
+  /** The records, then the events. */
+  readonly rows: (
+    puts: ReadonlyArray<TaskRowInput>,
+    events: ReadonlyArray<BackgroundTaskEvent>,
+    at: number
+  ) => Effect.Effect<unknown, unknown>
+}
+
+export const rowWriters = (
+  sql: SqlClient.SqlClient,
+  tables: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier },
+  isPg: boolean
+): RowWriters => isPg ? pgWriters(sql, tables) : sqliteWriters(sql, tables)
+
+const sqliteWriters = (
+  sql: SqlClient.SqlClient,
+  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
+): RowWriters => {
+  const parts = <A>(
+    items: ReadonlyArray<A>,
+    text: (size: number) => string,
+    bind: (params: Array<unknown>, item: A) => void
+  ) =>
+    items.length === 0 ? Effect.void : Effect.forEach(ladder(items.length), ([offset, size]) => {
+      const params: Array<unknown> = []
+      for (let i = offset; i < offset + size; i++) bind(params, items[i]!)
+      return sql.unsafe(text(size), params)
+    }, { discard: true })
+  // the texts are compiled by the client's own compiler, from rows of placeholders
+  const placeholders = <A>(size: number, row: A) =>
+    Array.from({ length: size }, () => row) as unknown as readonly [A, ...Array<A>]
+  const deleteText = perSize((size) =>
+    sql`DELETE FROM ${tasks} WHERE ${sql.in("task_key", Array.from({ length: size }, () => ""))}`.compile()[0]
+  )
+  const putText = perSize((size) =>
+    sql`INSERT INTO ${tasks} ${
+      sql.insert(
+        placeholders(size, { task_key: "", session_id: "", task_id: "", ord: 0, owner: "", state: "", record: "", released: 0 })
+      )
+    } ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
+      state = excluded.state, record = excluded.record, released = excluded.released`.compile()[0]
+  )
+  const eventText = perSize((size) =>
+    sql`INSERT INTO ${events} ${
+      sql.insert(placeholders(size, { seq: 0, session_id: "", task_id: "", tag: "", event: "", at: 0 }))
+    }`.compile()[0]
+  )
+  return {
+    deletes: (deletes) => parts(deletes, deleteText, (params, d) => void params.push(keyOf(d.sessionId, d.taskId))),
+    rows: (puts, list, at) =>
+      Effect.andThen(
+        parts(puts, putText, (params, { order, owner, record, released }) =>
+          void params.push(
+            keyOf(record.scope.sessionId, record.id),
+            record.scope.sessionId,
+            record.id,
+            order,
+            owner,
+            record.state,
+            recordJson(record),
+            released === true ? 1 : 0
+          )),
+        parts(list, eventText, (params, event) =>
+          void params.push(
+            event.seq,
+            event.sessionId,
+            "taskId" in event ? event.taskId : null,
+            event._tag,
+            eventJson(event),
+            at
+          ))
+      )
+  }
+}
+
+const pgWriters = (
+  sql: SqlClient.SqlClient,
+  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
+): RowWriters => {
+  const taskColumns = (puts: ReadonlyArray<TaskRowInput>) => {
+    const keys: Array<string> = [], sessions: Array<string> = [], ids: Array<string> = [], orders: Array<number> = []
+    const owners: Array<string> = [], states: Array<string> = [], records: Array<string> = [], released: Array<number> = []
+    for (const put of puts) {
+      const { record } = put
+      keys.push(keyOf(record.scope.sessionId, record.id))
+      sessions.push(record.scope.sessionId)
+      ids.push(record.id)
+      orders.push(put.order)
+      owners.push(put.owner)
+      states.push(record.state)
+      records.push(recordJson(record))
+      released.push(put.released === true ? 1 : 0)
+    }
+    return sql`INSERT INTO ${tasks} (task_key, session_id, task_id, ord, owner, state, record, released)
+      SELECT * FROM unnest(${keys}::text[], ${sessions}::text[], ${ids}::text[], ${orders}::bigint[],
+        ${owners}::text[], ${states}::text[], ${records}::text[], ${released}::integer[])
+      ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
+        state = excluded.state, record = excluded.record, released = excluded.released`
+  }
+  const eventColumns = (list: ReadonlyArray<BackgroundTaskEvent>, at: number) => {
+    const seqs: Array<number> = [], sessions: Array<string> = [], ids: Array<string> = [], tags: Array<string> = []
+    const texts: Array<string> = []
+    for (const event of list) {
+      seqs.push(event.seq)
+      sessions.push(event.sessionId)
+      // an id is never empty: '' stands for "no task" (an array of nothing but NULLs has no type to bind)
+      ids.push("taskId" in event ? event.taskId : "")
+      tags.push(event._tag)
+      texts.push(eventJson(event))
+    }
+    return sql`INSERT INTO ${events} (seq, session_id, task_id, tag, event, at)
+      SELECT seq, session_id, NULLIF(task_id, ''), tag, event, ${at}::bigint
+      FROM unnest(${seqs}::bigint[], ${sessions}::text[], ${ids}::text[], ${tags}::text[], ${texts}::text[])
+        AS row (seq, session_id, task_id, tag, event)`
+  }
+  return {
+    deletes: (deletes) =>
+      deletes.length === 0 ? Effect.void : sql`DELETE FROM ${tasks}
+        WHERE task_key = ANY(${deletes.map((d) => keyOf(d.sessionId, d.taskId))}::text[])`,
+    rows: (puts, list, at) =>
+      puts.length === 0
+        ? list.length === 0 ? Effect.void : eventColumns(list, at)
+        : list.length === 0
+        ? taskColumns(puts)
+        // one round trip: the records, and the events beside them
+        : sql`WITH written AS (${taskColumns(puts)}) ${eventColumns(list, at)}`
+  }
+}
