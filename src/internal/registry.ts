@@ -551,4 +551,10 @@ export class Registry extends Context.Service<Registry, RegistryService>()("effe
 const endOf = (record: BackgroundTaskRecord): number =>
   Option.match(record.completedAt, { onNone: () => record.updatedAt, onSome: (end) => end }).epochMilliseconds
 
-const sortByOrder = (tasks: Array<Task>): Array<Task> => tasks.sort((a, b) => a.order - b.order)
+/** Oldest first; a list in registration order already (no transfer reordered it) is returned as it is. */
+const sortByOrder = (tasks: Array<Task>): Array<Task> => {
+  for (let i = 1; i < tasks.length; i++) {
+    if (tasks[i - 1]!.order > tasks[i]!.order) return tasks.sort((a, b) => a.order - b.order)
+  }
+  return tasks
+}
