@@ -74,15 +74,30 @@ export const moveRecord = (
     lastEnd = now
     lastEndAt = Option.some(now)
   }
-  return {
-    ...record,
-    state: to,
-    updatedAt: now,
-    revision,
-    completedAt: lastEndAt,
-    result: to === "failed" ? record.result : outcome,
-    failure: to === "failed" ? outcome : record.failure
-  }
+  const result = to === "failed" ? record.result : outcome
+  const failure = to === "failed" ? outcome : record.failure
+  // field by field when the record has neither `input` nor `settings`, as `progressRecord` (and why)
+  return "input" in record || "settings" in record
+    ? { ...record, state: to, updatedAt: now, revision, completedAt: lastEndAt, result, failure }
+    : {
+      id: record.id,
+      kind: record.kind,
+      producer: record.producer,
+      scope: record.scope,
+      parentTaskId: record.parentTaskId,
+      childSessionId: record.childSessionId,
+      state: to,
+      cancelPolicy: record.cancelPolicy,
+      closePolicy: record.closePolicy,
+      attempt: record.attempt,
+      result,
+      failure,
+      createdAt: record.createdAt,
+      updatedAt: now,
+      completedAt: lastEndAt,
+      progress: record.progress,
+      revision
+    }
 }
 
 /**
