@@ -244,6 +244,34 @@ describe("progressRecord", () => {
   })
 })
 
+describe("moveRecord to a terminal state", () => {
+  it("changes the state, times, revision and outcome only, for a record with or without input and settings", () => {
+    const plain = record("running", { parentTaskId: Option.some("parent"), progress: Option.some("last") })
+    const withInput = record("waiting", { input: { file: "a.txt" } })
+    const withSettings = record("cancel_requested", { settings: { timeoutMillis: 1_000 } })
+    const withBoth = record("running", { input: [1, 2], settings: { cancelGracePeriodMillis: 5 } })
+    for (const before of [plain, withInput, withSettings, withBoth]) {
+      for (const to of ["completed", "failed", "cancelled"] as const) {
+        const copy = { ...before }
+        const after = moveRecord(before, to, now, 9, Option.some("why"))
+        const outcome = Option.some({ summary: Option.some("why") })
+        assert.deepStrictEqual(after, {
+          ...before,
+          state: to,
+          updatedAt: now,
+          completedAt: Option.some(now),
+          revision: 9,
+          result: to === "failed" ? before.result : outcome,
+          failure: to === "failed" ? outcome : before.failure
+        })
+        assert.deepStrictEqual(Object.keys(after).sort(), Object.keys(before).sort())
+        // the record it is given is not changed
+        assert.deepStrictEqual(before, copy)
+      }
+    }
+  })
+})
+
 describe("moveEvent", () => {
   const identity = { seq: 5, taskId: "task-1", sessionId: "session-1", kind: "observer" }
 
