@@ -40,6 +40,8 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
   private types: ReadonlySet<string> | undefined = undefined
   /** No filter and no types: every event after `after` is its own. */
   private plain = true
+  /** Its filter names only a session, and it takes every type: an event of that session is its own (the common read). */
+  private session: string | undefined = undefined
   capacity = 1
   /** Events up to this `seq` are not this subscriber's (they came before it). */
   private after = 0
@@ -75,6 +77,9 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
       ? undefined
       : filter
     this.plain = this.filter === undefined && types === undefined
+    this.session = this.filter !== undefined && this.filter.kind === undefined && types === undefined
+      ? this.filter.sessionId
+      : undefined
     this.capacity = capacity
     this.after = after
     this.cursor = this.store.head
@@ -287,6 +292,16 @@ export class EventBuffer implements PubSub.PubSub.BackingSubscription<Item> {
     } else {
       // commonly every one matches: then a copy of the span
       let q = p
+      const session = this.session
+      if (session !== undefined) {
+        // the session's events after `after` are its own, as `matches` says (without its calls)
+        const after = this.after
+        while (q < end) {
+          const event = log[q & mask]!
+          if (event.sessionId !== session || event.seq <= after) break
+          q++
+        }
+      }
       while (q < end && this.matches(log[q & mask]!)) q++
       events = store.copy(p, q)
       for (q++; q < end; q++) {

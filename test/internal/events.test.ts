@@ -284,6 +284,29 @@ describe("EventHub", () => {
       assert.deepStrictEqual(seqs(yield* other.pull), [2])
     }).pipe(Effect.scoped))
 
+  it.effect("a session's reader takes its run of events up to the first of another session, then only its own", () =>
+    Effect.gen(function*() {
+      const hub = yield* EventHub.make
+      // attached after seq 2: events up to 2, published late, are not its own
+      const mine = yield* attach(hub, { sessionId: "s1" }, 100, 2)
+      for (const seq of [3, 4, 1, 5, 6]) hub.publish(progress(seq, "s1"))
+      hub.publish(progress(7, "s2"))
+      hub.publish(progress(8, "s1"))
+      hub.publish({
+        _tag: "Transferred",
+        seq: 9,
+        taskId: "t",
+        sessionId: "s2",
+        kind: "monitor",
+        scope: { sessionId: "s2" },
+        fromSessionId: "s1",
+        record: {} as never // not read by the hub
+      })
+      hub.publish(progress(10, "s2"))
+      hub.publish(progress(11, "s1"))
+      assert.deepStrictEqual(seqs(yield* mine.pull), [3, 4, 5, 6, 8, 9, 11])
+    }).pipe(Effect.scoped))
+
   it.effect("a subscription takes nothing until it is activated", () =>
     Effect.gen(function*() {
       const hub = yield* EventHub.make
