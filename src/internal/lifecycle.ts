@@ -76,33 +76,28 @@ export const moveRecord = (
   }
   const result = to === "failed" ? record.result : outcome
   const failure = to === "failed" ? outcome : record.failure
-  // field by field when the record has neither `input` nor `settings`, as `progressRecord` (and why)
-  return "input" in record || "settings" in record
-    ? { ...record, state: to, updatedAt: now, revision, completedAt: lastEndAt, result, failure }
-    : {
-      id: record.id,
-      kind: record.kind,
-      producer: record.producer,
-      scope: record.scope,
-      parentTaskId: record.parentTaskId,
-      childSessionId: record.childSessionId,
-      state: to,
-      cancelPolicy: record.cancelPolicy,
-      closePolicy: record.closePolicy,
-      attempt: record.attempt,
-      result,
-      failure,
-      createdAt: record.createdAt,
-      updatedAt: now,
-      completedAt: lastEndAt,
-      progress: record.progress,
-      revision
-    }
+  return rebuilt(record, to, result, failure, now, lastEndAt, record.progress, revision)
 }
 
 /**
  * The record with `message` as its latest progress, by the event numbered
- * `revision`. Written field by field rather than spread when the record has
+ * `revision`.
+ */
+export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord =>
+  rebuilt(
+    record,
+    record.state,
+    record.result,
+    record.failure,
+    record.updatedAt,
+    record.completedAt,
+    Option.some(message),
+    revision
+  )
+
+/**
+ * A new version of `record` with the fields a move or a progress message
+ * changes. Written field by field rather than spread when the record has
  * neither `input` nor `settings` (the common one): about twice as fast, and
  * it changes how V8 treats the record while a subscriber holds events.
  * Measured with a never-reading subscriber (100k progress updates): with the
@@ -112,9 +107,18 @@ export const moveRecord = (
  * to stayed young, so each collection copied every record published since
  * the last one, dead or not.)
  */
-export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord =>
+const rebuilt = (
+  record: BackgroundTaskRecord,
+  state: TaskState,
+  result: BackgroundTaskRecord["result"],
+  failure: BackgroundTaskRecord["failure"],
+  updatedAt: DateTime.Utc,
+  completedAt: BackgroundTaskRecord["completedAt"],
+  progress: BackgroundTaskRecord["progress"],
+  revision: number
+): BackgroundTaskRecord =>
   "input" in record || "settings" in record
-    ? { ...record, progress: Option.some(message), revision }
+    ? { ...record, state, result, failure, updatedAt, completedAt, progress, revision }
     : {
       id: record.id,
       kind: record.kind,
@@ -122,16 +126,16 @@ export const progressRecord = (record: BackgroundTaskRecord, message: string, re
       scope: record.scope,
       parentTaskId: record.parentTaskId,
       childSessionId: record.childSessionId,
-      state: record.state,
+      state,
       cancelPolicy: record.cancelPolicy,
       closePolicy: record.closePolicy,
       attempt: record.attempt,
-      result: record.result,
-      failure: record.failure,
+      result,
+      failure,
       createdAt: record.createdAt,
-      updatedAt: record.updatedAt,
-      completedAt: record.completedAt,
-      progress: Option.some(message),
+      updatedAt,
+      completedAt,
+      progress,
       revision
     }
 
