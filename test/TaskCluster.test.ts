@@ -215,6 +215,27 @@ describe("TaskCluster fencing", () => {
       expect(row).toEqual({ owner: "runner-b", token: 2 })
     }).pipe(Effect.provide(sqlite)))
 
+  it.effect("a session's task rows that no longer decode are quarantined with their row, and the others load", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const store = yield* ClusterStore.make()
+      const host = yield* Effect.promise(() => import("../src/internal/host.ts"))
+      const live = yield* host.makeWith({ lease: { ttl: "1 hour", owner: "a" } }, store.forSession("s-q"))
+      yield* live.register({ scope: { sessionId: "s-q" }, id: "good", kind: "other", producer: "p" })
+      yield* sql`INSERT INTO task_cluster_tasks (session_id, task_id, ord, owner, state, record, released)
+        VALUES ('s-q', 'bad', 99, 'caller', 'running', 'not json', 0)`
+      const loaded = yield* store.forSession("s-q").load
+      expect(loaded.tasks.map((t) => t.record.id)).toEqual(["good"])
+      expect(loaded.quarantined.map((q) => [q.table, q.key, q.message])).toEqual([
+        ["task_cluster_tasks", JSON.stringify(["s-q", "bad"]), "the record does not decode"]
+      ])
+      const [row] = yield* sql<{ source: string; data: string }>`SELECT source, data FROM task_cluster_quarantine`
+      expect(row!.source).toBe("tasks")
+      expect(JSON.parse(row!.data)).toMatchObject({ session_id: "s-q", task_id: "bad", record: "not json" })
+      const left = yield* sql<{ task_id: string }>`SELECT task_id FROM task_cluster_tasks WHERE session_id = 's-q'`
+      expect(left.map((r) => r.task_id)).toEqual(["good"])
+    }).pipe(Effect.scoped, Effect.provide(sqlite)))
+
   it.live("the new owner recovers the session's live tasks; the old host stops and writes nothing more", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

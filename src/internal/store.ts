@@ -148,8 +148,9 @@ export interface TaskStoreService {
 }
 
 
-const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskRecord))
-const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
+/** A stored record's or event's JSON text, decoded (the cluster's store reads the same columns). */
+export const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskRecord))
+export const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
 
 const owners: ReadonlyArray<string> = ["host", "external", "caller"]
 
@@ -243,7 +244,7 @@ export const storeFailures = (operation: string) =>
   })
 
 /** A row as text, for the quarantine: PostgreSQL's `bigint` columns may arrive as `BigInt`. */
-const rowText = (row: object): string =>
+export const rowText = (row: object): string =>
   JSON.stringify(row, (_, value) => typeof value === "bigint" ? value.toString() : value)
 
 /** An integer column: PostgreSQL's `bigint` arrives as a string or a `BigInt`. */

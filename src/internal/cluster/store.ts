@@ -41,11 +41,10 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Schema from "effect/Schema"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
-import { BackgroundTaskRecord, isTerminal } from "../../BackgroundTask.ts"
-import { BackgroundTaskEvent } from "../../TaskEvent.ts"
+import { type BackgroundTaskRecord, isTerminal } from "../../BackgroundTask.ts"
+import type { BackgroundTaskEvent } from "../../TaskEvent.ts"
 import {
   CorruptRecord,
   LeaseHeld,
@@ -54,7 +53,10 @@ import {
 } from "../../TaskStoreError.ts"
 import {
   chunks,
+  decodeEvent,
+  decodeRecord,
   int,
+  rowText,
   storeError,
   type StoredTask,
   storeFailures,
@@ -107,8 +109,6 @@ export interface ClusterStore {
   readonly counts: Effect.Effect<{ readonly byState: Record<string, number>; readonly gseq: number }, TaskStoreError>
 }
 
-const decodeRecord = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskRecord))
-const decodeEvent = Schema.decodeUnknownExit(Schema.fromJsonString(BackgroundTaskEvent))
 const owners: ReadonlyArray<string> = ["host", "external", "caller"]
 const liveStates = ["pending", "running", "waiting", "cancel_requested"] as const
 /** Seqs read per statement while looking for the age floor. */
@@ -241,7 +241,7 @@ export const make = (options?: {
             : undefined
           if (problem === undefined && Exit.isSuccess(decoded)) good.push({ row, record: decoded.value })
           else {
-            bad.push({ key: JSON.stringify([row.session_id, row.task_id]), data: JSON.stringify(row), error: problem!, row })
+            bad.push({ key: JSON.stringify([row.session_id, row.task_id]), data: rowText(row), error: problem!, row })
           }
         }
         if (bad.length > 0) {
