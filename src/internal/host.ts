@@ -110,7 +110,7 @@ export const makeWith = (
     const steps = yield* Steps.make
     const hub = yield* EventHub.make
     const layerContext = yield* Effect.context<never>()
-    const telemetry = new Telemetry(layerContext)
+    const telemetry = yield* Telemetry.make(layerContext)
     let journal: Journal | undefined
     let durability: Durability
     const leaseHeld: LeaseHeldUntil = { until: 0 }
