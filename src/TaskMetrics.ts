@@ -7,7 +7,9 @@
  * moved by each host, so several hosts in a process add up); `duration`
  * observes `createdAt → completedAt` in seconds. Each series has the
  * attribute `kind`. Read one with `Metric.value` of
- * `Metric.withAttributes(metric, { kind })`.
+ * `Metric.withAttributes(metric, { kind })`. The hosts keep the values and
+ * register each series with `Metric.registerUnsafe`, so `Metric.update` on
+ * them from elsewhere does nothing.
  *
  * @since 0.2.0
  */
