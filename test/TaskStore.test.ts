@@ -553,6 +553,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         yield* sql`UPDATE ${tasks} SET owner = 'robot' WHERE task_key = ${taskKey("s1", "bad-owner")}`.pipe(Effect.orDie)
         // twin (s1, order 7) is loaded first; the second live record with its id (s2, order 9) is not
 
+        // the quarantine's time is the Clock's
+        yield* TestClock.adjust("1 hour")
         const state = yield* store.load
         assert.deepStrictEqual(state.tasks.map((task) => `${task.record.scope.sessionId}/${task.record.id}`), [
           "s1/good-1",
@@ -592,6 +594,8 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.strictEqual(data["owner"], "host")
         assert.deepStrictEqual(JSON.parse(data["record"] as string), before.get(taskKey("s2", "twin"))!.record)
         assert.strictEqual(JSON.parse(quarantined[0]!.data).record, "{\"id\": \"bad-json\", ")
+        const times = yield* sql<{ readonly at: unknown }>`SELECT quarantined_at AS at FROM ${sql("task_host_quarantine")}`.pipe(Effect.orDie)
+        assert.deepStrictEqual(times.map((row) => Number(row.at)), expectedKeys.map(() => 3_600_000))
 
         // a second load finds nothing more to quarantine
         const again = yield* store.load

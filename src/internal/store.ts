@@ -357,7 +357,7 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
     ) =>
       // nothing to move: no transaction (an empty one would still take the write lock)
       rows.length === 0 ? Effect.void : Effect.gen(function*() {
-        const now = Date.now()
+        const now = yield* Clock.currentTimeMillis
         for (const part of chunks(rows)) {
           yield* sql`INSERT INTO ${quarantine} ${
             sql.insert(mapNonEmpty(part, ({ data, error, key }) => ({

@@ -15,6 +15,7 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -265,7 +266,7 @@ export const orphanScanner = (store: ClusterStore, every: Duration.Duration) =>
       const sharding = yield* Sharding.Sharding
       const client = yield* sharding.makeClient(TaskSession)
       const scan = Effect.gen(function*() {
-        const orphans = yield* store.orphanedSessions(Date.now(), 500)
+        const orphans = yield* store.orphanedSessions(yield* Clock.currentTimeMillis, 500)
         yield* Effect.forEach(
           orphans,
           (sessionId) =>

@@ -220,10 +220,11 @@ export const make = (options?: {
     )
 
     const quarantineRows = (source: string, rows: ReadonlyArray<{ key: string; data: string; error: string }>) =>
-      rows.length === 0 ? Effect.void : Effect.forEach(rows, (row) =>
-        sql`INSERT INTO ${quarantine} ${
-          sql.insert({ source, row_key: row.key, data: row.data, error: row.error, quarantined_at: Date.now() })
-        }`, { discard: true })
+      rows.length === 0 ? Effect.void : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.forEach(rows, (row) =>
+          sql`INSERT INTO ${quarantine} ${
+            sql.insert({ source, row_key: row.key, data: row.data, error: row.error, quarantined_at: now })
+          }`, { discard: true }))
 
     /** Decodes task rows; the ones that no longer decode are quarantined (and their rows deleted). */
     const decodeRows = (rows: ReadonlyArray<TaskRow>) =>
