@@ -39,7 +39,7 @@ import { type TaskAlreadyExists, TaskTimeout } from "../PluginError.ts"
 import { TaskContext } from "../TaskContext.ts"
 import type { LeaseGate } from "./durable.ts"
 import type { Ending } from "./ending.ts"
-import { type Caller, Callers, TaskSpan } from "./launch.ts"
+import { type Caller, Callers, TaskScope, TaskSpan } from "./launch.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { causeMessage } from "./messages.ts"
 import type { RegistryService } from "./registry.ts"
@@ -256,7 +256,7 @@ export class Supervisor {
     let scope: Scope.Closeable | undefined
     if (single && launch.timeout === undefined && caller.untraced) {
       span = new TaskSpan(task.record, caller)
-      scope = Scope.makeUnsafe()
+      scope = new TaskScope()
       context = Context.add(
         Context.add(Context.add(context, TaskContext, new ManagedTaskContext(this, task, owner)), Scope.Scope, scope),
         Tracer.ParentSpan,
