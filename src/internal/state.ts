@@ -188,13 +188,17 @@ export class Steps {
  * concurrent calls would all run in one scheduler pass, and a subscriber's
  * reader (woken after the step, by a microtask) only after the whole burst:
  * its buffer would overflow (`Lagged`), and no timer would fire meanwhile.
- * So a public call that writes first takes a step from the budget: after
- * `budget` of them (below the subscriber buffer) the next waits for the next
- * macrotask, one `setImmediate` shared by every waiter, so the readers drain
- * their buffers and timers run before the next `budget` steps. On a durable
- * host events reach subscribers when their batch commits, so a call also
- * waits for the commit while `budget` events or more wait for one (`backlog`,
- * `drain`). The single call pays a counter check.
+ * So a public call that writes first takes a step from the budget: at most
+ * `budget` of them (below the subscriber buffer) run in one turn of the
+ * event loop. A turn ends at the next macrotask, one `setImmediate` set at
+ * the turn's first step: past the budget a call waits for it (shared by
+ * every waiter); a caller that gave way by itself meanwhile (Effect's
+ * scheduler yields a busy fiber by a macrotask too) finds the turn over and
+ * a new budget. Either way the readers drained their buffers (a microtask,
+ * before any macrotask) and timers ran before the next `budget` steps. On a
+ * durable host events reach subscribers when their batch commits, so a call
+ * also waits for the commit while `budget` events or more wait for one
+ * (`backlog`, `drain`). The single call pays a counter check.
  */
 export class Pace {
   /** Steps between two turns, read at each turn (it follows the subscribers' buffers). */
@@ -202,8 +206,11 @@ export class Pace {
   private budget: number
   private readonly backlog: () => number
   private readonly drain: Effect.Effect<void>
-  /** Steps taken since the last turn this pace waited for (it may be stale: then a call waits once early). */
+  /** Steps taken in this turn (since the turn's end was set). */
   private taken = 0
+  /** The end of this turn is set (a `setImmediate`), once its first step was taken. */
+  private ending = false
+  /** What the calls past the budget wait for: the end of this turn. */
   private turn: Deferred.Deferred<void> | undefined
 
   constructor(budget: () => number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
@@ -235,28 +242,43 @@ export class Pace {
    */
   static readonly maxSteps = 1_024
 
-  /** Waits for the next macrotask (readers woken and timers due run first); shared by every waiter. */
-  readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.turn ??= this.newTurn()))
+  /** Waits for the end of this turn (readers woken and timers due run first); shared by every waiter. */
+  readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => {
+    this.endTurnLater()
+    return Deferred.await(this.turn ??= Deferred.makeUnsafe<void>())
+  })
 
-  private newTurn(): Deferred.Deferred<void> {
-    const turn = Deferred.makeUnsafe<void>()
-    setImmediate(() => {
-      this.turn = undefined
-      this.taken = 0
-      this.budget = Math.max(1, this.budgetNow())
-      Deferred.doneUnsafe(turn, Exit.void)
-    })
-    return turn
+  /** Sets the end of this turn: the next macrotask. */
+  private endTurnLater(): void {
+    if (this.ending) return
+    this.ending = true
+    setImmediate(this.endTurn)
   }
 
-  private readonly counted: Effect.Effect<void> = Effect.suspend(() => {
+  /** A new turn: a new budget, and the calls that waited for it go on. */
+  private readonly endTurn = (): void => {
+    this.ending = false
+    this.taken = 0
+    this.budget = Math.max(1, this.budgetNow())
+    const turn = this.turn
+    if (turn === undefined) return
+    this.turn = undefined
+    Deferred.doneUnsafe(turn, Exit.void)
+  }
+
+  /** One step of this turn's budget, if one is left (the turn's first sets its end). */
+  private count(): boolean {
     // a subscriber with a smaller buffer than the turn began with lowers the budget at once
     if (this.taken < this.budget && this.taken < this.budgetNow()) {
-      this.taken++
-      return Effect.void
+      if (this.taken++ === 0) this.endTurnLater()
+      return true
     }
-    return Effect.andThen(this.nextTurn, this.counted)
-  })
+    return false
+  }
+
+  private readonly counted: Effect.Effect<void> = Effect.suspend(() =>
+    this.count() ? Effect.void : Effect.andThen(this.nextTurn, this.counted)
+  )
 
   /** Before a public call's step: one step of the budget. */
   readonly step: Effect.Effect<void> = Effect.suspend(() =>
@@ -265,11 +287,7 @@ export class Pace {
 
   /** One step of the budget, if one is left now and nothing waits for a commit (the common case): no effect, no wait. */
   take(): boolean {
-    if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
-      this.taken++
-      return true
-    }
-    return false
+    return this.backlog() < this.budget && this.count()
   }
 
   /** `call`, after one step of the budget: the common case (budget left, no backlog) adds one suspend. */
