@@ -138,23 +138,25 @@ export class Steps {
 
   /**
    * A public write call of two arguments in one primitive, for a host whose
-   * calls return when their step is done: decodes the input (`input(a, b)`:
-   * bad input fails first), takes one step of `pace`'s budget (past it,
-   * waits for the next turn), then runs `f` as a step of the open host. `f`
-   * gets the fiber, to read the time (`nowOf`) only if it needs it. Made
-   * once: a call allocates nothing beyond its primitive and what `input`
-   * and `f` make (`update` is called in bursts).
+   * calls return when their step is done: decodes the input (`input(a, b)`,
+   * the decoded input or the error, told apart by `refused`: bad input fails
+   * first), takes one step of `pace`'s budget (past it, waits for the next
+   * turn), then runs `f` as a step of the open host. `f` gets the fiber, to
+   * read the time (`nowOf`) only if it needs it. Made once: a call allocates
+   * nothing beyond its primitive and what `input` and `f` make (`update` is
+   * called in bursts).
    */
   paced<X, Y, I, E1, A, E>(
     pace: Pace,
-    input: (a: X, b: Y) => Result.Result<I, E1>,
+    input: (a: X, b: Y) => I | E1,
+    refused: (checked: I | E1) => checked is E1,
     f: (input: I, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>
   ): (a: X, b: Y) => Effect.Effect<A, E1 | E | SessionError> {
     const step = (a: X, b: Y, fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<A, E1 | E | SessionError> => {
       const valid = input(a, b)
-      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-      if (pace.take()) return this.isOpen() ? f(valid.success, fiber) : Effect.fail(this.closedReason)
-      return this.afterTurn(pace, valid.success, f)
+      if (refused(valid)) return Effect.fail(valid)
+      if (pace.take()) return this.isOpen() ? f(valid as I, fiber) : Effect.fail(this.closedReason)
+      return this.afterTurn(pace, valid as I, f)
     }
     return (a, b) => Effect.withFiber((fiber) => step(a, b, fiber))
   }
