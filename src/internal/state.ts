@@ -192,12 +192,14 @@ export class Steps {
  * its buffer would overflow (`Lagged`), and no timer would fire meanwhile.
  * So a public call that writes first takes a step from the budget: at most
  * `budget` of them (below the subscriber buffer) run in one turn of the
- * event loop. A turn ends at the next macrotask, one `setImmediate` set at
- * the turn's first step: past the budget a call waits for it (shared by
- * every waiter); a caller that gave way by itself meanwhile (Effect's
- * scheduler yields a busy fiber by a macrotask too) finds the turn over and
- * a new budget. Either way the readers drained their buffers (a microtask,
- * before any macrotask) and timers ran before the next `budget` steps. On a
+ * event loop. Past the budget a call waits for the next turn, one
+ * `setImmediate` shared by every waiter, set then: what the turn woke or
+ * scheduled (readers, timers, the fibers it started) runs first. A caller
+ * that gave way by itself before (Effect's scheduler yields a busy fiber by
+ * a macrotask too) finds a new budget without waiting: the turn's first step
+ * set its end at the next macrotask. Either way the readers drained their
+ * buffers (a microtask, before any macrotask) and timers ran before the next
+ * `budget` steps. On a
  * durable host events reach subscribers when their batch commits, so a call
  * also waits for the commit while `budget` events or more wait for one
  * (`backlog`, `drain`). The single call pays a counter check.
@@ -208,11 +210,11 @@ export class Pace {
   private budget: number
   private readonly backlog: () => number
   private readonly drain: Effect.Effect<void>
-  /** Steps taken in this turn (since the turn's end was set). */
+  /** Steps taken in this turn. */
   private taken = 0
   /** The end of this turn is set (a `setImmediate`), once its first step was taken. */
   private ending = false
-  /** What the calls past the budget wait for: the end of this turn. */
+  /** What the calls past the budget wait for: the next turn. */
   private turn: Deferred.Deferred<void> | undefined
 
   constructor(budget: () => number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
@@ -244,28 +246,39 @@ export class Pace {
    */
   static readonly maxSteps = 1_024
 
-  /** Waits for the end of this turn (readers woken and timers due run first); shared by every waiter. */
-  readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => {
-    this.endTurnLater()
-    return Deferred.await(this.turn ??= Deferred.makeUnsafe<void>())
-  })
+  /**
+   * Waits for the next turn: the next macrotask after this one (shared by
+   * every waiter), so what this turn woke or scheduled (readers, timers,
+   * the fibers it started) runs first.
+   */
+  readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.turn ??= this.newTurn()))
 
-  /** Sets the end of this turn: the next macrotask. */
+  private newTurn(): Deferred.Deferred<void> {
+    const turn = Deferred.makeUnsafe<void>()
+    setImmediate(() => {
+      this.turn = undefined
+      this.startTurn()
+      Deferred.doneUnsafe(turn, Exit.void)
+    })
+    return turn
+  }
+
+  private startTurn(): void {
+    this.taken = 0
+    this.budget = Math.max(1, this.budgetNow())
+  }
+
+  /** Sets the end of this turn for a caller that gives way by itself: the next macrotask. */
   private endTurnLater(): void {
     if (this.ending) return
     this.ending = true
     setImmediate(this.endTurn)
   }
 
-  /** A new turn: a new budget, and the calls that waited for it go on. */
+  /** The turn is over (a macrotask has begun): a new budget, unless a call waits for its own next turn. */
   private readonly endTurn = (): void => {
     this.ending = false
-    this.taken = 0
-    this.budget = Math.max(1, this.budgetNow())
-    const turn = this.turn
-    if (turn === undefined) return
-    this.turn = undefined
-    Deferred.doneUnsafe(turn, Exit.void)
+    if (this.turn === undefined) this.startTurn()
   }
 
   /** One step of this turn's budget, if one is left (the turn's first sets its end). */

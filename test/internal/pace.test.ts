@@ -1,6 +1,6 @@
 /**
  * The host's pace on its own: at most `budget` steps in one turn of the
- * event loop; past it a call waits for the turn's end (the next macrotask);
+ * event loop; past it a call waits for the next turn (a macrotask set then);
  * a caller that gave way by itself finds the turn over and a new budget.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -39,17 +39,19 @@ describe("Pace", () => {
       assert.strictEqual(takenNow(pace, 100), 3, "the waiting step took the first of the new turn's")
     }))
 
-  it.effect("a step past the budget waits for readers woken by a microtask and for what was set for the next macrotask before the turn", () =>
+  it.effect("a step past the budget waits for readers woken by a microtask and for what the turn set for the next macrotask", () =>
     Effect.gen(function*() {
       const pace = new Pace(() => 2)
       const order: Array<string> = []
       yield* nextMacrotask
-      setImmediate(() => order.push("timer"))
+      setImmediate(() => order.push("before the turn"))
       takenNow(pace, 2)
+      // set during the turn (a fiber it started, a timer): it too runs before the next turn's steps
+      setImmediate(() => order.push("during the turn"))
       queueMicrotask(() => order.push("reader"))
       yield* pace.step
       order.push("step")
-      assert.deepStrictEqual(order, ["reader", "timer", "step"])
+      assert.deepStrictEqual(order, ["reader", "before the turn", "during the turn", "step"])
     }))
 
   it.effect("many callers past the budget: at most the budget of them go on in each turn", () =>
