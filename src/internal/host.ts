@@ -82,6 +82,8 @@ import {
   taskIdsOf,
   type UpdateArgs,
   updateArgsOf,
+  checkUpdateArgs,
+  isRefusal,
   checked
 } from "./validate.ts"
 
@@ -358,7 +360,7 @@ export const makeWith = (
       // in memory, the input check, the pace and the step are one primitive; on a durable store the call
       // then waits for the commit
       update: journal === undefined
-        ? steps.paced(pace, updateArgsOf, updateStep)
+        ? steps.paced(pace, checkUpdateArgs, isRefusal, updateStep)
         : (taskId, update) => checked(() => updateArgsOf(taskId, update), (args) => write(steps.open((fiber) => updateStep(args, fiber)))),
 
       complete: (taskId, completion) =>

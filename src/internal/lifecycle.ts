@@ -81,19 +81,23 @@ export const moveRecord = (
 
 /**
  * The record with `message` as its latest progress, by the event numbered
- * `revision`.
+ * `revision`. The same message again keeps the record's `progress` (an
+ * immutable value): one object less per update and per event a subscriber
+ * holds.
  */
-export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord =>
-  rebuilt(
+export const progressRecord = (record: BackgroundTaskRecord, message: string, revision: number): BackgroundTaskRecord => {
+  const last = record.progress
+  return rebuilt(
     record,
     record.state,
     record.result,
     record.failure,
     record.updatedAt,
     record.completedAt,
-    Option.some(message),
+    Option.isSome(last) && last.value === message ? last : Option.some(message),
     revision
   )
+}
 
 /**
  * A new version of `record` with the fields a move or a progress message

@@ -138,23 +138,25 @@ export class Steps {
 
   /**
    * A public write call of two arguments in one primitive, for a host whose
-   * calls return when their step is done: decodes the input (`input(a, b)`:
-   * bad input fails first), takes one step of `pace`'s budget (past it,
-   * waits for the next turn), then runs `f` as a step of the open host. `f`
-   * gets the fiber, to read the time (`nowOf`) only if it needs it. Made
-   * once: a call allocates nothing beyond its primitive and what `input`
-   * and `f` make (`update` is called in bursts).
+   * calls return when their step is done: decodes the input (`input(a, b)`,
+   * the decoded input or the error, told apart by `refused`: bad input fails
+   * first), takes one step of `pace`'s budget (past it, waits for the next
+   * turn), then runs `f` as a step of the open host. `f` gets the fiber, to
+   * read the time (`nowOf`) only if it needs it. Made once: a call allocates
+   * nothing beyond its primitive and what `input` and `f` make (`update` is
+   * called in bursts).
    */
   paced<X, Y, I, E1, A, E>(
     pace: Pace,
-    input: (a: X, b: Y) => Result.Result<I, E1>,
+    input: (a: X, b: Y) => I | E1,
+    refused: (checked: I | E1) => checked is E1,
     f: (input: I, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E>
   ): (a: X, b: Y) => Effect.Effect<A, E1 | E | SessionError> {
     const step = (a: X, b: Y, fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<A, E1 | E | SessionError> => {
       const valid = input(a, b)
-      if (Result.isFailure(valid)) return Effect.fail(valid.failure)
-      if (pace.take()) return this.isOpen() ? f(valid.success, fiber) : Effect.fail(this.closedReason)
-      return this.afterTurn(pace, valid.success, f)
+      if (refused(valid)) return Effect.fail(valid)
+      if (pace.take()) return this.isOpen() ? f(valid as I, fiber) : Effect.fail(this.closedReason)
+      return this.afterTurn(pace, valid as I, f)
     }
     return (a, b) => Effect.withFiber((fiber) => step(a, b, fiber))
   }
@@ -188,13 +190,19 @@ export class Steps {
  * concurrent calls would all run in one scheduler pass, and a subscriber's
  * reader (woken after the step, by a microtask) only after the whole burst:
  * its buffer would overflow (`Lagged`), and no timer would fire meanwhile.
- * So a public call that writes first takes a step from the budget: after
- * `budget` of them (below the subscriber buffer) the next waits for the next
- * macrotask, one `setImmediate` shared by every waiter, so the readers drain
- * their buffers and timers run before the next `budget` steps. On a durable
- * host events reach subscribers when their batch commits, so a call also
- * waits for the commit while `budget` events or more wait for one (`backlog`,
- * `drain`). The single call pays a counter check.
+ * So a public call that writes first takes a step from the budget: at most
+ * `budget` of them (below the subscriber buffer) run in one turn of the
+ * event loop. Past the budget a call waits for the next turn, one
+ * `setImmediate` shared by every waiter, set then: what the turn woke or
+ * scheduled (readers, timers, the fibers it started) runs first. A caller
+ * that gave way by itself before (Effect's scheduler yields a busy fiber by
+ * a macrotask too) finds a new budget without waiting: the turn's first step
+ * set its end at the next macrotask. Either way the readers drained their
+ * buffers (a microtask, before any macrotask) and timers ran before the next
+ * `budget` steps. On a
+ * durable host events reach subscribers when their batch commits, so a call
+ * also waits for the commit while `budget` events or more wait for one
+ * (`backlog`, `drain`). The single call pays a counter check.
  */
 export class Pace {
   /** Steps between two turns, read at each turn (it follows the subscribers' buffers). */
@@ -202,8 +210,11 @@ export class Pace {
   private budget: number
   private readonly backlog: () => number
   private readonly drain: Effect.Effect<void>
-  /** Steps taken since the last turn this pace waited for (it may be stale: then a call waits once early). */
+  /** Steps taken in this turn. */
   private taken = 0
+  /** The end of this turn is set (a `setImmediate`), once its first step was taken. */
+  private ending = false
+  /** What the calls past the budget wait for: the next turn. */
   private turn: Deferred.Deferred<void> | undefined
 
   constructor(budget: () => number, backlog: () => number = () => 0, drain: Effect.Effect<void> = Effect.void) {
@@ -235,28 +246,54 @@ export class Pace {
    */
   static readonly maxSteps = 1_024
 
-  /** Waits for the next macrotask (readers woken and timers due run first); shared by every waiter. */
+  /**
+   * Waits for the next turn: the next macrotask after this one (shared by
+   * every waiter), so what this turn woke or scheduled (readers, timers,
+   * the fibers it started) runs first.
+   */
   readonly nextTurn: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.turn ??= this.newTurn()))
 
   private newTurn(): Deferred.Deferred<void> {
     const turn = Deferred.makeUnsafe<void>()
     setImmediate(() => {
       this.turn = undefined
-      this.taken = 0
-      this.budget = Math.max(1, this.budgetNow())
+      this.startTurn()
       Deferred.doneUnsafe(turn, Exit.void)
     })
     return turn
   }
 
-  private readonly counted: Effect.Effect<void> = Effect.suspend(() => {
+  private startTurn(): void {
+    this.taken = 0
+    this.budget = Math.max(1, this.budgetNow())
+  }
+
+  /** Sets the end of this turn for a caller that gives way by itself: the next macrotask. */
+  private endTurnLater(): void {
+    if (this.ending) return
+    this.ending = true
+    setImmediate(this.endTurn)
+  }
+
+  /** The turn is over (a macrotask has begun): a new budget, unless a call waits for its own next turn. */
+  private readonly endTurn = (): void => {
+    this.ending = false
+    if (this.turn === undefined) this.startTurn()
+  }
+
+  /** One step of this turn's budget, if one is left (the turn's first sets its end). */
+  private count(): boolean {
     // a subscriber with a smaller buffer than the turn began with lowers the budget at once
     if (this.taken < this.budget && this.taken < this.budgetNow()) {
-      this.taken++
-      return Effect.void
+      if (this.taken++ === 0) this.endTurnLater()
+      return true
     }
-    return Effect.andThen(this.nextTurn, this.counted)
-  })
+    return false
+  }
+
+  private readonly counted: Effect.Effect<void> = Effect.suspend(() =>
+    this.count() ? Effect.void : Effect.andThen(this.nextTurn, this.counted)
+  )
 
   /** Before a public call's step: one step of the budget. */
   readonly step: Effect.Effect<void> = Effect.suspend(() =>
@@ -265,11 +302,7 @@ export class Pace {
 
   /** One step of the budget, if one is left now and nothing waits for a commit (the common case): no effect, no wait. */
   take(): boolean {
-    if (this.taken < this.budget && this.taken < this.budgetNow() && this.backlog() < this.budget) {
-      this.taken++
-      return true
-    }
-    return false
+    return this.backlog() < this.budget && this.count()
   }
 
   /** `call`, after one step of the budget: the common case (budget left, no backlog) adds one suspend. */

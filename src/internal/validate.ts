@@ -335,12 +335,22 @@ const outcomeError = (name: "update" | "completion", why: string) =>
 
 /**
  * `update(taskId, update)`'s arguments, checked in order as `checkAll(taskIdOf(taskId), outcomeOf("update", update,
- * "progress"))` checks them (the same errors), in one object: `update` is called in bursts.
+ * "progress"))` checks them (the same errors), in one object, or the error (no `Result` around either: `update` is
+ * called in bursts; `isRefusal` tells them apart).
  */
+export const checkUpdateArgs = (taskId: unknown, update: unknown): UpdateArgs | SessionError | InvokeError =>
+  typeof taskId !== "string"
+    ? (taskIdOf(taskId) as Result.Failure<never, SessionError>).failure
+    : checkOutcome("update", update, "progress", taskId)
+
+/** Whether `checkUpdateArgs` refused its input. */
+export const isRefusal = (checked: UpdateArgs | SessionError | InvokeError): checked is SessionError | InvokeError =>
+  checked instanceof Error
+
+/** `checkUpdateArgs` as a `Result`. */
 export const updateArgsOf = (taskId: unknown, update: unknown): Result.Result<UpdateArgs, SessionError | InvokeError> => {
-  if (typeof taskId !== "string") return taskIdOf(taskId) as Result.Failure<never, SessionError>
-  const checked = checkOutcome("update", update, "progress", taskId)
-  return checked instanceof InvokeError ? Result.fail(checked) : Result.succeed(checked)
+  const checked = checkUpdateArgs(taskId, update)
+  return isRefusal(checked) ? Result.fail(checked) : Result.succeed(checked)
 }
 
 /**

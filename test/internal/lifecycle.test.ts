@@ -242,6 +242,18 @@ describe("progressRecord", () => {
       assert.deepStrictEqual(before, copy)
     }
   })
+
+  it("the same message again: the same record as for a new message, its progress the same value", () => {
+    const before = record("running", { progress: Option.some("same") })
+    const again = progressRecord(before, "same", 8)
+    assert.deepStrictEqual(again, { ...before, progress: Option.some("same"), revision: 8 })
+    assert.strictEqual(again.progress, before.progress)
+    // a different message, or none before: a new value
+    const other = progressRecord(before, "other", 9)
+    assert.deepStrictEqual(other.progress, Option.some("other"))
+    const first = progressRecord(record("running"), "same", 10)
+    assert.deepStrictEqual(first.progress, Option.some("same"))
+  })
 })
 
 describe("moveRecord to a terminal state", () => {

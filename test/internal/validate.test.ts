@@ -10,7 +10,9 @@ import {
   isPlainRegistration,
   outcomeOf,
   taskIdOf,
-  updateArgsOf
+  updateArgsOf,
+  checkUpdateArgs,
+  isRefusal
 } from "../../src/internal/validate.ts"
 
 const decodeRegistration = Schema.decodeUnknownResult(Schema.toType(TaskRegistration))
@@ -99,6 +101,15 @@ describe("update's arguments", () => {
     const shown = (result: Result.Result<unknown, { readonly _tag: string; readonly message: string }>) =>
       Result.isSuccess(result) ? { success: result.success } : { failure: [result.failure._tag, result.failure.message] }
     for (const [taskId, update] of cases) {
+      const general = shown(
+        Result.map(
+          checkAll(taskIdOf(taskId), outcomeOf("update", update, "progress")),
+          ([taskId, { state, text }]) => ({ taskId, state, text })
+        )
+      )
+      // the in-memory call's check (no Result, told apart by isRefusal): the same arguments or the same error
+      const checked = checkUpdateArgs(taskId, update)
+      assert.deepStrictEqual(shown(isRefusal(checked) ? Result.fail(checked) : Result.succeed(checked)), general)
       assert.deepStrictEqual(
         shown(updateArgsOf(taskId, update)),
         shown(
