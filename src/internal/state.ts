@@ -199,10 +199,10 @@ export class Steps {
  * a macrotask too) finds a new budget without waiting: the turn's first step
  * set its end at the next macrotask. Either way the readers drained their
  * buffers (a microtask, before any macrotask) and timers ran before the next
- * `budget` steps. On a
- * durable host events reach subscribers when their batch commits, so a call
- * also waits for the commit while `budget` events or more wait for one
- * (`backlog`, `drain`). The single call pays a counter check.
+ * `budget` steps. On a durable host events reach subscribers when their batch
+ * commits, so a call also waits for the commit while `budget` events or more
+ * wait for one (`backlog`, `drain`). A call pays a counter check; the first
+ * of a turn also sets the turn's end (one `setImmediate`).
  */
 export class Pace {
   /** Steps between two turns, read at each turn (it follows the subscribers' buffers). */
