@@ -229,7 +229,8 @@ export const renderMarkdown = (result: BenchResult, analysis: string | undefined
     "Each scenario runs its host variant and its baselines in the same Node process, " +
       (result.mode === "quick" ? "every group in one process (a quick smoke run: tiny sizes, figures meaningless)" : "one process per scenario group") +
       `: ${result.settings.warmup} warm-up run, then ${result.settings.reps} measured repetitions, interleaved ` +
-      "(the order rotates each repetition). Reported: median and min–max. Ratios are taken between medians; " +
+      "(the order rotates each repetition; the scenarios whose runs take tens of milliseconds, fan-out, the " +
+      "publisher and cancellation, make 15, and cancellation three warm-up runs). Reported: median and min–max. Ratios are taken between medians; " +
       "absolute numbers drift on shared machines, ratios hold better."
   )
   out.push("")

@@ -4,7 +4,7 @@
  * itself, then waits forever) before the clock starts.
  */
 import { Effect, FiberMap } from "effect"
-import { check, type GroupResult, measure, medianOf, runNumber, type Settings, timed } from "../harness.ts"
+import { check, type GroupResult, measure, medianOf, runNumber, type Settings, shortRuns, timed } from "../harness.ts"
 import { withHost } from "../host.ts"
 
 const session = "bench"
@@ -47,7 +47,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
   const n = settings.quick ? 300 : 10_000
   // three warm-up runs of each variant, not one: a run is a single call over 10k fibers, and V8 is
   // still optimizing both variants' code in the second (both ran about a third slower in it than later)
-  const results = await measure("5 cancellation", { ...settings, warmup: settings.quick ? settings.warmup : 3 }, [
+  const results = await measure("5 cancellation", { ...shortRuns(settings), warmup: settings.quick ? settings.warmup : 3 }, [
     { name: "host cancelAllManaged", role: "host", run: () => runNumber(hostRun(n)) },
     { name: "FiberMap.clear", role: "baseline", run: () => runNumber(fiberMapRun(n)) }
   ])
@@ -68,7 +68,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       }],
       notes: [
         "host: the clock stops when cancelAllManaged returns, every record cancelled with its event published",
-        "three warm-up runs of each variant before the five measured ones (a run is one call; V8 still optimizes in the second)"
+        "three warm-up runs of each variant before the 15 measured ones (a run is one call; V8 still optimizes in the second)"
       ],
       fairness: [{
         baseline: "FiberMap.clear",

@@ -39,6 +39,7 @@ import {
   runNumber,
   type ScenarioResult,
   type Settings,
+  shortRuns,
   timed,
   type Variant
 } from "../harness.ts"
@@ -209,7 +210,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       { name: hubFloorVariant, role: "info", run: () => runNumber(hubFloor("events", subscribers, size)) },
       { name: updateFloorVariant, role: "info", run: () => runNumber(hubFloor("update", subscribers, size)) }
     ]
-    const results = await measure(`3 fan-out ${subscribers}`, settings, variants(n), variants(warm))
+    const results = await measure(`3 fan-out ${subscribers}`, shortRuns(settings), variants(n), variants(warm))
     const hostPulls = await pullsPerReader(subscribers, (c) => hostFanout(subscribers, n, c))
     const fairPulls = await pullsPerReader(subscribers, (c) => pubsubFanout("fair", subscribers, n, c))
     const eagerPulls = withEager ? await pullsPerReader(subscribers, (c) => pubsubFanout("eager", subscribers, n, c)) : 0
@@ -276,7 +277,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       }]
     })
   }
-  const results = await measure("3 publisher, never-reading subscriber", settings, [
+  const results = await measure("3 publisher, never-reading subscriber", shortRuns(settings), [
     { name: "host, no subscriber", role: "baseline", run: () => runNumber(hostPublisher(false, n)) },
     { name: "host, one never-reading subscriber", role: "host", run: () => runNumber(hostPublisher(true, n)) },
     { name: "raw PubSub, publisher alone (info)", role: "info", run: () => runNumber(pubsubPublisher(n)) }
