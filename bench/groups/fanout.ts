@@ -25,7 +25,10 @@
  * and its event and publishes it).
  *
  * Then the publisher alone: N progress updates with one subscriber that never
- * reads vs with no subscriber, and (info) the baseline's publisher alone.
+ * reads vs with no subscriber, and (info) the baseline's publisher alone; and,
+ * measured apart, that target's floor (info): a bare loop keeping the newest
+ * 4,096 hand-built events vs dropping them, so each run shows how much of the
+ * host's extra time with the idle subscriber keeping its window costs anyway.
  */
 import { Effect, Fiber, Option, PubSub, Stream } from "effect"
 import type { BackgroundTaskEvent, BackgroundTaskRecord, SubscriptionEvent } from "../../src/index.ts"
@@ -183,6 +186,28 @@ const pubsubPublisher = (n: number) =>
     }))
   }))
 
+/**
+ * The never-reading subscriber's floor (info): the least a publisher that keeps
+ * the newest 4,096 events can do. A bare loop publishes N hand-built events,
+ * one `Effect.sync` each, into a ring of 4,096 slots (`kept`) or drops them:
+ * what keeping them costs is the garbage collector's (each young collection
+ * copies the window of live events and their records). The host's extra time
+ * with a never-reading subscriber is set against this one's.
+ */
+const ringFloor = (kept: boolean, n: number) =>
+  Effect.suspend(() => {
+    const slots = new Array<BackgroundTaskEvent | undefined>(fairCapacity).fill(undefined)
+    let head = 0
+    const publish = (event: BackgroundTaskEvent) =>
+      Effect.sync(() => {
+        if (kept) slots[head++ & (fairCapacity - 1)] = event
+      })
+    return timed(Effect.gen(function*() {
+      for (let i = 0; i < n; i++) yield* publish(progressEvent(i + 1, taskId, session, message))
+      return slots
+    }))
+  })
+
 /** The publisher alone: N progress updates, with one never-reading subscriber or none. */
 const hostPublisher = (withSubscriber: boolean, n: number) =>
   withHost({}, (host) =>
@@ -282,6 +307,14 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
     { name: "host, one never-reading subscriber", role: "host", run: () => runNumber(hostPublisher(true, n)) },
     { name: "raw PubSub, publisher alone (info)", role: "info", run: () => runNumber(pubsubPublisher(n)) }
   ])
+  // measured on its own, so that its variants do not share the rotation (and the JIT's state) with the host's
+  const floor = await measure("3 publisher, never-reading subscriber: floor (info)", shortRuns(settings), [
+    { name: "floor: hand-built events dropped (info)", role: "info", run: () => runNumber(ringFloor(false, n)) },
+    { name: "floor: hand-built events, the newest 4,096 kept (info)", role: "info", run: () => runNumber(ringFloor(true, n)) }
+  ])
+  const hostExtra = medianOf(results, "host, one never-reading subscriber") - medianOf(results, "host, no subscriber")
+  const floorExtra = medianOf(floor, "floor: hand-built events, the newest 4,096 kept (info)") -
+    medianOf(floor, "floor: hand-built events dropped (info)")
   scenarios.push({
     id: "publisher-slow-subscriber",
     scenario: 3,
@@ -289,7 +322,7 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
     title: "Publisher throughput with one subscriber that never reads vs none",
     unit: "ms",
     params: { n },
-    variants: results,
+    variants: [...results, ...floor],
     ratios: [{
       id: "throughput-vs-no-subscriber",
       label: "throughput with a never-reading subscriber / throughput with none",
@@ -298,11 +331,26 @@ export const run = async (settings: Settings): Promise<GroupResult> => {
       id: "update-vs-publish",
       label: "info: host update(id, { progress }) with no subscriber / raw PubSub publish of a hand-built event, time",
       value: medianOf(results, "host, no subscriber") / medianOf(results, "raw PubSub, publisher alone (info)")
-    }],
+    }, {
+      id: "floor-kept-vs-dropped",
+      label: "info: floor, throughput keeping the newest 4,096 events / dropping them (a bare loop of hand-built events)",
+      value: medianOf(floor, "floor: hand-built events dropped (info)") /
+        medianOf(floor, "floor: hand-built events, the newest 4,096 kept (info)")
+    }, ...(floorExtra > 0
+      ? [{
+        id: "extra-vs-floor-extra",
+        label: "info: the host's extra time with a never-reading subscriber / the floor's extra time keeping the same " +
+          `window (${hostExtra.toFixed(1)} ms / ${floorExtra.toFixed(1)} ms)`,
+        value: hostExtra / floorExtra
+      }]
+      : [])],
     notes: [
       "the never-reading subscriber has the default buffer (4,096 events): past it, each event overwrites the oldest",
       "info: the fan-out baseline's publisher alone (N hand-built events published on a PubSub.bounded without a " +
-      "subscriber), beside the host's update call alone"
+      "subscriber), beside the host's update call alone",
+      "info, the floor (measured apart, its two variants alternated): a bare loop publishing N hand-built events, one " +
+      "Effect.sync each, into a ring of 4,096 slots or dropping them; keeping the window costs garbage collection (each " +
+      "young collection copies the live events and their records), which the host's never-reading subscriber pays too"
     ]
   })
   return { group: "fanout", scenarios }
