@@ -377,6 +377,83 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.isTrue(yield* Deferred.isDone(sibling.finalized))
       }))
 
+    it.effect("cancelAllManaged returns only after slow finalizers ran, in the task's scope and in its body; a second cancel meanwhile does not cut them short", () =>
+      Effect.gen(function*() {
+        const { events, host } = yield* makeTestHost()
+        const gate = yield* Deferred.make<void>()
+        const log = yield* Ref.make<ReadonlyArray<string>>([])
+        const started = yield* Ref.make(0)
+        // a finalizer in the task's own scope (run by its exit) and one around its body, both waiting for the gate
+        yield* host.spawnManaged(
+          "s1",
+          spec("scoped"),
+          Effect.addFinalizer(() => Deferred.await(gate).pipe(Effect.andThen(Ref.update(log, (l) => [...l, "scoped"])))).pipe(
+            Effect.andThen(Ref.update(started, (n) => n + 1)),
+            Effect.andThen(Effect.never)
+          )
+        )
+        yield* host.spawnManaged(
+          "s1",
+          spec("ensuring"),
+          Ref.update(started, (n) => n + 1).pipe(
+            Effect.andThen(Effect.never),
+            Effect.ensuring(Deferred.await(gate).pipe(Effect.andThen(Ref.update(log, (l) => [...l, "ensuring"]))))
+          )
+        )
+        yield* host.spawnManaged("s1", spec("plain"), Ref.update(started, (n) => n + 1).pipe(Effect.andThen(Effect.never)))
+        while ((yield* Ref.get(started)) < 3) yield* Effect.yieldNow
+        const cancel = yield* Effect.forkChild(host.cancelAllManaged("s1"))
+        const again = yield* Effect.forkChild(host.cancelManaged("s1", "scoped"))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        // both finalizers wait: neither cancel has returned, and the waiting tasks are still live
+        assert.isUndefined(cancel.pollUnsafe())
+        assert.isUndefined(again.pollUnsafe())
+        assert.deepStrictEqual(yield* Ref.get(log), [])
+        assert.strictEqual(Option.getOrThrow(yield* host.get("scoped")).state, "running")
+        assert.strictEqual(Option.getOrThrow(yield* host.get("plain")).state, "cancelled")
+        yield* Deferred.succeed(gate, undefined)
+        const cancelled = yield* Fiber.join(cancel)
+        yield* Fiber.join(again)
+        assert.deepStrictEqual([...(yield* Ref.get(log))].sort(), ["ensuring", "scoped"])
+        assert.deepStrictEqual(cancelled.map((r) => `${r.id}:${r.state}`), ["scoped:cancelled", "ensuring:cancelled", "plain:cancelled"])
+        // one terminal event each
+        const ends = tags(yield* events).filter((t) => !t.startsWith("Registered"))
+        assert.deepStrictEqual([...ends].sort(), ["Cancelled:ensuring", "Cancelled:plain", "Cancelled:scoped"])
+      }))
+
+    it.effect("a task inside an uninterruptible region when cancelAllManaged runs finishes the region, then ends cancelled, once", () =>
+      Effect.gen(function*() {
+        const { events, host } = yield* makeTestHost()
+        const inRegion = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const after = yield* Ref.make(false)
+        yield* host.spawnManaged(
+          "s1",
+          spec("critical"),
+          Effect.uninterruptible(Deferred.succeed(inRegion, undefined).pipe(Effect.andThen(Deferred.await(release)))).pipe(
+            // interrupted as the region ends: this never runs
+            Effect.andThen(Ref.set(after, true)),
+            Effect.as("finished")
+          )
+        )
+        const other = yield* blocking
+        yield* host.spawnManaged("s1", spec("other"), other.task)
+        yield* Deferred.await(inRegion)
+        yield* Deferred.await(other.started)
+        const cancel = yield* Effect.forkChild(host.cancelAllManaged("s1"))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        assert.isUndefined(cancel.pollUnsafe())
+        assert.isTrue(yield* Deferred.isDone(other.finalized))
+        yield* Deferred.succeed(release, undefined)
+        const cancelled = yield* Fiber.join(cancel)
+        assert.deepStrictEqual(cancelled.map((r) => `${r.id}:${r.state}`), ["critical:cancelled", "other:cancelled"])
+        assert.isFalse(yield* Ref.get(after))
+        assert.deepStrictEqual(
+          tags(yield* events),
+          ["Registered:critical", "Registered:other", "Cancelled:other", "Cancelled:critical"]
+        )
+      }))
+
     it.effect("shutdown waits for a hanging external cancel effect no longer than the grace period", () =>
       Effect.gen(function*() {
         const { host, events } = yield* makeTestHost({ cancelGracePeriod: "2 seconds" })

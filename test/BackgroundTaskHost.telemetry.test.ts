@@ -5,7 +5,7 @@
  * duration histogram, by kind, read as deltas from the metric registry.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Metric, Option, Ref, Schedule, Tracer } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Metric, Option, Ref, Schedule, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import type { TaskKind } from "../src/index.ts"
 import { TaskMetrics as metrics } from "../src/index.ts"
@@ -194,6 +194,24 @@ describe("BackgroundTaskHost telemetry", () => {
         const failed = yield* Deferred.await(failing)
         assert.isTrue(failed.status._tag === "Ended" && Exit.isFailure(failed.status.exit))
         assert.isTrue(Option.isNone(failed.parent), "no caller span: a root span")
+      }))
+
+    it.live("on Effect's own clock, a task span's end time is the clock's time when the task ended", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const seen = yield* Deferred.make<Tracer.Span>()
+        yield* host.spawnManaged("s1", spec("n"), Effect.currentSpan.pipe(Effect.tap((s) => Deferred.succeed(seen, s)), Effect.andThen(Effect.never)))
+        const span = yield* Deferred.await(seen)
+        yield* Effect.sleep("20 millis")
+        const before = yield* Clock.currentTimeNanos
+        yield* host.cancelManaged("s1", "n")
+        const after = yield* Clock.currentTimeNanos
+        const status = span.status
+        assert.isTrue(status._tag === "Ended" && Exit.hasInterrupts(status.exit))
+        if (status._tag !== "Ended") return
+        assert.strictEqual(typeof status.endTime, "bigint")
+        assert.isTrue(before <= status.endTime && status.endTime <= after, `${before} <= ${status.endTime} <= ${after}`)
+        assert.isTrue(status.endTime - status.startTime >= BigInt(20_000_000))
       }))
 
     it.effect("external and registered tasks have no span; a managed task's attempt span ends when it is cancelled", () =>

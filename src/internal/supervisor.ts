@@ -273,9 +273,12 @@ export class Supervisor {
       // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host
       // stops); a task ended or a host closed meanwhile does not run
       const confirming = this.lease?.check()
-      return confirming === undefined ? run() : Effect.andThen(
-        confirming,
-        Effect.suspend(() => !this.steps.isOpen() || isTerminal(task.record.state) || !task.held ? Effect.interrupt : run())
+      // the task runs interruptible; its exit handler, outside, does not (see `uninterruptibleStart`)
+      return Effect.interruptible(
+        confirming === undefined ? run() : Effect.andThen(
+          confirming,
+          Effect.suspend(() => !this.steps.isOpen() || isTerminal(task.record.state) || !task.held ? Effect.interrupt : run())
+        )
       )
     })
     Effect.runForkWith(context)(Effect.onExitPrimitive(body, (exit): Effect.Effect<void> | undefined => {
@@ -293,7 +296,7 @@ export class Supervisor {
           return this.finish(task, owner, exit, caller) ?? Effect.void
         })
       )
-    }))
+    }, true), uninterruptibleStart)
   }
 
   /**
@@ -430,6 +433,18 @@ export class Supervisor {
     this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
   }
 }
+
+/**
+ * How a task fiber starts: uninterruptible, its body made interruptible
+ * inside the exit handler's frame (`Effect.interruptible` in `run`). The
+ * handler and whatever it returns (the scope's finalizers, the children's
+ * end) run uninterruptible, as an `Effect.onExit` frame's do, but an
+ * interrupted task unwinds to it with the fiber already uninterruptible: the
+ * frame need not make it so and restore it after, and the exit it returns
+ * goes out as it is (the default frame's restore re-adds the interruption to
+ * the cause, one more cause and exit per interrupted task).
+ */
+const uninterruptibleStart: Effect.RunOptions = { uninterruptible: true }
 
 /** The slot of every task of a host without limits (never held: `owner.slot` is set only with limits). */
 const unlimited: Slot = { sessionId: "", kind: "other" }
