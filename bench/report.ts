@@ -85,7 +85,7 @@ const targets: ReadonlyArray<Target> = [
   },
   { text: "≤ 1 KB heap per retained terminal record", ratio: "vs-1kb", op: "<=", threshold: 1 },
   {
-    text: "Durable lifecycle on SQLite ≥ 2.5× BullMQ + Redis (AOF)",
+    text: "Durable lifecycle on SQLite ≥ 2.5× BullMQ + Redis (AOF), the same retention",
     scenario: "durable",
     ratio: "sqlite-vs-bullmq",
     op: ">=",
@@ -93,7 +93,7 @@ const targets: ReadonlyArray<Target> = [
     moonshot: 3
   },
   {
-    text: "Durable lifecycle on PostgreSQL ≥ 2× BullMQ + Redis (AOF)",
+    text: "Durable lifecycle on PostgreSQL ≥ 2× BullMQ + Redis (AOF), the same retention",
     scenario: "durable",
     ratio: "pg-vs-bullmq",
     op: ">=",
