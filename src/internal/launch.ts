@@ -35,12 +35,6 @@ export interface Caller {
   readonly sampled: boolean
   /** Whether spans record their times (`References.TracerTimingEnabled`). */
   readonly timing: boolean
-  /**
-   * Whether a span's end time may be measured from its start (`TaskSpan`):
-   * times are recorded and the clock is Effect's own, whose nanoseconds
-   * run with the process's monotonic clock.
-   */
-  readonly elapsed: boolean
   readonly clock: Clock.Clock
   /** The caller's context with its scheduler replaced by one whose fibers share one dispatcher: a task fiber's. */
   readonly context: Context.Context<never>
@@ -61,15 +55,12 @@ export class Callers {
     const scheduler = Context.get(context, Scheduler.Scheduler)
     let shared = this.shared.get(scheduler)
     if (shared === undefined) this.shared.set(scheduler, shared = new SharedDispatcher(scheduler))
-    const timing = Context.get(context, References.TracerTimingEnabled)
-    const clock = Context.get(context, Clock.Clock)
     return {
       untraced,
       parent: parent === undefined ? Option.none() : Option.some(parent),
       sampled: parent?.sampled !== false,
-      timing,
-      elapsed: timing && clock === defaultClock,
-      clock,
+      timing: Context.get(context, References.TracerTimingEnabled),
+      clock: Context.get(context, Clock.Clock),
       context: Context.add(context, Scheduler.Scheduler, shared)
     }
   }
@@ -102,9 +93,6 @@ export class SharedDispatcher implements Scheduler.Scheduler {
 
 const noAnnotations = Context.empty()
 
-/** Effect's own clock, the one a context without a `Clock` of its own reads. */
-const defaultClock = Context.get(Context.empty(), Clock.Clock)
-
 /**
  * The `background_task` span of a task no tracer sees: the span Effect's
  * native tracer would make (`Effect.currentSpan` in the task reads it, a
@@ -126,11 +114,7 @@ export class TaskSpan extends Tracer.NativeSpan {
     })
     this.record = record
     this.caller = caller
-    this.startMark = caller.elapsed ? performance.now() : 0
   }
-
-  /** `performance.now()` at the start, when the end time is measured from it (`Caller.elapsed`). */
-  private readonly startMark: number
 
   override get attributes(): Map<string, unknown> {
     if (this._attributes === undefined) {
@@ -147,16 +131,7 @@ export class TaskSpan extends Tracer.NativeSpan {
   }
 
   endWith(exit: Exit.Exit<unknown, unknown>): void {
-    const { caller } = this
-    // on Effect's own clock, the end is the start plus the monotonic time elapsed (what that clock, anchored
-    // on the monotonic one, would read): one `performance.now()` and one addition instead of the clock's
-    // reading of two clocks in big integers
-    const end = caller.elapsed
-      ? this.startTime + BigInt(Math.round((performance.now() - this.startMark) * 1e6))
-      : caller.timing
-      ? caller.clock.currentTimeNanosUnsafe()
-      : BigInt(0)
-    this.end(end, exit)
+    this.end(this.caller.timing ? this.caller.clock.currentTimeNanosUnsafe() : BigInt(0), exit)
   }
 }
 
