@@ -24,13 +24,15 @@ import type { BackgroundTaskRecord, TaskOutcome, TaskSettings } from "../Backgro
 /**
  * The parts of the text being made, joined once it is whole. One array for
  * every text (they are made one at a time, never inside one another): its
- * length stays `kept`, the slots after the parts hold "" (joined as
- * nothing), so it is neither grown nor trimmed from text to text. `join`
- * takes a scratch array of the array's length, so `kept` is about the parts
- * of an event with its record's (the runs of fields that repeat from record
- * to record are one part each, below).
+ * length is `kept` between texts, the slots after the parts hold "" (joined
+ * as nothing). `join` takes a scratch array of the array's length, so `kept`
+ * is about the parts of a record or of an event whose record's text is made
+ * already (the runs of fields that repeat from record to record are one part
+ * each, below); a text of more parts (an event with its record's parts)
+ * lengthens the array, and cutting it back to `kept` keeps its room, so it is
+ * grown once, not for every such text.
  */
-const kept = 40
+const kept = 24
 const parts: Array<string | number> = new Array<string>(kept).fill("")
 let used = 0
 
