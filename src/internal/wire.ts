@@ -5,8 +5,10 @@
  * `Schema.encode` is the authority on the wire form; it is also most of the
  * cost of a durable write (a generic walk of the schema per value). These
  * functions give the same JSON for every value the schemas accept (a
- * property test holds them to it), and a record's text is made once however
- * many events and rows carry it.
+ * property test holds them to it). A record written as a row has its text
+ * made once, and the event that carries it takes that text; a record that
+ * only an event carries has no text of its own: its parts go into the
+ * event's (the store writes a batch's rows before its events).
  *
  * Each text is made by one `join` of its parts, so it comes out flat: a
  * template literal of many parts makes a rope (a string per part) that the
