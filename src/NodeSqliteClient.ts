@@ -421,8 +421,28 @@ const makeConnection = (db: DatabaseSync, cacheSize: number) => {
   return { connection, clearCache: () => cache.clear() }
 }
 
-/** The parameters as `node:sqlite` binds them; throws on a value SQLite cannot hold. */
-const bindable = (params: ReadonlyArray<unknown>): Array<SQLInputValue> =>
+/**
+ * The parameters as `node:sqlite` binds them; throws on a value SQLite cannot
+ * hold. The array itself when each of its values is bound as it is (no copy
+ * of a large statement's parameters).
+ */
+const bindable = (params: ReadonlyArray<unknown>): ReadonlyArray<SQLInputValue> => {
+  for (let i = 0; i < params.length; i++) {
+    const value = params[i]
+    switch (typeof value) {
+      case "string":
+      case "number":
+      case "bigint":
+        continue
+      case "object":
+        if (value === null) continue
+    }
+    return converted(params)
+  }
+  return params as ReadonlyArray<SQLInputValue>
+}
+
+const converted = (params: ReadonlyArray<unknown>): Array<SQLInputValue> =>
   params.map((value, i): SQLInputValue => {
     switch (typeof value) {
       case "string":

@@ -86,6 +86,12 @@ describe("NodeSqliteClient", () => {
         const error = yield* Effect.flip(sql`SELECT ${{ not: "a value" }} AS x`)
         assert.isTrue(SqlError.isSqlError(error))
         assert.include(error.message, "cannot bind parameter 1")
+        // values bound as they are, then ones that are converted or refused (the array is copied only then)
+        const [mixed] = yield* sql<{ readonly s: string; readonly n: number; readonly z: null; readonly yes: number }>`
+          SELECT ${"a"} AS s, ${2} AS n, ${null} AS z, ${true} AS yes`
+        assert.deepStrictEqual({ ...mixed }, { s: "a", n: 2, z: null, yes: 1 })
+        const late = yield* Effect.flip(sql`SELECT ${"a"}, ${2}, ${Symbol("x")} AS x`)
+        assert.include(late.message, "cannot bind parameter 3")
       }).pipe(Effect.provide(memory)))
 
     it.effect("reads integers as bigint under SafeIntegers", () =>

@@ -102,12 +102,14 @@ export const journaled = (
       const error = Cause.findError(exit.cause)
       return error._tag === "Success" && error.success instanceof SessionError
     }
+    /** After a call: its commit waited for (one function for every call). */
+    const afterCall = (exit: Exit.Exit<unknown, unknown>) => refused(exit) ? Effect.void : sync
     yield* Effect.forkScoped(journal.run)
     // a commit that failed for good, with no call waiting for it: the host stops
     yield* Effect.forkScoped(Effect.flatMap(Deferred.await(journal.failed), (error) => fence(stopReason(error))))
     const durability: Durability = {
       sink: journal,
-      write: (call) => Effect.onExit(call, (exit) => refused(exit) ? Effect.void : sync),
+      write: (call) => Effect.onExit(call, afterCall),
       sync,
       commits: () => journal.commits,
       replay: (fromSeq, toSeq, filter) => replay(store, fromSeq, toSeq, filter)

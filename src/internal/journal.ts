@@ -50,14 +50,22 @@ type Change =
 
 interface Batch {
   readonly events: Array<BackgroundTaskEvent>
-  readonly changes: Map<string, Change>
+  /** The latest change of each record, by session id, then task id. */
+  readonly changes: Map<string, Map<string, Change>>
   /** Completed once the batch is committed; made when the first caller waits. */
   done: Deferred.Deferred<void, TaskStoreError | LeaseHeld> | undefined
+  /** Waits for `done`, a failure as a defect: made with it, for every caller that waits. */
+  wait: Effect.Effect<void> | undefined
 }
 
-const emptyBatch = (): Batch => ({ events: [], changes: new Map(), done: undefined })
+const emptyBatch = (): Batch => ({ events: [], changes: new Map(), done: undefined, wait: undefined })
 
-const keyOf = (sessionId: string, taskId: string) => `${sessionId.length}:${sessionId}${taskId}`
+/** The changes of a session's records in `batch` (ids as they are: no key string made per event). */
+const changesOf = (batch: Batch, sessionId: string): Map<string, Change> => {
+  let changes = batch.changes.get(sessionId)
+  if (changes === undefined) batch.changes.set(sessionId, changes = new Map())
+  return changes
+}
 
 export class Journal implements EventSink {
   private open: Batch = emptyBatch()
@@ -152,18 +160,18 @@ export class Journal implements EventSink {
     switch (event._tag) {
       case "Evicted":
         for (const taskId of event.taskIds) {
-          batch.changes.set(keyOf(event.sessionId, taskId), { _tag: "Delete", sessionId: event.sessionId, taskId })
+          changesOf(batch, event.sessionId).set(taskId, { _tag: "Delete", sessionId: event.sessionId, taskId })
         }
         break
       case "Transferred":
-        batch.changes.set(keyOf(event.fromSessionId, event.taskId), {
+        changesOf(batch, event.fromSessionId).set(event.taskId, {
           _tag: "Delete",
           sessionId: event.fromSessionId,
           taskId: event.taskId
         })
       // falls through: the record is written under its new session
       default:
-        batch.changes.set(keyOf(event.sessionId, event.taskId), {
+        changesOf(batch, event.sessionId).set(event.taskId, {
           _tag: "Put",
           task: { order, owner: owner ?? "caller", record: event.record }
         })
@@ -218,7 +226,7 @@ export class Journal implements EventSink {
     if (this.broken !== undefined) return Effect.die(this.broken)
     const batch = this.open.events.length > 0 ? this.open : this.committing
     if (batch === undefined) return Effect.void
-    return Effect.orDie(Deferred.await(batch.done ??= Deferred.makeUnsafe()))
+    return batch.wait ??= Effect.orDie(Deferred.await(batch.done ??= Deferred.makeUnsafe()))
   })
 
   /** The writer: commits batch after batch, for as long as the host lives. */
@@ -278,9 +286,11 @@ export class Journal implements EventSink {
 const toStoreBatch = (batch: Batch): TaskStoreBatch => {
   const puts: Array<StoredTask> = []
   const deletes: Array<{ readonly sessionId: string; readonly taskId: string }> = []
-  for (const change of batch.changes.values()) {
-    if (change._tag === "Put") puts.push(change.task)
-    else deletes.push(change)
+  for (const changes of batch.changes.values()) {
+    for (const change of changes.values()) {
+      if (change._tag === "Put") puts.push(change.task)
+      else deletes.push(change)
+    }
   }
   return { events: batch.events, puts, deletes }
 }

@@ -89,14 +89,16 @@ const sqliteWriters = (
   sql: SqlClient.SqlClient,
   { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
 ): RowWriters => {
+  // `bind` sets a row's `width` parameters from `at`: the array is made at its size, not grown
   const parts = <A>(
     items: ReadonlyArray<A>,
+    width: number,
     text: (size: number) => string,
-    bind: (params: Array<unknown>, item: A) => void
+    bind: (params: Array<unknown>, at: number, item: A) => void
   ) =>
     items.length === 0 ? Effect.void : Effect.forEach(ladder(items.length), ([offset, size]) => {
-      const params: Array<unknown> = []
-      for (let i = offset; i < offset + size; i++) bind(params, items[i]!)
+      const params = new Array<unknown>(size * width)
+      for (let i = 0; i < size; i++) bind(params, i * width, items[offset + i]!)
       return sql.unsafe(text(size), params)
     }, { discard: true })
   // the texts are compiled by the client's own compiler, from rows of placeholders
@@ -119,29 +121,27 @@ const sqliteWriters = (
     }`.compile()[0]
   )
   return {
-    deletes: (deletes) => parts(deletes, deleteText, (params, d) => void params.push(keyOf(d.sessionId, d.taskId))),
-    rows: (puts, list, at) =>
+    deletes: (deletes) => parts(deletes, 1, deleteText, (params, at, d) => void (params[at] = keyOf(d.sessionId, d.taskId))),
+    rows: (puts, list, committedAt) =>
       Effect.andThen(
-        parts(puts, putText, (params, { order, owner, record, released }) =>
-          void params.push(
-            keyOf(record.scope.sessionId, record.id),
-            record.scope.sessionId,
-            record.id,
-            order,
-            owner,
-            record.state,
-            recordJson(record),
-            released === true ? 1 : 0
-          )),
-        parts(list, eventText, (params, event) =>
-          void params.push(
-            event.seq,
-            event.sessionId,
-            "taskId" in event ? event.taskId : null,
-            event._tag,
-            eventJson(event),
-            at
-          ))
+        parts(puts, 8, putText, (params, at, { order, owner, record, released }) => {
+          params[at] = keyOf(record.scope.sessionId, record.id)
+          params[at + 1] = record.scope.sessionId
+          params[at + 2] = record.id
+          params[at + 3] = order
+          params[at + 4] = owner
+          params[at + 5] = record.state
+          params[at + 6] = recordJson(record)
+          params[at + 7] = released === true ? 1 : 0
+        }),
+        parts(list, 6, eventText, (params, at, event) => {
+          params[at] = event.seq
+          params[at + 1] = event.sessionId
+          params[at + 2] = "taskId" in event ? event.taskId : null
+          params[at + 3] = event._tag
+          params[at + 4] = eventJson(event)
+          params[at + 5] = committedAt
+        })
       )
   }
 }

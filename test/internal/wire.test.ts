@@ -48,6 +48,57 @@ describe("wire encoders", () => {
     assert.deepStrictEqual(JSON.parse(eventJson(event)), encodeEvent(event))
   }, { arbitrary: { runs: 2_000 } })
 
+  it.prop(
+    "an event's JSON is the same whether its record's text was made before it or not",
+    { event: BackgroundTaskEvent },
+    ({ event }) => {
+      const first = eventJson(event)
+      if (event._tag !== "Evicted") recordJson(event.record)
+      assert.strictEqual(eventJson(event), first)
+      assert.deepStrictEqual(JSON.parse(first), encodeEvent(event))
+    },
+    { arbitrary: { runs: 500 } }
+  )
+
+  it("a text made after one that failed half-made has none of its parts", () => {
+    const record = Schema.decodeUnknownSync(BackgroundTaskRecord)({
+      id: "t",
+      kind: "other",
+      producer: "p",
+      scope: { session_id: "s" },
+      parent_task_id: null,
+      child_session_id: null,
+      state: "pending",
+      cancel_policy: "cooperative",
+      close_policy: "keep",
+      attempt: { attempt: 0, max_attempts: null, idempotency_key: null },
+      result: null,
+      failure: null,
+      created_at: "2026-01-01T00:00:00.000Z",
+      updated_at: "2026-01-01T00:00:00.000Z",
+      completed_at: null,
+      revision: 0
+    })
+    // an input JSON.stringify throws on (a record's input is JSON once validated; this one is forced in)
+    assert.throws(() => recordJson({ ...record, input: { n: BigInt(1) } as never }))
+    assert.deepStrictEqual(JSON.parse(recordJson(record)), encodeRecord(record))
+  })
+
+  it("an event of more parts than the encoders keep room for (an eviction of many tasks), then a small one", () => {
+    const decodeEvent = Schema.decodeUnknownSync(BackgroundTaskEvent)
+    const many = decodeEvent({
+      type: "evicted",
+      seq: 7,
+      session_id: "s",
+      kind: "other",
+      task_ids: Array.from({ length: 300 }, (_, i) => i % 7 === 0 ? `t\"${i}` : `t-${i}`),
+      reason: "max_terminal"
+    })
+    assert.deepStrictEqual(JSON.parse(eventJson(many)), encodeEvent(many))
+    const one = decodeEvent({ type: "evicted", seq: 8, session_id: "s", kind: "other", task_ids: ["t"], reason: "max_terminal" })
+    assert.strictEqual(eventJson(one), JSON.stringify(encodeEvent(one)))
+  })
+
   it("the property above checked every variant of the union", () => {
     assert.deepStrictEqual([...seen.keys()].sort(), [
       "CancelRequested",
