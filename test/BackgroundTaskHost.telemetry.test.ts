@@ -216,6 +216,61 @@ describe("BackgroundTaskHost telemetry", () => {
         assert.isTrue(status.endTime - status.startTime >= BigInt(19_000_000), `${status.endTime - status.startTime} ns`)
       }))
 
+    it.effect("a task span read by its task: its status on the task's clock, one object while it stands; nothing added once ended", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        yield* TestClock.adjust("3 seconds")
+        const seen = yield* Deferred.make<readonly [Tracer.Span, Tracer.Span]>()
+        const proceed = yield* Deferred.make<void>()
+        const body = Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          span.attribute("step", "one")
+          span.event("checkpoint", BigInt(7), { at: 1 })
+          // a span made in the task is the task span's child
+          const child = yield* Effect.currentSpan.pipe(Effect.withSpan("child"))
+          yield* Deferred.succeed(seen, [span, child])
+          yield* Deferred.await(proceed)
+          return "done"
+        })
+        const caller = yield* Effect.gen(function*() {
+          const span = yield* Effect.currentSpan
+          yield* host.spawnManaged("s1", spec("t"), body)
+          return span
+        }).pipe(Effect.withSpan("caller"))
+        const [span, child] = yield* Deferred.await(seen)
+        assert.strictEqual(Option.getOrUndefined(child.parent), span)
+        assert.strictEqual(child.traceId, caller.traceId)
+        const started = span.status
+        assert.deepStrictEqual(started, { _tag: "Started", startTime: BigInt(3_000_000_000) })
+        assert.strictEqual(span.status, started, "the same status object while it stands")
+        assert.strictEqual(span.traceId, caller.traceId)
+        assert.match(span.spanId, /^[0-9a-f]{16}$/)
+        assert.strictEqual(span.spanId, span.spanId)
+        assert.strictEqual(span.attributes.get("step"), "one")
+        assert.deepStrictEqual((span as Tracer.NativeSpan).events, [["checkpoint", BigInt(7), { at: 1 }]])
+        assert.deepStrictEqual(span.links, [])
+        span.addLinks([{ span: caller, attributes: { why: "test" } }])
+        assert.strictEqual(span.links.length, 1)
+        yield* TestClock.adjust("5 seconds")
+        yield* Deferred.succeed(proceed, undefined)
+        yield* host.await("t")
+        const ended = span.status
+        assert.isTrue(ended._tag === "Ended" && Exit.isSuccess(ended.exit))
+        if (ended._tag !== "Ended") return
+        assert.strictEqual(ended.startTime, BigInt(3_000_000_000))
+        assert.strictEqual(ended.endTime, BigInt(8_000_000_000))
+        assert.strictEqual(span.status, ended, "the same status object once ended")
+        // once ended, it takes nothing more; a second end changes nothing
+        span.attribute("step", "two")
+        span.event("late", BigInt(9))
+        span.addLinks([{ span: caller, attributes: {} }])
+        span.end(BigInt(1), Exit.void)
+        assert.strictEqual(span.attributes.get("step"), "one")
+        assert.strictEqual((span as Tracer.NativeSpan).events.length, 1)
+        assert.strictEqual(span.links.length, 1)
+        assert.strictEqual(span.status, ended)
+      }))
+
     it.effect("external and registered tasks have no span; a managed task's attempt span ends when it is cancelled", () =>
       Effect.gen(function*() {
         const { spans, tracer } = collectingTracer()

@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
-import { type BackgroundTaskRecord, isTerminal, type TaskState } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, type TaskState, type TerminalState } from "../BackgroundTask.ts"
 import type { InvalidTransition } from "../PluginError.ts"
 import type { RegistryService } from "./registry.ts"
 import type { Slots } from "./slots.ts"
@@ -53,6 +53,11 @@ export class Ending {
     const moved = this.registry.move(task, to, now, options)
     if (wasLive && Result.isSuccess(moved) && isTerminal(moved.success.state)) this.ended(task, now)
     return moved
+  }
+
+  /** A managed task's end as its fiber exits (`Supervisor`): the move and, if it moved, the bookkeeping. */
+  end(task: Task, to: TerminalState, now: DateTime.Utc, summary: Option.Option<string>): void {
+    if (this.registry.end(task, to, now, summary)) this.ended(task, now)
   }
 
   /** Ends a live record `cancelled`, saying why when the host knows. */

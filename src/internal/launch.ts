@@ -11,6 +11,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import { Hex } from "effect/encoding"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -93,30 +94,75 @@ export class SharedDispatcher implements Scheduler.Scheduler {
 
 const noAnnotations = Context.empty()
 
+/** The links of a span that has none (an array of its own is made when links are added). */
+const noLinks: ReadonlyArray<Tracer.SpanLink> = Object.freeze([])
+
+type SpanEvent = [name: string, startTime: bigint, attributes: Record<string, unknown>]
+
 /**
  * The `background_task` span of a task no tracer sees: the span Effect's
- * native tracer would make (`Effect.currentSpan` in the task reads it, a
- * child of the caller's span), its attributes filled only when read.
+ * native tracer would make (kept in memory, exported nowhere;
+ * `Effect.currentSpan` in the task reads it, a child of the caller's span),
+ * as a `Tracer.Span` of its own rather than a `NativeSpan` subclass, so that
+ * what nobody reads is never made: its attributes, its links array, its ids
+ * and its `status` object are made when first read. Its start and end times
+ * are the caller's clock's readings when the task started and ended, as a
+ * native span's; ending it stores the time and the exit, nothing else.
  */
-export class TaskSpan extends Tracer.NativeSpan {
+export class TaskSpan implements Tracer.Span {
+  readonly _tag = "Span"
+  readonly name = "background_task"
+  readonly kind = "internal"
+  readonly annotations = noAnnotations
+  readonly parent: Option.Option<Tracer.AnySpan>
+  readonly sampled: boolean
+  /** The clock's time when the task started (0 when the caller's spans record no times). */
+  readonly startTime: bigint
   private readonly record: BackgroundTaskRecord
-  private readonly caller: Caller
+  /** The clock's time when the span ended; set with `exit`. */
+  private endTime = BigInt(0)
+  /** The task's exit, once the span has ended. */
+  private exit: Exit.Exit<unknown, unknown> | undefined = undefined
+  /** The status as last read (made when read, for as long as it stands). */
+  private read: Tracer.SpanStatus | undefined = undefined
+  private _links: Array<Tracer.SpanLink> | undefined = undefined
+  private _attributes: Map<string, unknown> | undefined = undefined
+  private _events: Array<SpanEvent> | undefined = undefined
+  private _traceId: string | undefined = undefined
+  private _spanId: string | undefined = undefined
 
   constructor(record: BackgroundTaskRecord, caller: Caller) {
-    super({
-      name: "background_task",
-      parent: caller.parent,
-      annotations: noAnnotations,
-      links: [],
-      startTime: caller.timing ? caller.clock.currentTimeNanosUnsafe() : BigInt(0),
-      kind: "internal",
-      sampled: caller.sampled
-    })
+    this.parent = caller.parent
+    this.sampled = caller.sampled
+    this.startTime = caller.timing ? caller.clock.currentTimeNanosUnsafe() : BigInt(0)
     this.record = record
-    this.caller = caller
   }
 
-  override get attributes(): Map<string, unknown> {
+  get status(): Tracer.SpanStatus {
+    const read = this.read
+    const exit = this.exit
+    if (exit === undefined) return read ?? (this.read = { _tag: "Started", startTime: this.startTime })
+    if (read !== undefined && read._tag === "Ended") return read
+    return this.read = { _tag: "Ended", startTime: this.startTime, endTime: this.endTime, exit }
+  }
+
+  get traceId(): string {
+    return this._traceId ??= Option.getOrUndefined(this.parent)?.traceId ?? Hex.random(32)
+  }
+
+  get spanId(): string {
+    return this._spanId ??= Hex.random(16)
+  }
+
+  get links(): ReadonlyArray<Tracer.SpanLink> {
+    return this._links ?? noLinks
+  }
+
+  get events(): ReadonlyArray<SpanEvent> {
+    return this._events ??= []
+  }
+
+  get attributes(): Map<string, unknown> {
     if (this._attributes === undefined) {
       const { record } = this
       this._attributes = new Map<string, unknown>([
@@ -130,8 +176,32 @@ export class TaskSpan extends Tracer.NativeSpan {
     return this._attributes
   }
 
-  endWith(exit: Exit.Exit<unknown, unknown>): void {
-    this.end(this.caller.timing ? this.caller.clock.currentTimeNanosUnsafe() : BigInt(0), exit)
+  /** Ends the span (the first end counts, as a native span's). */
+  end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+    if (this.exit !== undefined) return
+    this.endTime = endTime
+    this.exit = exit
+  }
+
+  /** Ends the span at the caller's clock's time now. */
+  endWith(exit: Exit.Exit<unknown, unknown>, caller: Caller): void {
+    if (this.exit !== undefined) return
+    this.endTime = caller.timing ? caller.clock.currentTimeNanosUnsafe() : BigInt(0)
+    this.exit = exit
+  }
+
+  // once ended, a span takes no more attributes, events or links (as a native span)
+
+  attribute(key: string, value: unknown): void {
+    if (this.exit === undefined) this.attributes.set(key, value)
+  }
+
+  event(name: string, startTime: bigint, attributes?: Record<string, unknown>): void {
+    if (this.exit === undefined) (this._events ??= []).push([name, startTime, attributes ?? {}])
+  }
+
+  addLinks(links: ReadonlyArray<Tracer.SpanLink>): void {
+    if (this.exit === undefined) (this._links ??= []).push(...links)
   }
 }
 

@@ -22,7 +22,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
 import { type BackgroundTaskEvent, type EvictionReason } from "../TaskEvent.ts"
-import { type BackgroundTaskRecord, isTerminal, matchesRecord, type TaskFilter, TaskKind, type TaskState, type TaskStats } from "../BackgroundTask.ts"
+import { type BackgroundTaskRecord, isTerminal, matchesRecord, type TaskFilter, TaskKind, type TaskState, type TaskStats, type TerminalState } from "../BackgroundTask.ts"
 import { InvalidTransition, TaskAlreadyExists, TaskNotFound } from "../PluginError.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import type { Spec } from "./lifecycle.ts"
@@ -223,6 +223,24 @@ export class RegistryService {
       this.retire(task)
     }
     return Result.succeed(record)
+  }
+
+  /**
+   * A managed task's end as its fiber exits: a live record's move to a
+   * terminal state (always a legal move), with its event, as `move` makes it
+   * without the check and the result. Returns whether it moved (an
+   * incarnation the registry no longer holds does not).
+   */
+  end(task: Task, to: TerminalState, now: DateTime.Utc, summary: Option.Option<string>): boolean {
+    if (!task.held || isTerminal(task.record.state)) return false
+    const t = this.t
+    const record = Lifecycle.moveRecord(task.record, to, now, ++t.seq, summary)
+    task.record = record
+    t.unindexLive(task)
+    this.sink.emit(Lifecycle.moveEvent(record, Option.none()), task)
+    t.counts[to]++
+    this.retire(task)
+    return true
   }
 
   /**

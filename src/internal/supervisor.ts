@@ -286,13 +286,13 @@ export class Supervisor {
       // the scope closes (its finalizers run), then the span ends, then the record
       const closing = Scope.closeUnsafe(scope, exit)
       if (closing === undefined) {
-        span!.endWith(exit)
+        span!.endWith(exit, caller)
         return this.finish(task, owner, exit, caller)
       }
       return Effect.andThen(
         closing,
         Effect.suspend(() => {
-          span!.endWith(exit)
+          span!.endWith(exit, caller)
           return this.finish(task, owner, exit, caller) ?? Effect.void
         })
       )
@@ -430,7 +430,7 @@ export class Supervisor {
       : Option.none()
     // a task that ends cancelled without a summary of its own says why the host stopped it
     const summary = to === "cancelled" && Option.isNone(own) ? Option.fromUndefinedOr(task.control.stopReason) : own
-    this.ending.move(task, to, now, Option.isNone(summary) ? undefined : { summary })
+    this.ending.end(task, to, now, summary)
   }
 }
 
