@@ -442,6 +442,56 @@ describeStores("BackgroundTaskHost.layerStore", (test, backend) => {
         assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["r", "completed"], ["m", "cancelled"]])
       }), 30_000)
 
+    test("a managed task starts when it is registered, before its registration is committed; one that ends first is written once, ended", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const gate = yield* Ref.make(yield* Deferred.make<void>())
+        const writes = yield* Queue.unbounded<ReadonlyArray<string>>()
+        const gated = wrapStore(sqlStore(sql), (store) => ({
+          ...store,
+          write: (batch, lease) =>
+            Effect.gen(function*() {
+              yield* Queue.offer(writes, batch.puts.map((put) => `${put.record.id}:${put.record.state}`))
+              yield* Deferred.await(yield* Ref.get(gate))
+              return yield* store.write(batch, lease)
+            })
+        }))
+        const { host } = yield* startHost(sql, {}, gated)
+        const release = Effect.flatMap(Ref.get(gate), (open) => Deferred.succeed(open, undefined))
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const spawn = yield* Effect.forkChild(
+          host.spawnManaged("s", spec("m"), Effect.andThen(Deferred.succeed(started, undefined), Deferred.await(finish)))
+        )
+        // the registration's transaction is held open: the body runs meanwhile, the call waits, nothing is stored
+        yield* Deferred.await(started)
+        assert.deepStrictEqual(yield* Queue.take(writes), ["m:running"])
+        assert.isUndefined(spawn.pollUnsafe())
+        assert.deepStrictEqual(yield* taskRows(sql), [])
+        yield* release
+        yield* Fiber.join(spawn)
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => [row.task_id, row.state]), [["m", "running"]])
+
+        // the writer held on m's end: q registers, runs and ends while its batch is still open
+        yield* Ref.set(gate, yield* Deferred.make<void>())
+        yield* Deferred.succeed(finish, undefined)
+        assert.deepStrictEqual(yield* Queue.take(writes), ["m:completed"])
+        const quick = yield* Effect.forkChild(host.spawnManaged("s", spec("q"), Effect.void))
+        while (Option.match(yield* host.get("q"), { onNone: () => "", onSome: (record) => record.state }) !== "completed") {
+          yield* Effect.yieldNow
+        }
+        yield* release
+        yield* Fiber.join(quick)
+        // written once, already ended (its Registered and Completed events beside it)
+        assert.deepStrictEqual(yield* Queue.take(writes), ["q:completed"])
+        assert.deepStrictEqual(
+          (yield* taskRows(sql)).map((row) => [row.task_id, row.state]),
+          [["m", "completed"], ["q", "completed"]]
+        )
+        const tags = (yield* eventRows(sql)).filter((row) => row.task_id === "q").map((row) => row.tag)
+        assert.deepStrictEqual(tags, ["Registered", "Completed"])
+      }), 30_000)
+
     test("a store that is unreachable for a while: the commit is retried with backoff, the call waits and returns, the host keeps running", () =>
       Effect.gen(function*() {
         const { sql } = yield* backend.fresh
