@@ -90,6 +90,14 @@ describe.concurrent("docs", () => {
     }
   })
 
+  it("the test files README.md and docs/ name (`test/…`) exist", () => {
+    for (const file of markdown) {
+      for (const [, path] of read(file).matchAll(/`(test\/[\w./-]+\.ts)`/g)) {
+        assert.isTrue(existsSync(join(root, path!)), `${file} names ${path}, which does not exist`)
+      }
+    }
+  })
+
   it("nothing in the repository refers to a file outside it, or to a tracker's issue numbers", () => {
     const outside = [/(?:\.\.\/)+shared\//, /\/work\//, /\bSPEC\b/, /\b[Ii]ssues? #?\d/]
     // still to be fixed in files this change may not touch; remove each line once it is fixed
