@@ -469,14 +469,23 @@ export class EventStore implements PubSub.PubSub.Atomic<Item> {
   }
   publish(value: Item): boolean {
     // the host publishes only its own events; `Lagged` exists only in a reader's pull
-    if (value._tag === "Lagged") return true
-    if (this.head - this.base >= this.compactAt) this.compact()
-    if (this.head - this.base === this.log.length) this.grow()
-    this.log[this.head & this.mask] = value
-    this.head++
+    if (value._tag !== "Lagged") this.append(value)
+    return true
+  }
+  /** One of the host's events into the log (what the hub publishes, without `publish`'s check). */
+  append(value: BackgroundTaskEvent): void {
+    const head = this.head
+    const held = head - this.base
+    if (held >= this.compactAt || held === this.log.length) this.makeRoom()
+    this.log[head & this.mask] = value
+    this.head = head + 1
     // nobody has examined this one yet
     this.atHead = 0
-    return true
+  }
+  /** Compacts the log when it is due, then grows it if it is still full. */
+  private makeRoom(): void {
+    if (this.head - this.base >= this.compactAt) this.compact()
+    if (this.head - this.base === this.log.length) this.grow()
   }
   publishAll(elements: Iterable<Item>): Array<Item> {
     for (const value of elements) this.publish(value)

@@ -71,6 +71,11 @@ export class WakeAfterStep implements PubSub.PubSub.Strategy<Item> {
     if (subscribers.size > 0) this.wakeAfterStep()
   }
 
+  /** The readers waiting for events (the `PubSub`'s own map, the same for its life): set once it is made. */
+  watch(subscribers: PubSub.PubSub.Subscribers<Item>): void {
+    this.subscribers = subscribers
+  }
+
   /** Wakes the waiting readers once the current step is over (once, however many steps ask). */
   wakeAfterStep(): void {
     if (this.scheduled) return
@@ -132,12 +137,16 @@ export class EventHub {
   private readonly store: EventStore
   private readonly strategy: WakeAfterStep
   private readonly pubsub: PubSub.PubSub<Item>
+  /** The readers waiting for events, by subscription (the `PubSub`'s map). */
+  private readonly waiting: PubSub.PubSub.Subscribers<Item>
   private closed = false
 
   private constructor(store: EventStore, strategy: WakeAfterStep, pubsub: PubSub.PubSub<Item>) {
     this.store = store
     this.strategy = strategy
     this.pubsub = pubsub
+    this.waiting = pubsub.subscribers
+    strategy.watch(pubsub.subscribers)
   }
 
   static readonly make: Effect.Effect<EventHub> = Effect.suspend(() => {
@@ -151,12 +160,14 @@ export class EventHub {
 
   /** Publishes one event; never waits. Call it only from a synchronous step. */
   publish(event: BackgroundTaskEvent): void {
+    const store = this.store
     // no subscriber: nothing to buffer, nobody to wake
-    if (this.store.active.size === 0) return
+    if (store.active.size === 0) return
     // what `PubSub.publishUnsafe` does for a PubSub that is never shut down or ended (this one: the
-    // subscriptions end through their buffers), without its checks
-    this.store.publish(event)
-    this.strategy.completeSubscribersUnsafe(this.store, this.pubsub.subscribers)
+    // subscriptions end through their buffers), without its checks: into the log, and the waiting
+    // readers (if any: a subscriber that is not reading waits for nothing) woken after the step
+    store.append(event)
+    if (this.waiting.size > 0) this.strategy.wakeAfterStep()
   }
 
   /**
