@@ -61,13 +61,11 @@ export class WakeAfterStep implements PubSub.PubSub.Strategy<Item> {
     subscription: PubSub.PubSub.BackingSubscription<Item>,
     pollers: MutableList.MutableList<Deferred.Deferred<Item>>
   ): void {
-    this.subscribers = subscribers
     completePollers(subscribers, subscription, pollers)
   }
 
-  /** A publish, inside a step: wake the waiting readers once the step is over. */
+  /** A publish through the `PubSub` (the hub appends to its store itself): wake the waiting readers after the step. */
   completeSubscribersUnsafe(_pubsub: PubSub.PubSub.Atomic<Item>, subscribers: PubSub.PubSub.Subscribers<Item>): void {
-    this.subscribers = subscribers
     if (subscribers.size > 0) this.wakeAfterStep()
   }
 

@@ -213,16 +213,7 @@ export class RegistryService {
     const invalid = Lifecycle.checkMove(task.record.id, from, to)
     if (invalid !== undefined) return Result.fail(invalid)
     if (from === to || !task.held) return Result.succeed(task.record)
-    const t = this.t
-    const record = Lifecycle.moveRecord(task.record, to, now, ++t.seq, options?.summary)
-    task.record = record
-    if (isTerminal(to)) t.unindexLive(task)
-    this.sink.emit(Lifecycle.moveEvent(record, options?.reason ?? Option.none()), task)
-    if (isTerminal(to)) {
-      t.counts[to]++
-      this.retire(task)
-    }
-    return Result.succeed(record)
+    return Result.succeed(this.moveHeld(task, to, now, options?.summary, options?.reason ?? Option.none()))
   }
 
   /**
@@ -233,14 +224,28 @@ export class RegistryService {
    */
   end(task: Task, to: TerminalState, now: DateTime.Utc, summary: Option.Option<string>): boolean {
     if (!task.held || isTerminal(task.record.state)) return false
+    this.moveHeld(task, to, now, summary, Option.none())
+    return true
+  }
+
+  /** A real move of a held record (the caller checked it): the new record and its event; a terminal one leaves the live indexes and is retained. */
+  private moveHeld(
+    task: Task,
+    to: TaskState,
+    now: DateTime.Utc,
+    summary: Option.Option<string> | undefined,
+    reason: Option.Option<string>
+  ): BackgroundTaskRecord {
     const t = this.t
     const record = Lifecycle.moveRecord(task.record, to, now, ++t.seq, summary)
     task.record = record
-    t.unindexLive(task)
-    this.sink.emit(Lifecycle.moveEvent(record, Option.none()), task)
-    t.counts[to]++
-    this.retire(task)
-    return true
+    if (isTerminal(to)) t.unindexLive(task)
+    this.sink.emit(Lifecycle.moveEvent(record, reason), task)
+    if (isTerminal(to)) {
+      t.counts[to]++
+      this.retire(task)
+    }
+    return record
   }
 
   /**
