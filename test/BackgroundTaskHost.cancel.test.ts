@@ -421,6 +421,55 @@ describe("BackgroundTaskHost cancellation", () => {
         assert.deepStrictEqual([...ends].sort(), ["Cancelled:ensuring", "Cancelled:plain", "Cancelled:scoped"])
       }))
 
+    it.effect("closing the host returns only after a slow finalizer in a task's scope ran; the task ends cancelled, once", () =>
+      Effect.gen(function*() {
+        const { close, events, host } = yield* makeTestHost()
+        const gate = yield* Deferred.make<void>()
+        const ran = yield* Ref.make(false)
+        const started = yield* Deferred.make<void>()
+        yield* host.spawnManaged(
+          "s1",
+          spec("slow"),
+          Effect.addFinalizer(() => Deferred.await(gate).pipe(Effect.andThen(Ref.set(ran, true)))).pipe(
+            Effect.andThen(Deferred.succeed(started, undefined)),
+            Effect.andThen(Effect.never)
+          )
+        )
+        yield* Deferred.await(started)
+        const closing = yield* Effect.forkChild(close)
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        assert.isUndefined(closing.pollUnsafe())
+        assert.isFalse(yield* Ref.get(ran))
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(closing)
+        assert.isTrue(yield* Ref.get(ran))
+        assert.deepStrictEqual(tags(yield* events), ["Registered:slow", "Cancelled:slow"])
+      }))
+
+    it.effect("a finalizer in a task's scope that dies fails the task, whether the body succeeded, failed or was cancelled, as Effect.scoped around the body would", () =>
+      Effect.gen(function*() {
+        const { host } = yield* makeTestHost()
+        const started = yield* Deferred.make<void>()
+        const dies = Effect.addFinalizer(() => Effect.die("finalizer broke"))
+        yield* host.spawnManaged("s1", spec("ok"), Effect.andThen(dies, Effect.succeed("done")))
+        yield* host.spawnManaged("s1", spec("failed"), Effect.andThen(dies, Effect.fail("own failure")))
+        yield* host.spawnManaged(
+          "s1",
+          spec("cancelled", { cancelPolicy: "abort_local" }),
+          dies.pipe(Effect.andThen(Deferred.succeed(started, undefined)), Effect.andThen(Effect.never))
+        )
+        yield* Deferred.await(started)
+        yield* host.cancelManaged("s1", "cancelled")
+        const outcomes = yield* Effect.forEach(["ok", "failed", "cancelled"], (id) =>
+          Effect.map(host.await(id), (r) => `${r.id}:${r.state}:${Option.getOrUndefined(Option.flatMap(r.failure, (f) => f.summary))}`))
+        // Effect.scoped's exit in each case: the defect; the body's own failure first; the interruption and the defect
+        assert.deepStrictEqual(outcomes, [
+          "ok:failed:finalizer broke",
+          "failed:failed:own failure",
+          "cancelled:failed:finalizer broke"
+        ])
+      }))
+
     it.effect("a task inside an uninterruptible region when cancelAllManaged runs finishes the region, then ends cancelled, once", () =>
       Effect.gen(function*() {
         const { events, host } = yield* makeTestHost()

@@ -25,7 +25,7 @@ import type { InvalidTransition } from "../PluginError.ts"
 import type { Ending } from "./ending.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { afterStep, type Steps } from "./state.ts"
-import { isQueued, requestCancel as requestSignal, type Task } from "./task.ts"
+import { isQueued, type Managed, requestCancel as requestSignal, type Task } from "./task.ts"
 
 /** How a tree is cancelled: through each task's policy, or now, whatever the policy. */
 export type Mode = "policy" | "now"
@@ -33,6 +33,22 @@ export type Mode = "policy" | "now"
 /** Interrupts a fiber and waits for it; a fiber that cancels itself just stops. */
 export const interruptFiber = (fiber: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.withFiber((current) => current === fiber ? Effect.interrupt : Fiber.interrupt(fiber))
+
+/**
+ * Interrupts a managed task's fiber and waits until the task's work is done,
+ * including what its exit left to run (the scope's finalizers, the
+ * children's end: `Supervisor`'s exit observer), which then stands as its
+ * fiber.
+ */
+export const stopManaged = (owner: Managed): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const fiber = owner.fiber
+    if (fiber === undefined) return Effect.void
+    return Effect.andThen(
+      interruptFiber(fiber),
+      Effect.suspend(() => owner.fiber !== undefined && owner.fiber !== fiber ? stopManaged(owner) : Effect.void)
+    )
+  })
 
 /** Whether a live task is registered under this one. */
 export const hasLiveChildren = (task: Task): boolean => {
@@ -62,8 +78,7 @@ export class Cancellation {
 
   /** After a terminal move by someone else: stop the task's fiber, if it runs. */
   stopTask(task: Task): Effect.Effect<void> {
-    const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
-    return fiber === undefined ? Effect.void : interruptFiber(fiber)
+    return task.owner._tag === "Managed" ? stopManaged(task.owner) : Effect.void
   }
 
   /** Cancels a task's live descendants, each one's own before it, and waits until they have ended. */
@@ -102,7 +117,7 @@ export class Cancellation {
       const owner = task.owner
       switch (owner._tag) {
         case "Managed": {
-          if (owner.fiber !== undefined) return interruptFiber(owner.fiber)
+          if (owner.fiber !== undefined) return stopManaged(owner)
           // queued, or launched with its fiber not made yet: it never will be
           this.ending.markCancelled(task, now)
           return Effect.void
@@ -237,18 +252,35 @@ export class Cancellation {
    */
   cancelAll(tasks: ReadonlyArray<Task>): Effect.Effect<void> {
     const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+    const owners: Array<Managed> = []
     const others: Array<Task> = []
     for (const task of tasks) {
-      const fiber = task.owner._tag === "Managed" ? task.owner.fiber : undefined
-      if (fiber !== undefined && !hasLiveChildren(task)) fibers.push(fiber)
-      else others.push(task)
+      const owner = task.owner
+      if (owner._tag === "Managed" && owner.fiber !== undefined && !hasLiveChildren(task)) {
+        fibers.push(owner.fiber)
+        owners.push(owner)
+      } else {
+        others.push(task)
+      }
     }
     return Effect.andThen(
       Effect.forEach(others, (task) => this.hardCancel(task, true), { concurrency: "unbounded", discard: true }),
       Effect.withFiber((current) => {
         const self = fibers.includes(current)
         const rest = self ? fibers.filter((fiber) => fiber !== current) : fibers
-        return Effect.andThen(Fiber.interruptAll(rest), self ? Effect.interrupt : Effect.void)
+        return Effect.andThen(
+          Fiber.interruptAll(rest),
+          Effect.suspend(() => {
+            // an exit that left work to run (finalizers, children) is waited for too
+            const left = this.ending.continuing === 0
+              ? Effect.void
+              : Effect.forEach(owners, (owner) => owner.fiber === current ? Effect.void : stopManaged(owner), {
+                concurrency: "unbounded",
+                discard: true
+              })
+            return self ? Effect.andThen(left, Effect.interrupt) : left
+          })
+        )
       })
     )
   }

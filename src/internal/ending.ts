@@ -34,6 +34,12 @@ export class Ending {
   readonly timers = new Set<Fiber.Fiber<void>>()
   /** Managed tasks launched whose fiber is not made yet (it will be, after the step). */
   starting = 0
+  /**
+   * Managed tasks whose fiber has exited leaving work to run (their scope's
+   * finalizers, their children's end), in a fiber that now stands as theirs
+   * (`Supervisor`): a cancel that interrupted their fibers waits for it too.
+   */
+  continuing = 0
 
   constructor(steps: Steps, registry: RegistryService, slots: Slots<Task>, telemetry: Telemetry) {
     this.steps = steps

@@ -154,6 +154,15 @@ export const makeWith = (
       ...hidden.fibers(),
       ...supervisor.fibers()
     ]
+    /** Interrupts every fiber the host runs and waits for them, and for what their tasks' exits left to run. */
+    const stopFibers = (): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const fibers = allFibers()
+        return fibers.length === 0 ? Effect.void : Effect.andThen(
+          Fiber.interruptAll(fibers),
+          Effect.suspend(() => ending.continuing === 0 ? Effect.void : stopFibers())
+        )
+      })
 
     /**
      * Stops a durable host that can no longer own its store (its lease is
@@ -170,7 +179,7 @@ export const makeWith = (
         journal?.stop(new TaskStoreError({ reason: new HostStopped({ operation: "write", message }) }))
         return steps.closing(new SessionError({ message })).pipe(
           Effect.andThen(Effect.logError(message)),
-          Effect.andThen(Effect.suspend(() => Fiber.interruptAll(allFibers()))),
+          Effect.andThen(stopFibers()),
           // the tasks it does not run (external, caller-owned) stay live: whoever awaits them is told why
           Effect.andThen(Effect.sync(() => {
             for (const task of registry.liveTasks()) ending.released(task)
@@ -206,7 +215,7 @@ export const makeWith = (
         }
         if (journal !== undefined && shutdownMode === "release") return yield* release(journal)
         for (const task of registry.liveTasks()) task.control.stopReason ??= hostShutDown
-        yield* Fiber.interruptAll(allFibers())
+        yield* stopFibers()
         yield* Effect.forEach(
           registry.liveTasks(),
           (task) => cancellation.hardCancel(task, true).pipe(Effect.timeoutOption(task.control.grace)),
@@ -231,7 +240,7 @@ export const makeWith = (
         registry,
         steps,
         hub,
-        stopFibers: Effect.suspend(() => Fiber.interruptAll(allFibers())),
+        stopFibers: stopFibers(),
         flushTimeout: storeOptions!.shutdown.flushTimeout,
         owner: leaseOwner
       })

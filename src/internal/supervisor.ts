@@ -209,6 +209,9 @@ export class Supervisor {
   }
   private readonly callers = new Callers()
 
+  /** The task fiber whose exit is being handled (`exited`), if any. */
+  private exiting: Fiber.Fiber<unknown, unknown> | undefined = undefined
+
   /**
    * Launches a managed task from inside a step: it starts after the step,
    * from the dispatcher of the fiber running the step (one for a burst of
@@ -236,12 +239,12 @@ export class Supervisor {
       if (this.steps.isOpen()) this.run(task, owner, launch, caller)
       else this.ending.markCancelled(task, this.steps.nowBy(caller.clock))
     }
-    const dispatcher = Fiber.getCurrent()?.currentDispatcher
+    const dispatcher = (this.exiting ?? Fiber.getCurrent())?.currentDispatcher
     if (dispatcher !== undefined) dispatcher.scheduleTask(start, 0)
     else setImmediate(start)
   }
 
-  /** Runs a managed task's fiber; its exit handler makes the terminal move. */
+  /** Runs a managed task's fiber; its exit's observer makes the terminal move (`exited`). */
   private run(task: Task, owner: Managed, launch: Launch, caller: Caller): void {
     const { maxAttempts } = task.record.attempt
     // one attempt allowed: no retry loop to run
@@ -266,37 +269,88 @@ export class Supervisor {
     const body = Effect.withFiber((fiber): Effect.Effect<unknown, unknown> => {
       owner.fiber = fiber
       this.running.push(task)
+      // the exit is observed, as `FiberMap` observes its fibers: no frame under the body
+      fiber.addObserver((exit) => this.exited(task, owner, exit, caller, fiber, context, scope, span))
+      // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host
+      // stops); a task ended or a host closed meanwhile does not run
+      const confirming = this.lease?.check()
       const run = (): Effect.Effect<unknown, unknown> => {
         if (span !== undefined) return launch.run as Effect.Effect<unknown, unknown>
         return single ? this.attempt(task, owner, launch) : this.attempts(task, owner, launch)
       }
-      // the host's clock has passed its lease (a pause, a sleep): the lease is confirmed first (or the host
-      // stops); a task ended or a host closed meanwhile does not run
-      const confirming = this.lease?.check()
-      // the task runs interruptible; its exit handler, outside, does not (see `uninterruptibleStart`)
-      return Effect.interruptible(
-        confirming === undefined ? run() : Effect.andThen(
-          confirming,
-          Effect.suspend(() => !this.steps.isOpen() || isTerminal(task.record.state) || !task.held ? Effect.interrupt : run())
-        )
+      return confirming === undefined ? run() : Effect.andThen(
+        confirming,
+        Effect.suspend(() => !this.steps.isOpen() || isTerminal(task.record.state) || !task.held ? Effect.interrupt : run())
       )
     })
-    Effect.runForkWith(context)(Effect.onExitPrimitive(body, (exit): Effect.Effect<void> | undefined => {
-      if (scope === undefined) return this.finish(task, owner, exit, caller)
+    Effect.runForkWith(context)(body)
+  }
+
+  /**
+   * A managed fiber has exited (its observer, which runs before anyone
+   * awaiting the fiber resumes): the task's scope closes, its span ends and
+   * its record makes its terminal move, right there when nothing is left to
+   * run. When something is (finalizers in the task's scope, children to end
+   * first), it runs in a fiber of its own, uninterruptible, which stands as
+   * the task's fiber until it is done: whoever stops or awaits the task
+   * (`cancellation.ts`'s `stopManaged`, the host's shutdown through
+   * `fibers`) waits for it too, so a cancel still returns after the
+   * task's finalizers ran.
+   */
+  private exited(
+    task: Task,
+    owner: Managed,
+    exit: Exit.Exit<unknown, unknown>,
+    caller: Caller,
+    fiber: Fiber.Fiber<unknown, unknown>,
+    context: Context.Context<never>,
+    scope: Scope.Closeable | undefined,
+    span: TaskSpan | undefined
+  ): void {
+    let rest: Effect.Effect<void> | undefined
+    // queued tasks started from the slot it frees start on its dispatcher, as from inside it
+    const outer = this.exiting
+    this.exiting = fiber
+    if (scope === undefined) {
+      rest = this.finish(task, exit, caller)
+    } else {
       // the scope closes (its finalizers run), then the span ends, then the record
       const closing = Scope.closeUnsafe(scope, exit)
       if (closing === undefined) {
         span!.endWith(exit, caller)
-        return this.finish(task, owner, exit, caller)
-      }
-      return Effect.andThen(
-        closing,
-        Effect.suspend(() => {
-          span!.endWith(exit, caller)
-          return this.finish(task, owner, exit, caller) ?? Effect.void
+        rest = this.finish(task, exit, caller)
+      } else {
+        // a finalizer that fails or dies fails the task, as `Effect.scoped` around the body would
+        rest = Effect.flatMap(Effect.exit(closing), (closed) => {
+          const ended = Exit.isSuccess(closed)
+            ? exit
+            : Exit.failCause(Exit.isSuccess(exit) ? closed.cause : Cause.combine(exit.cause, closed.cause))
+          span!.endWith(ended, caller)
+          return this.finish(task, ended, caller) ?? Effect.void
         })
-      )
-    }, true), uninterruptibleStart)
+      }
+    }
+    this.exiting = outer
+    if (rest === undefined) {
+      this.running.remove(task)
+      owner.fiber = undefined
+      return
+    }
+    this.ending.continuing++
+    Effect.runForkWith(context)(
+      Effect.withFiber((continuation) => {
+        owner.fiber = continuation
+        return Effect.ensuring(
+          rest!,
+          Effect.sync(() => {
+            this.ending.continuing--
+            this.running.remove(task)
+            owner.fiber = undefined
+          })
+        )
+      }),
+      uninterruptible
+    )
   }
 
   /**
@@ -390,18 +444,11 @@ export class Supervisor {
   }
 
   /**
-   * A managed fiber's exit, in its exit handler: one terminal move, unless
-   * someone else moved first. The move is made right there (the handler is a
-   * step); an effect is returned only when the children must end first.
+   * A managed fiber's exit: one terminal move, unless someone else moved
+   * first. The move is made right there (the observer is a step); an effect
+   * is returned only when the children must end first.
    */
-  private finish(
-    task: Task,
-    owner: Managed,
-    exit: Exit.Exit<unknown, unknown>,
-    caller: Caller
-  ): Effect.Effect<void> | undefined {
-    this.running.remove(task)
-    owner.fiber = undefined
+  private finish(task: Task, exit: Exit.Exit<unknown, unknown>, caller: Caller): Effect.Effect<void> | undefined {
     this.ending.stopTimer(task)
     if (isTerminal(task.record.state) || !task.held) return undefined
     const outcome = Exit.isSuccess(exit) ? "success" : Cause.hasInterruptsOnly(exit.cause) ? "interrupt" : "failure"
@@ -434,17 +481,8 @@ export class Supervisor {
   }
 }
 
-/**
- * How a task fiber starts: uninterruptible, its body made interruptible
- * inside the exit handler's frame (`Effect.interruptible` in `run`). The
- * handler and whatever it returns (the scope's finalizers, the children's
- * end) run uninterruptible, as an `Effect.onExit` frame's do, but an
- * interrupted task unwinds to it with the fiber already uninterruptible: the
- * frame need not make it so and restore it after, and the exit it returns
- * goes out as it is (the default frame's restore re-adds the interruption to
- * the cause, one more cause and exit per interrupted task).
- */
-const uninterruptibleStart: Effect.RunOptions = { uninterruptible: true }
+/** What is left of a task's end runs uninterruptible, as an `Effect.onExit` handler would. */
+const uninterruptible: Effect.RunOptions = { uninterruptible: true }
 
 /** The slot of every task of a host without limits (never held: `owner.slot` is set only with limits). */
 const unlimited: Slot = { sessionId: "", kind: "other" }
