@@ -276,3 +276,73 @@ describe("TaskCluster fencing", () => {
     }).pipe(Effect.scoped, Effect.provide(sqlite)))
 })
 
+
+describe("TaskCluster: a call whose remote side ends interrupted", () => {
+  /**
+   * A stand-in for the session's entity on a TestRunner, under the client's routed host: its
+   * `CancelManaged` handler ends interrupted the first time each message reaches it (as a handler
+   * interrupted on its runner does: the cluster stores that interruption as the reply), and its
+   * `MarkTerminal` handler waits until it is interrupted.
+   */
+  const owner = () => {
+    const seen = { cancels: [] as Array<string>, marks: [] as Array<string> }
+    const started = Deferred.makeUnsafe<void>()
+    const stopped = Deferred.makeUnsafe<void>()
+    const unused = () => Effect.die(new Error("not used by this test"))
+    const entity = TaskCluster.TaskSession.toLayer(Effect.succeed(TaskCluster.TaskSession.of({
+      Spawn: unused,
+      RegisterExternal: unused,
+      Register: unused,
+      Update: unused,
+      Complete: unused,
+      RequestCancel: unused,
+      CancelManaged: ({ payload }) =>
+        Effect.suspend(() => {
+          const again = seen.cancels.includes(payload.requestId)
+          seen.cancels.push(payload.requestId)
+          return again ? Effect.void : Effect.interrupt
+        }),
+      MarkTerminal: ({ payload }) =>
+        Effect.suspend(() => {
+          seen.marks.push(payload.requestId)
+          return Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
+        }).pipe(Effect.onInterrupt(() => Deferred.succeed(stopped, undefined))),
+      MarkLiveState: unused,
+      UnregisterExternal: unused,
+      CancelAll: unused,
+      Close: unused,
+      Wake: unused
+    })))
+    const layer = Layer.mergeAll(TaskCluster.layerClient({ pollInterval: "10 millis" }), entity).pipe(
+      Layer.provideMerge(TestRunner.layer),
+      Layer.provideMerge(NodeSqliteClient.layer({ filename: ":memory:" }))
+    )
+    return { layer, seen, started, stopped }
+  }
+
+  it.live("the same message is delivered again, and the caller gets its answer instead of an interruption", () => {
+    const { layer, seen } = owner()
+    return Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const exit = yield* Effect.exit(host.cancelManaged("s-i", "t-1"))
+      expect(exit).toStrictEqual(Exit.void)
+      // delivered twice, the same message (its requestId): the stored interruption was reset, not a new request sent
+      expect(seen.cancels.length).toBe(2)
+      expect(seen.cancels[1]).toBe(seen.cancels[0])
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.live("the caller's own interruption interrupts the call on the owner, and it is not delivered again", () => {
+    const { layer, seen, started, stopped } = owner()
+    return Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const caller = yield* Effect.forkChild(host.markTerminal("s-i", "t-1", "completed"))
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(caller)
+      expect(Exit.hasInterrupts(yield* Fiber.await(caller))).toBe(true)
+      // the interruption reached the handler on the owner
+      yield* Deferred.await(stopped)
+      expect(seen.marks.length).toBe(1)
+    }).pipe(Effect.provide(layer))
+  })
+})
