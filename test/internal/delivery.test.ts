@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Schedule } from "effect"
-import { ClusterError, ClusterSchema, EntityAddress, EntityId, ShardId } from "effect/cluster"
+import { ClusterError, ClusterSchema, EntityAddress, EntityId, EntityType, ShardId } from "effect/cluster"
 import { TestClock } from "effect/testing"
 import { SessionError, TaskNotFound } from "../../src/PluginError.ts"
 import { defaultSchedule, delivered, type Target } from "../../src/internal/cluster/delivery.ts"
@@ -157,7 +157,7 @@ describe("delivery of a routed call", () => {
       expect(notFound.seen.deliveries).toBe(1)
 
       const unassigned = new ClusterError.EntityNotAssignedToRunner({
-        address: EntityAddress.make({ shardId: ShardId.make("default", 1), entityType: "TaskSession", entityId: EntityId.make("s-1") })
+        address: EntityAddress.make({ shardId: ShardId.make("default", 1), entityType: EntityType.make("TaskSession"), entityId: EntityId.make("s-1") })
       })
       const cluster = scripted<string, ClusterError.EntityNotAssignedToRunner>([Effect.fail(unassigned)])
       const exit2 = yield* settle(delivered(cluster.call, target, cluster.redelivery))

@@ -99,7 +99,8 @@ export const delivered = <A, E>(
         return Effect.andThen(
           Effect.logWarning(
             `the call ${target.tag} to session ${target.sessionId} was ${describe(cause)}; delivering it again` +
-              (target.requestId === undefined ? "" : ` (request ${target.requestId})`)
+              (target.requestId === undefined ? "" : ` (request ${target.requestId})`),
+            cause
           ),
           Effect.fail(new RemoteInterrupt({ cause }))
         )
