@@ -22,7 +22,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { EntityAddress, EntityId, MessageStorage, Sharding, Snowflake } from "effect/cluster"
+import { EntityAddress, EntityId, MessageStorage, Sharding } from "effect/cluster"
 import {
   type BackgroundTaskRecord,
   isTerminal,
@@ -90,10 +90,10 @@ export interface RouterDeps {
 }
 
 /** A stored reply that is an interruption only (the stored form of an `Exit`). */
-const isInterruptReply = (reply: unknown): reply is { readonly id: string } => {
+const isInterruptReply = (reply: unknown): boolean => {
   if (typeof reply !== "object" || reply === null) return false
-  const { _tag, exit, id } = reply as { readonly _tag?: unknown; readonly exit?: unknown; readonly id?: unknown }
-  if (_tag !== "WithExit" || typeof id !== "string" || typeof exit !== "object" || exit === null) return false
+  const { _tag, exit } = reply as { readonly _tag?: unknown; readonly exit?: unknown }
+  if (_tag !== "WithExit" || typeof exit !== "object" || exit === null) return false
   const { _tag: outcome, cause } = exit as { readonly _tag?: unknown; readonly cause?: unknown }
   return outcome === "Failure" && Array.isArray(cause) && cause.length > 0 &&
     cause.every((reason) => typeof reason === "object" && reason !== null && (reason as { _tag?: unknown })._tag === "Interrupt")
@@ -118,9 +118,9 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
     const storage = yield* Effect.serviceOption(MessageStorage.MessageStorage)
 
     /**
-     * Makes a stored message deliverable again if its stored reply is an
-     * interruption (a message sent again is otherwise answered with it): the
-     * cluster's `reset`, only while that reply is still the latest.
+     * Makes a stored message deliverable again unless an answer is stored
+     * for it: removes its stored interruption (a message sent again is
+     * otherwise answered with it) and the `Interrupt` the client stored for it.
      */
     const reopen = ({ requestId, sessionId, tag }: Target): Effect.Effect<boolean> => {
       if (requestId === undefined || Option.isNone(storage)) return Effect.succeed(false)
@@ -134,9 +134,14 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
         })
         const id = yield* messages.requestIdForPrimaryKey({ address, tag, id: requestId })
         if (Option.isNone(id)) return false
-        const interrupted = (yield* messages.repliesForUnfiltered([id.value])).find(isInterruptReply)
-        if (interrupted === undefined) return false
-        return yield* sharding.reset(id.value, { expectedReplyId: Snowflake.Snowflake(interrupted.id) })
+        // an answer is stored: sent again, the message gets it
+        const replies = yield* messages.repliesForUnfiltered([id.value])
+        if (replies.some((reply) => reply._tag === "WithExit" && !isInterruptReply(reply))) return false
+        // Not the reset that checks the latest reply: that one keeps the message's stored
+        // `Interrupt` (which the cluster's client sends whenever a call ends interrupted, the
+        // caller's or not) and makes it deliverable again too, so each delivery would be
+        // interrupted anew. This one removes it, and the interrupted reply.
+        return yield* sharding.reset(id.value)
       }).pipe(
         // the storage cannot be read: the message is sent again as it is
         Effect.catch((error) => Effect.as(Effect.logWarning(`reading the stored reply of ${tag} to session ${sessionId}: ${error.message}`), false))
