@@ -90,7 +90,7 @@ describe("delivery of a routed call", () => {
       const { call, redelivery } = scripted<string, never>([abandoned])
       const exit = yield* settle(delivered(call, target, { ...redelivery, schedule: Schedule.recurs(1) }))
       expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain(
-        "the call Spawn to session s-1 was abandoned by the cluster (its runner was stopping)"
+        "the call Spawn to session s-1 was abandoned by the cluster (a runner was stopping)"
       )
     }))
 

@@ -66,7 +66,7 @@ class RemoteInterrupt extends Data.TaggedError("RemoteInterrupt")<{ readonly cau
 const describe = (cause: Cause.Cause<unknown>): string => {
   const abandoned = cause.reasons.some((r) => Cause.isInterruptReason(r) && r.annotations.has(ClusterSchema.Abandon.key))
   const ids = [...Cause.interruptors(cause)]
-  return `${abandoned ? "abandoned by the cluster (its runner was stopping)" : "interrupted on the cluster's side"}${
+  return `${abandoned ? "abandoned by the cluster (a runner was stopping)" : "interrupted on the cluster's side"}${
     ids.length === 0 ? "" : ` (fiber ${ids.map((id) => `#${id}`).join(", ")})`
   }`
 }
@@ -87,23 +87,22 @@ export const delivered = <A, E>(
     let last: Cause.Cause<unknown> = Cause.empty
     const once = Effect.suspend(() => {
       attempts++
-      const send = attempts === 1 || target.requestId === undefined
-        ? call
-        : Effect.andThen(redelivery.reopen(target), call)
+      const send = attempts === 1 ? call : Effect.andThen(
+        Effect.logWarning(
+          `delivering again (delivery ${attempts}) the call ${target.tag} to session ${target.sessionId}` +
+            `${target.requestId === undefined ? "" : ` (request ${target.requestId})`}: it was ${describe(last)}`,
+          last
+        ),
+        target.requestId === undefined ? call : Effect.andThen(redelivery.reopen(target), call)
+      )
       // A handler of an interruption runs only if the caller's fiber is not interrupted: an
-      // interrupted fiber skips every handler on its way out. So the interruptions seen here
-      // are not the caller's; its own end the call (and the retry) as interruptions.
+      // interrupted fiber skips every handler on its way out (an uninterruptible one cannot be
+      // interrupted). So the interruptions seen here are not the caller's; its own end the call,
+      // and the retry, as interruptions.
       return Effect.catchCause(send, (cause): Effect.Effect<A, E | RemoteInterrupt> => {
         if (!Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<E>)
         last = cause
-        return Effect.andThen(
-          Effect.logWarning(
-            `the call ${target.tag} to session ${target.sessionId} was ${describe(cause)}; delivering it again` +
-              (target.requestId === undefined ? "" : ` (request ${target.requestId})`),
-            cause
-          ),
-          Effect.fail(new RemoteInterrupt({ cause }))
-        )
+        return Effect.fail(new RemoteInterrupt({ cause }))
       })
     })
     const redelivered = Effect.retry(once, {
