@@ -1,6 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
-import { TestRunner } from "effect/cluster"
+import { NodeCrypto } from "@effect/platform-node"
+import {
+  EntityAddress,
+  EntityId,
+  MessageStorage,
+  RunnerHealth,
+  Runners,
+  RunnerStorage,
+  Sharding,
+  ShardingConfig,
+  SqlMessageStorage,
+  TestRunner
+} from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import { BackgroundTaskHost, TaskContext, TaskView } from "effect-task-host"
 import * as NodeSqliteClient from "effect-task-host/sqlite"
@@ -276,3 +288,113 @@ describe("TaskCluster fencing", () => {
     }).pipe(Effect.scoped, Effect.provide(sqlite)))
 })
 
+
+describe("TaskCluster: a call whose remote side ends interrupted", () => {
+  /** TestRunner's layers, with the cluster's SQL message storage (on the same SQLite) instead of the in-memory one. */
+  const sqlRunner = Sharding.layer.pipe(
+    Layer.provideMerge(Runners.layerNoop),
+    Layer.provideMerge(SqlMessageStorage.layer.pipe(Layer.provide(NodeCrypto.layerDigest))),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provide(ShardingConfig.layer())
+  )
+
+  /**
+   * A stand-in for the session's entity, under the client's routed host: `CancelManaged`
+   * answers as `cancel` says for each delivery (its number, from 1); `MarkTerminal` waits
+   * until it is interrupted.
+   */
+  const owner = (cancel: (delivery: number) => Effect.Effect<void>, storage: "memory" | "sql" = "memory") => {
+    const seen = { cancels: [] as Array<string>, interrupted: 0, marks: [] as Array<string> }
+    const started = Deferred.makeUnsafe<void>()
+    const stopped = Deferred.makeUnsafe<void>()
+    const unused = () => Effect.die(new Error("not used by this test"))
+    const entity = TaskCluster.TaskSession.toLayer(Effect.succeed(TaskCluster.TaskSession.of({
+      Spawn: unused,
+      RegisterExternal: unused,
+      Register: unused,
+      Update: unused,
+      Complete: unused,
+      RequestCancel: unused,
+      CancelManaged: ({ payload }) =>
+        Effect.suspend(() => {
+          seen.cancels.push(payload.requestId)
+          return cancel(seen.cancels.length)
+        }).pipe(Effect.onInterrupt(() => Effect.sync(() => void seen.interrupted++))),
+      MarkTerminal: ({ payload }) =>
+        Effect.suspend(() => {
+          seen.marks.push(payload.requestId)
+          return Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
+        }).pipe(Effect.onInterrupt(() => Deferred.succeed(stopped, undefined))),
+      MarkLiveState: unused,
+      UnregisterExternal: unused,
+      CancelAll: unused,
+      Close: unused,
+      Wake: unused
+    })))
+    const layer = Layer.mergeAll(TaskCluster.layerClient({ pollInterval: "10 millis" }), entity).pipe(
+      Layer.provideMerge(storage === "memory" ? TestRunner.layer : sqlRunner),
+      Layer.provideMerge(NodeSqliteClient.layer({ filename: ":memory:" }))
+    )
+    return { layer, seen, started, stopped }
+  }
+
+  it.live("a handler that ended interrupted: the same message is delivered again, and the caller gets its answer", () => {
+    const { layer, seen } = owner((delivery) => delivery === 1 ? Effect.interrupt : Effect.void)
+    return Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const exit = yield* Effect.exit(host.cancelManaged("s-i", "t-1"))
+      expect(exit).toStrictEqual(Exit.void)
+      // delivered twice, the same message (its requestId): the stored interruption was reset, not a new request sent
+      expect(seen.cancels.length).toBe(2)
+      expect(seen.cancels[1]).toBe(seen.cancels[0])
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.live("a call abandoned while its handler runs (SQL storage): the Interrupt the client sent for it is cleared, the message delivered again", () => {
+    const first = Deferred.makeUnsafe<void>()
+    // the first delivery waits (until it is interrupted); the next ones answer after a moment of
+    // work, so that an `Interrupt` still stored for the message, read with it, finds them running
+    const { layer, seen } = owner(
+      (delivery) => delivery === 1 ? Effect.andThen(Deferred.succeed(first, undefined), Effect.never) : Effect.sleep("50 millis"),
+      "sql"
+    )
+    return Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const sharding = yield* Sharding.Sharding
+      const storage = yield* MessageStorage.MessageStorage
+      const caller = yield* Effect.forkChild(host.cancelManaged("s-a", "t-1"))
+      yield* Deferred.await(first)
+      // the cluster abandons the caller's wait (as it does when its runner stops): the call ends
+      // with an interruption that is not the caller's; the client then stores an Interrupt for the
+      // message, which interrupts the handler, and would interrupt every later delivery of it
+      const entityId = EntityId.make("s-a")
+      const address = EntityAddress.make({
+        entityType: TaskCluster.TaskSession.type,
+        entityId,
+        shardId: sharding.getShardId(entityId, TaskCluster.TaskSession.getShardGroup(entityId))
+      })
+      const id = yield* storage.requestIdForPrimaryKey({ address, tag: "CancelManaged", id: seen.cancels[0]! })
+      yield* storage.unregisterReplyHandler(Option.getOrThrow(id), { interrupt: true })
+      expect(yield* Fiber.await(caller)).toStrictEqual(Exit.void)
+      // the first delivery was interrupted (by the client's Interrupt); the same message was
+      // delivered again and answered (every delivery but the last interrupted)
+      expect(seen.interrupted).toBeGreaterThanOrEqual(1)
+      expect(seen.cancels.length).toBe(seen.interrupted + 1)
+      expect(new Set(seen.cancels)).toEqual(new Set([seen.cancels[0]]))
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.live("the caller's own interruption interrupts the call on the owner, and it is not delivered again", () => {
+    const { layer, seen, started, stopped } = owner(() => Effect.void)
+    return Effect.gen(function*() {
+      const host = yield* BackgroundTaskHost
+      const caller = yield* Effect.forkChild(host.markTerminal("s-i", "t-1", "completed"))
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(caller)
+      expect(Exit.hasInterrupts(yield* Fiber.await(caller))).toBe(true)
+      // the interruption reached the handler on the owner
+      yield* Deferred.await(stopped)
+      expect(seen.marks.length).toBe(1)
+    }).pipe(Effect.provide(layer))
+  })
+})

@@ -5,8 +5,10 @@
  * reads (`get`, `list`, `listTree`, `stats`, `await`, `subscribe`, `watch`)
  * read the store.
  *
- * Owns: the routing, the mapping of the cluster's delivery errors to
- * `SessionError`, the session handles. Calls `protocol.ts`, `feed.ts`,
+ * Owns: the routing, the session handles, and the step that makes a stored
+ * message deliverable again (`reopen`). Calls `delivery.ts` (each write's
+ * delivery: the cluster's errors as `SessionError`, an interruption that is
+ * not the caller's delivered again), `protocol.ts`, `feed.ts`,
  * `store.ts` (cluster), and the runner's `LocalSessions` for what cannot
  * cross processes (a task body, a hidden task), which run only on the runner
  * that owns the session.
@@ -18,8 +20,9 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import type { Sharding } from "effect/cluster"
+import { EntityAddress, EntityId, MessageStorage, Sharding } from "effect/cluster"
 import {
   type BackgroundTaskRecord,
   isTerminal,
@@ -60,6 +63,7 @@ import {
   taskIdOf,
   watchOptionsOf
 } from "../validate.ts"
+import { defaultSchedule, delivered, type Redelivery, type Target } from "./delivery.ts"
 import { follow, type FeedSignal } from "./feed.ts"
 import { routedSpecOf, TaskSession } from "./protocol.ts"
 import type { LocalSession } from "./runner.ts"
@@ -81,34 +85,21 @@ export interface RouterDeps {
   readonly sessions: Map<string, LocalSession>
   /** This runner's name, as `Wake` answers it (undefined in a client-only process). */
   readonly runnerName: string | undefined
+  /** The backoff (and bound) of redeliveries (`delivery.ts`'s `defaultSchedule` if not given). */
+  readonly redelivery?: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/** A stored reply that is an interruption only (the stored form of an `Exit`). */
+const isInterruptReply = (reply: unknown): boolean => {
+  if (typeof reply !== "object" || reply === null) return false
+  const { _tag, exit } = reply as { readonly _tag?: unknown; readonly exit?: unknown }
+  if (_tag !== "WithExit" || typeof exit !== "object" || exit === null) return false
+  const { _tag: outcome, cause } = exit as { readonly _tag?: unknown; readonly cause?: unknown }
+  return outcome === "Failure" && Array.isArray(cause) && cause.length > 0 &&
+    cause.every((reason) => typeof reason === "object" && reason !== null && (reason as { _tag?: unknown })._tag === "Interrupt")
 }
 
 const storeFailure = (error: TaskStoreError) => new SessionError({ message: `the cluster's store: ${error.message}` })
-
-/** The cluster's own failures (a mailbox full, a runner unreachable, storage) as the `SessionError` a caller can handle. */
-const delivered = <A, E>(call: Effect.Effect<A, E>, sessionId: string): Effect.Effect<A, Exclude<E, { readonly _tag: ClusterTag }> | SessionError> =>
-  Effect.catchIf(
-    call,
-    (error): error is Extract<E, { readonly _tag: ClusterTag }> =>
-      typeof error === "object" && error !== null && "_tag" in error && clusterTags.has(error._tag as string),
-    (error) =>
-      Effect.fail(
-        new SessionError({
-          message: `the cluster could not deliver the call to session ${sessionId}: ${(error as { readonly _tag: string })._tag}${
-            "message" in error ? `: ${String((error as { message: unknown }).message)}` : ""
-          }`
-        })
-      )
-  ) as never
-
-type ClusterTag = "MailboxFull" | "AlreadyProcessingMessage" | "PersistenceError" | "EntityNotAssignedToRunner" | "RpcClientError"
-const clusterTags: ReadonlySet<string> = new Set<ClusterTag>([
-  "MailboxFull",
-  "AlreadyProcessingMessage",
-  "PersistenceError",
-  "EntityNotAssignedToRunner",
-  "RpcClientError"
-])
 
 /** The latest record with this id: the live one, else the terminal one updated last. */
 const pick = (records: ReadonlyArray<BackgroundTaskRecord>): BackgroundTaskRecord | undefined =>
@@ -123,7 +114,46 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
     const clientFor = yield* TaskSession.client
     const { sessions, signal, store } = deps
     const client = (sessionId: string): Client => clientFor(sessionId) as Client
+    const sharding = yield* Sharding.Sharding
+    const storage = yield* Effect.serviceOption(MessageStorage.MessageStorage)
+
+    /**
+     * Makes a stored message deliverable again unless an answer is stored
+     * for it: removes its stored interruption (a message sent again is
+     * otherwise answered with it) and the `Interrupt` the client stored for it.
+     */
+    const reopen = ({ requestId, sessionId, tag }: Target): Effect.Effect<boolean> => {
+      if (requestId === undefined || Option.isNone(storage)) return Effect.succeed(false)
+      const messages = storage.value
+      return Effect.gen(function*() {
+        const entityId = EntityId.make(sessionId)
+        const address = EntityAddress.make({
+          entityType: TaskSession.type,
+          entityId,
+          shardId: sharding.getShardId(entityId, TaskSession.getShardGroup(entityId))
+        })
+        const id = yield* messages.requestIdForPrimaryKey({ address, tag, id: requestId })
+        if (Option.isNone(id)) return false
+        // an answer is stored: sent again, the message gets it
+        const replies = yield* messages.repliesForUnfiltered([id.value])
+        if (replies.some((reply) => reply._tag === "WithExit" && !isInterruptReply(reply))) return false
+        // Not the reset that checks the latest reply: that one keeps the message's stored
+        // `Interrupt` (which the cluster's client sends whenever a call ends interrupted, the
+        // caller's or not) and makes it deliverable again too, so each delivery would be
+        // interrupted anew. This one removes it, and the interrupted reply.
+        return yield* sharding.reset(id.value)
+      }).pipe(
+        // the storage cannot be read: the message is sent again as it is
+        Effect.catch((error) => Effect.as(Effect.logWarning(`reading the stored reply of ${tag} to session ${sessionId}: ${error.message}`), false))
+      )
+    }
+    const redelivery: Redelivery = { schedule: deps.redelivery ?? defaultSchedule, reopen }
     const rid = () => randomUUID()
+    /** A write to a session: a fresh `requestId` (the message's primary key), delivered. */
+    const write = <A, E>(sessionId: string, tag: string, call: (requestId: string) => Effect.Effect<A, E>) => {
+      const requestId = rid()
+      return delivered(call(requestId), { sessionId, tag, requestId }, redelivery)
+    }
 
     const resolve = (taskId: string) =>
       Effect.mapError(Effect.map(store.recordsWithId(taskId), pick), storeFailure)
@@ -141,7 +171,7 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
           new SessionError({ message: `${what} cannot cross processes, and session ${sessionId} ${why}` })
         if (deps.runnerName === undefined) return yield* Effect.fail(refuse("is not run by this process (a cluster client)"))
         const owner = yield* Effect.mapError(
-          delivered(client(sessionId).Wake(), sessionId) as Effect.Effect<string, { readonly message: string }>,
+          delivered(client(sessionId).Wake(), { sessionId, tag: "Wake", requestId: undefined }, redelivery) as Effect.Effect<string, { readonly message: string }>,
           (e) => e instanceof SessionError ? e : new SessionError({ message: e.message })
         )
         const held = sessions.get(sessionId)
@@ -247,19 +277,19 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
     const service: BackgroundTaskHostService = {
       register: (request) =>
         checked(() => Result.flatMap(registerRequestOf(request), (req) => Result.map(routedSpecOf(req), (spec) => ({ req, spec }))), ({ req, spec }) =>
-          delivered(client(req.scope.sessionId).Register({ requestId: rid(), spec }), req.scope.sessionId)) as never,
+          write(req.scope.sessionId, "Register", (requestId) => client(req.scope.sessionId).Register({ requestId, spec }))) as never,
       update: (taskId, update) =>
         checked(() => taskIdOf(taskId), (taskId) =>
           Effect.flatMap(sessionOf(taskId), (s) =>
-            delivered(client(s).Update({ requestId: rid(), taskId, ...(update as object) } as never), s))) as never,
+            write(s, "Update", (requestId) => client(s).Update({ requestId, taskId, ...(update as object) } as never)))) as never,
       complete: (taskId, completion) =>
         checked(() => taskIdOf(taskId), (taskId) =>
           Effect.flatMap(sessionOf(taskId), (s) =>
-            delivered(client(s).Complete({ requestId: rid(), taskId, ...(completion as object) } as never), s))) as never,
+            write(s, "Complete", (requestId) => client(s).Complete({ requestId, taskId, ...(completion as object) } as never)))) as never,
       requestCancel: (taskId, reason) =>
         checked(() => checkAll(taskIdOf(taskId), reasonOf(reason)), ([taskId, reason]) =>
           Effect.flatMap(sessionOf(taskId), (s) =>
-            delivered(client(s).RequestCancel({ requestId: rid(), taskId, ...(reason === undefined ? {} : { reason }) }), s))) as never,
+            write(s, "RequestCancel", (requestId) => client(s).RequestCancel({ requestId, taskId, ...(reason === undefined ? {} : { reason }) })))) as never,
       await: (taskId, options) =>
         checked(() => checkAll(taskIdOf(taskId), awaitOptionsOf(options)), ([taskId, sessionId]) => awaitEnd(taskId, sessionId)),
       get: (taskId) => checked(() => taskIdOf(taskId), (taskId) => Effect.map(resolve(taskId), Option.fromUndefinedOr)),
@@ -304,7 +334,7 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
           () => checkAll(sessionIdOf(sessionId), registrationOf(spec), effectOf(body, "task", (message) => new RegistrationError({ message }))),
           ([sessionId, valid, body]) => {
             if (body === byProducer) {
-              return checked(() => routedSpecOf(valid), (spec) => delivered(client(sessionId).Spawn({ requestId: rid(), spec }), sessionId))
+              return checked(() => routedSpecOf(valid), (spec) => write(sessionId, "Spawn", (requestId) => client(sessionId).Spawn({ requestId, spec })))
             }
             return Effect.flatMap(
               Effect.mapError(local(sessionId, "a task body (an Effect)"), (e: SessionError) => new RegistrationError({ message: e.message })),
@@ -317,7 +347,7 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
           () => checkAll(routeSpec(sessionId, spec), effectOf(cancel, "cancel", (message) => new RegistrationError({ message }), true)),
           ([[sessionId, spec], cancel]) =>
             cancel === undefined
-              ? delivered(client(sessionId).RegisterExternal({ requestId: rid(), spec }), sessionId)
+              ? write(sessionId, "RegisterExternal", (requestId) => client(sessionId).RegisterExternal({ requestId, spec }))
               : Effect.flatMap(
                 Effect.mapError(local(sessionId, "a cancel effect"), (e: SessionError) => new RegistrationError({ message: e.message })),
                 (host) => host.registerExternal(sessionId, spec as never, cancel as Effect.Effect<void>)
@@ -325,18 +355,18 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
         ) as never,
       unregisterExternal: (sessionId, taskId) =>
         checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([s, taskId]) =>
-          delivered(client(s).UnregisterExternal({ requestId: rid(), taskId }), s)) as never,
+          write(s, "UnregisterExternal", (requestId) => client(s).UnregisterExternal({ requestId, taskId }))) as never,
       markTerminal: (sessionId, taskId, state) =>
         checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(state, "state")), ([s, taskId, state]) =>
-          delivered(client(s).MarkTerminal({ requestId: rid(), taskId, state }), s)) as never,
+          write(s, "MarkTerminal", (requestId) => client(s).MarkTerminal({ requestId, taskId, state }))) as never,
       markLiveState: (sessionId, taskId, state) =>
         checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId), stringOf(state, "state")), ([s, taskId, state]) =>
           state === "running" || state === "waiting"
-            ? delivered(client(s).MarkLiveState({ requestId: rid(), taskId, state }), s)
+            ? write(s, "MarkLiveState", (requestId) => client(s).MarkLiveState({ requestId, taskId, state }))
             : Effect.void) as never,
       cancelManaged: (sessionId, taskId) =>
         checked(() => checkAll(sessionIdOf(sessionId), taskIdOf(taskId)), ([s, taskId]) =>
-          delivered(client(s).CancelManaged({ requestId: rid(), taskId }), s)) as never,
+          write(s, "CancelManaged", (requestId) => client(s).CancelManaged({ requestId, taskId }))) as never,
       listManaged: (sessionId) =>
         checked(() => sessionIdOf(sessionId), (s) => listOf({ sessionId: s, includeTerminal: true })),
       getManaged: (sessionId, taskId) =>
@@ -345,7 +375,7 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
       transferManaged: () =>
         Effect.fail(new SessionError({ message: "transferManaged is not supported on a cluster host: a session's tasks stay with the runner that owns it" })),
       cancelAllManaged: (sessionId) =>
-        checked(() => sessionIdOf(sessionId), (s) => delivered(client(s).CancelAll({ requestId: rid() }), s)) as never,
+        checked(() => sessionIdOf(sessionId), (s) => write(s, "CancelAll", (requestId) => client(s).CancelAll({ requestId }))) as never,
       openSession: (sessionId, options) =>
         checked(() => checkAll(sessionIdOf(sessionId), sessionOptionsOf(options)), ([s, { successor }]) =>
           successor !== undefined
@@ -365,7 +395,7 @@ export const make = (deps: RouterDeps): Effect.Effect<BackgroundTaskHostService,
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
             open = false
-            return delivered(client(sessionId).Close({ requestId: rid() }), sessionId)
+            return write(sessionId, "Close", (requestId) => client(sessionId).Close({ requestId }))
           }).pipe(Effect.catchCause((cause) => Effect.logWarning(`closing session ${sessionId} failed: ${Cause.pretty(cause)}`)))
         )
         const bound = <A, E, R>(call: Effect.Effect<A, E, R>): Effect.Effect<A, E | SessionError, R> =>
