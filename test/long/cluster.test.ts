@@ -22,6 +22,7 @@ import { SqlClient } from "effect/sql"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { type BackgroundTaskRecord, BackgroundTaskHost } from "../../src/index.ts"
+import { defaultSchedule, delivered } from "../../src/internal/cluster/delivery.ts"
 import * as TaskCluster from "../../src/TaskCluster.ts"
 import { shardingConfig } from "../../examples/cluster/shared.ts"
 import { auditWriters } from "../utils/cluster.ts"
@@ -94,7 +95,13 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
         const host = yield* BackgroundTaskHost
         const sql = yield* SqlClient.SqlClient
         const session = yield* TaskCluster.TaskSession.client
-        const owner = (s: string) => session(s).Wake().pipe(Effect.timeout("3 seconds"), Effect.retry({ times: 60 }))
+        /** `Wake` as the host's router sends it: an interruption on the cluster's side is sent again, not the test's end. */
+        const wake = (s: string) =>
+          delivered(session(s).Wake(), { sessionId: s, tag: "Wake", requestId: undefined }, {
+            schedule: defaultSchedule,
+            reopen: () => Effect.succeed(false)
+          })
+        const owner = (s: string) => wake(s).pipe(Effect.timeout("3 seconds"), Effect.retry({ times: 60 }))
         const sessions = Array.from({ length: 12 }, (_, i) => `fi-${i}`)
         const acknowledged: Array<string> = []
         /** Tasks whose cancel was acknowledged while they were live (they must end cancelled), or only sent. */
@@ -148,7 +155,7 @@ describePg("cluster: failure injection (3 runners, PostgreSQL)", (it) => {
           return Effect.forEach(lost, (s) =>
             Effect.gen(function*() {
               while (true) {
-                const r = yield* Effect.option(session(s).Wake().pipe(Effect.timeout("1 second")))
+                const r = yield* Effect.option(wake(s).pipe(Effect.timeout("1 second")))
                 last.set(s, Option.getOrElse(r, () => "no answer within 1 s"))
                 if (Option.isSome(r) && r.value !== runner) {
                   placed.set(s, r.value)
