@@ -464,10 +464,18 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
     const holder = sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${lease}
       WHERE name = ${leaseName}`
 
-    const writes = rowWriters(sql, { tasks, events }, isPg)
+    const writes = rowWriters(sql, { tasks, events }, isPg, { table: lease, name: leaseName })
+    const leaseHeld = Effect.flatMap(holder, ([row]) =>
+      Effect.fail(new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })))
 
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
-      Effect.gen(function*() {
+      // PostgreSQL, under a lease: one statement, its own transaction (the lease checked in it)
+      held !== undefined && writes.leased !== undefined
+        ? Effect.flatMap(Clock.currentTimeMillis, (at) =>
+          Effect.flatMap(writes.leased!(batch, held, at), (written) => written ? Effect.void : leaseHeld)).pipe(
+            storeFailures("write")
+          )
+        : Effect.gen(function*() {
         // when the batch is committed, for pruning by age
         const at = yield* Clock.currentTimeMillis
         if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
