@@ -5,7 +5,7 @@
  * (The host on it: `BackgroundTaskHost.durable.test.ts`.)
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, Option, Scope } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import type { SqlClient } from "effect/sql"
 import {
@@ -278,6 +278,31 @@ describeStores("TaskStore.layerSql", (test, backend) => {
         assert.deepStrictEqual(wire(state.tasks), wire([stored(1, "host", a)]))
         assert.strictEqual(state.lastSeq, 1)
         assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
+      }))
+
+    test("under a lease too, a batch that fails part-way writes nothing, and the lease is not renewed", () =>
+      Effect.gen(function*() {
+        const { sql } = yield* backend.fresh
+        const store = yield* makeStore(sql)
+        yield* store.acquireLease("a", 0, 10_000)
+        const a = recordOf({ id: "a", state: "running", seq: 1 })
+        const b = recordOf({ id: "b", state: "running", seq: 2 })
+        yield* store.write({ events: [registeredOf(a), registeredOf(b)], puts: [stored(1, "host", a), stored(2, "host", b)], deletes: [] }, {
+          owner: "a",
+          expiresAt: 11_000
+        })
+        const c = recordOf({ id: "c", state: "running", seq: 3 })
+        // the lease renewed, b deleted, c put, then seq 1 again violates the events' primary key
+        const error = yield* Effect.flip(store.write({
+          events: [registeredOf(c), { ...registeredOf(a), seq: 1 }],
+          puts: [stored(3, "host", c)],
+          deletes: [{ sessionId: "s-old", taskId: "b" }]
+        }, { owner: "a", expiresAt: 20_000 }))
+        assert.instanceOf(error, TaskStoreError)
+        assert.strictEqual(error.operation, "write")
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id).sort(), ["a", "b"])
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1, 2])
+        assert.strictEqual(Option.getOrThrow(yield* leaseRow(sql)).expires_at, 11_000)
       }))
 
     test("a batch of any size is written whole (statements of a few fixed sizes, or one per table), with its commit time; Evicted alone too", () =>
@@ -650,6 +675,57 @@ describe("TaskStore.layerMemory", () => {
       yield* store.acquireLease("b", 0, 10)
       assert.isTrue(yield* store.renewLease("c", 10))
     }).pipe(Effect.provide(TaskStore.layerMemory)))
+})
+
+describe("TaskStore.layerSql on PostgreSQL: a commit under a lease is one statement", () => {
+  describePg("the lease checked in the statement itself", (it) => {
+    it.effect("a commit racing another host's takeover waits for its lock, then finds the lease taken and writes nothing", () =>
+      Effect.gen(function*() {
+        const db = yield* postgresBackend.fresh
+        const { sql } = db
+        const store = yield* makeStore(sql)
+        yield* store.acquireLease("a", 0, 10_000)
+        const r1 = recordOf({ id: "r1", state: "running", seq: 1 })
+        yield* store.write({ events: [registeredOf(r1)], puts: [stored(1, "host", r1)], deletes: [] }, { owner: "a", expiresAt: 12_000 })
+
+        // another host takes the lease over in a transaction it keeps open (the lease row locked)
+        const other = yield* db.connect
+        const locked = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const takeover = yield* Effect.forkChild(
+          Effect.gen(function*() {
+            yield* other`UPDATE task_host_lease SET owner = 'b', expires_at = 50000 WHERE name = 'host'`
+            yield* Deferred.succeed(locked, undefined)
+            yield* Deferred.await(release)
+          }).pipe(other.withTransaction, Effect.orDie)
+        )
+        yield* Deferred.await(locked)
+        const r2 = recordOf({ id: "r2", state: "running", seq: 2 })
+        const commit = yield* Effect.forkChild(Effect.flip(store.write({
+          events: [registeredOf(r2)],
+          puts: [stored(2, "host", r2)],
+          deletes: [{ sessionId: "s-old", taskId: "r1" }]
+        }, { owner: "a", expiresAt: 13_000 })))
+        // the commit waits for the lease row's lock (seen by the server), and has written nothing
+        yield* sql<{ readonly n: unknown }>`SELECT COUNT(*) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`.pipe(
+          Effect.repeat({ until: ([row]) => Number(row?.n) === 1 }),
+          Effect.orDie
+        )
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(takeover)
+        const error = yield* Fiber.join(commit)
+        assert.instanceOf(error, LeaseHeld)
+        assert.deepStrictEqual(error._tag === "LeaseHeld" ? [error.holder, error.expiresAt] : error, ["b", 50_000])
+        assert.deepStrictEqual((yield* taskRows(sql)).map((row) => row.task_id), ["r1"])
+        assert.deepStrictEqual((yield* eventRows(sql)).map((row) => row.seq), [1])
+        assert.deepStrictEqual(
+          Option.map(yield* leaseRow(sql), (row) => [row.owner, row.expires_at]),
+          Option.some(["b", 50_000])
+        )
+      }))
+  })
 })
 
 // -----------------------------------------------------------------------------

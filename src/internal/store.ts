@@ -464,21 +464,24 @@ export const makeSql = (options?: SqlStoreOptions): Effect.Effect<TaskStoreServi
     const holder = sql<{ readonly owner: string; readonly expires_at: unknown }>`SELECT owner, expires_at FROM ${lease}
       WHERE name = ${leaseName}`
 
-    const writes = rowWriters(sql, { tasks, events }, isPg)
+    const writes = rowWriters(sql, { tasks, events }, isPg, { table: lease, name: leaseName })
+    const leaseHeld = Effect.flatMap(holder, ([row]) =>
+      Effect.fail(new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })))
 
     const write = (batch: TaskStoreBatch, held: { readonly owner: string; readonly expiresAt: number } | undefined) =>
-      Effect.gen(function*() {
+      Effect.flatMap(
         // when the batch is committed, for pruning by age
-        const at = yield* Clock.currentTimeMillis
-        if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) {
-          const [row] = yield* holder
-          return yield* Effect.fail(
-            new LeaseHeld({ holder: row?.owner ?? "nobody", expiresAt: row === undefined ? 0 : int(row.expires_at) })
-          )
-        }
-        yield* writes.deletes(batch.deletes)
-        yield* writes.rows(batch.puts, batch.events, at)
-      }).pipe(sql.withTransaction, storeFailures("write"))
+        Clock.currentTimeMillis,
+        (at) =>
+          held !== undefined && writes.leased !== undefined
+            // PostgreSQL, under a lease: one statement, its own transaction, the lease checked in it
+            ? Effect.flatMap(writes.leased(batch, held, at), (written) => written ? Effect.void : leaseHeld)
+            : Effect.gen(function*() {
+              if (held !== undefined && !(yield* renew(held.owner, held.expiresAt))) return yield* leaseHeld
+              yield* writes.deletes(batch.deletes)
+              yield* writes.rows(batch.puts, batch.events, at)
+            }).pipe(sql.withTransaction)
+      ).pipe(storeFailures("write"))
 
     const acquireLease = (owner: string, now: number, expiresAt: number) =>
       Effect.gen(function*() {

@@ -10,8 +10,12 @@
  * PostgreSQL: one statement for a batch's records and events whatever its
  * size (a data-modifying `WITH`), and one for its deletes, the rows passed as
  * one array per column (`unnest`): one text, prepared once, one round trip.
+ * Under a lease (every commit of a host), the whole batch is one statement
+ * (`leased`): the lease's renewal, the deletes, records and events, with no
+ * `BEGIN` or `COMMIT` (a statement is its own transaction): one round trip.
  *
- * Owns nothing; `store.ts` calls it inside a write's transaction.
+ * Owns nothing; `store.ts` calls it (inside a write's transaction, but for
+ * `leased`).
  *
  * @internal
  */
@@ -70,6 +74,22 @@ const perSize = (f: (size: number) => string): (size: number) => string => {
 
 /** The statements that write a batch's rows, on `tasks` and `events`; `at` is the batch's commit time. */
 export interface RowWriters {
+  /**
+   * PostgreSQL only: the whole batch under a lease as ONE statement, which
+   * is its own transaction (no `BEGIN`, no `COMMIT`: one round trip): the
+   * lease renewed (a data-modifying `WITH`, the lease row locked), then the
+   * deletes, records and events, each written only if the renewal found the
+   * lease; returns whether it did (`false`: nothing was written).
+   */
+  readonly leased?: (
+    batch: {
+      readonly puts: ReadonlyArray<TaskRowInput>
+      readonly events: ReadonlyArray<BackgroundTaskEvent>
+      readonly deletes: ReadonlyArray<DeleteInput>
+    },
+    lease: { readonly owner: string; readonly expiresAt: number },
+    at: number
+  ) => Effect.Effect<boolean, unknown>
   readonly deletes: (deletes: ReadonlyArray<DeleteInput>) => Effect.Effect<unknown, unknown>
   /** The records, then the events. */
   readonly rows: (
@@ -82,8 +102,9 @@ export interface RowWriters {
 export const rowWriters = (
   sql: SqlClient.SqlClient,
   tables: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier },
-  isPg: boolean
-): RowWriters => isPg ? pgWriters(sql, tables) : sqliteWriters(sql, tables)
+  isPg: boolean,
+  lease?: { readonly table: Statement.Identifier; readonly name: string }
+): RowWriters => isPg ? pgWriters(sql, tables, lease) : sqliteWriters(sql, tables)
 
 const sqliteWriters = (
   sql: SqlClient.SqlClient,
@@ -148,14 +169,16 @@ const sqliteWriters = (
 
 const pgWriters = (
   sql: SqlClient.SqlClient,
-  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier }
+  { events, tasks }: { readonly tasks: Statement.Identifier; readonly events: Statement.Identifier },
+  lease: { readonly table: Statement.Identifier; readonly name: string } | undefined
 ): RowWriters => {
-  const taskColumns = (puts: ReadonlyArray<TaskRowInput>) => {
-    const keys: Array<string> = [], sessions: Array<string> = [], ids: Array<string> = [], orders: Array<number> = []
+  const putKeys = (puts: ReadonlyArray<TaskRowInput>) => puts.map(({ record }) => keyOf(record.scope.sessionId, record.id))
+  // `guard`: the rows are written only if the lease was renewed (`held`, a `WITH` before them)
+  const taskColumns = (puts: ReadonlyArray<TaskRowInput>, keys = putKeys(puts), guard = false) => {
+    const sessions: Array<string> = [], ids: Array<string> = [], orders: Array<number> = []
     const owners: Array<string> = [], states: Array<string> = [], records: Array<string> = [], released: Array<number> = []
     for (const put of puts) {
       const { record } = put
-      keys.push(keyOf(record.scope.sessionId, record.id))
       sessions.push(record.scope.sessionId)
       ids.push(record.id)
       orders.push(put.order)
@@ -167,10 +190,11 @@ const pgWriters = (
     return sql`INSERT INTO ${tasks} (task_key, session_id, task_id, ord, owner, state, record, released)
       SELECT * FROM unnest(${keys}::text[], ${sessions}::text[], ${ids}::text[], ${orders}::bigint[],
         ${owners}::text[], ${states}::text[], ${records}::text[], ${released}::integer[])
+      ${guard ? sql.literal("WHERE EXISTS (SELECT 1 FROM held)") : sql.literal("")}
       ON CONFLICT (task_key) DO UPDATE SET ord = excluded.ord, owner = excluded.owner,
         state = excluded.state, record = excluded.record, released = excluded.released`
   }
-  const eventColumns = (list: ReadonlyArray<BackgroundTaskEvent>, at: number) => {
+  const eventColumns = (list: ReadonlyArray<BackgroundTaskEvent>, at: number, guard = false) => {
     const seqs: Array<number> = [], sessions: Array<string> = [], ids: Array<string> = [], tags: Array<string> = []
     const texts: Array<string> = []
     for (const event of list) {
@@ -184,9 +208,38 @@ const pgWriters = (
     return sql`INSERT INTO ${events} (seq, session_id, task_id, tag, event, at)
       SELECT seq, session_id, NULLIF(task_id, ''), tag, event, ${at}::bigint
       FROM unnest(${seqs}::bigint[], ${sessions}::text[], ${ids}::text[], ${tags}::text[], ${texts}::text[])
-        AS row (seq, session_id, task_id, tag, event)`
+        AS row (seq, session_id, task_id, tag, event)
+      ${guard ? sql.literal("WHERE EXISTS (SELECT 1 FROM held)") : sql.literal("")}`
+  }
+  const leased: RowWriters["leased"] = lease === undefined ? undefined : ({ deletes, events: list, puts }, held, at) => {
+    const written = putKeys(puts)
+    // a record both deleted and put is put (as when the deletes come first): two parts of one
+    // statement must not change the same row
+    let gone = deletes.map((d) => keyOf(d.sessionId, d.taskId))
+    if (gone.length > 0 && written.length > 0) {
+      const put = new Set(written)
+      gone = gone.filter((key) => !put.has(key))
+    }
+    // each part only when it has rows (an empty one would still be planned and run)
+    const parts: Array<Statement.Fragment> = []
+    if (gone.length > 0) {
+      parts.push(sql`, deleted AS (DELETE FROM ${tasks}
+        WHERE task_key = ANY(${gone}::text[]) AND EXISTS (SELECT 1 FROM held))`)
+    }
+    if (puts.length > 0) parts.push(sql`, written AS (${taskColumns(puts, written, true)})`)
+    if (list.length > 0) parts.push(sql`, logged AS (${eventColumns(list, at, true)})`)
+    // never shortened: a renewal computed earlier can land after a commit's later one
+    return Effect.map(
+      sql<{ readonly held: unknown }>`WITH held AS (UPDATE ${lease.table}
+        SET expires_at = CASE WHEN expires_at < ${held.expiresAt} THEN ${held.expiresAt} ELSE expires_at END
+        WHERE name = ${lease.name} AND owner = ${held.owner} AND expires_at > 0 RETURNING 1)${
+        sql.join("", false, "")(parts)
+      } SELECT EXISTS (SELECT 1 FROM held) AS held`,
+      ([row]) => row?.held === true
+    )
   }
   return {
+    ...(leased === undefined ? {} : { leased }),
     deletes: (deletes) =>
       deletes.length === 0 ? Effect.void : sql`DELETE FROM ${tasks}
         WHERE task_key = ANY(${deletes.map((d) => keyOf(d.sessionId, d.taskId))}::text[])`,

@@ -41,10 +41,13 @@ describe("a database outage under a durable host (PostgreSQL)", () => {
       const sql = yield* PgClient.make(clientConfig(server.settings, server.settings.database)).pipe(
         Effect.provide(Reactivity.layer)
       )
-      // `cancel`, so that closing the host below writes the end of anything still live
+      // `cancel`, so that closing the host below writes the end of anything still live; every
+      // terminal record kept (how many tasks end in the run depends on the machine's speed: past
+      // the default 10,000 the oldest would be evicted, and the checks below look each one up)
       const { events, host } = yield* startHost(sql, {
         lease: { ttl: "30 seconds", renewEvery: "1 second" },
-        shutdown: { mode: "cancel" }
+        shutdown: { mode: "cancel" },
+        retention: { maxTerminal: Infinity }
       })
 
       const calls: Array<Call> = []
